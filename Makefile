@@ -1,0 +1,49 @@
+# advhash: two commands on a fresh machine.
+#   make repro   set up the environment and data, then regenerate every result with `dvc repro`
+#   make test    set up the environment and data, then run the library tests and nbval on the notebooks
+#
+# The environment is a virtual environment in .venv (python3 >= 3.11); conda users can instead
+# `conda env create -f environment.yml` and run with VENV=$CONDA_PREFIX (setup is then skipped).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATA_ROOT ?= data
+DEFAULT_DATASETS ?= fashion-mnist fashion-mosaic
+FASHION_MNIST_DEB := /usr/share/datasets/fashion-mnist
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export PYTHONHASHSEED := 0
+
+.PHONY: setup fashion-mnist data repro test bench clean-outputs
+
+setup: $(BIN)/.advhash-installed
+
+$(BIN)/.advhash-installed: pyproject.toml
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+# The real Fashion-MNIST from Debian's dataset-fashion-mnist where apt is available; elsewhere the
+# loader falls back to torchvision's download.
+fashion-mnist:
+	@if [ ! -d $(FASHION_MNIST_DEB) ] && command -v apt-get >/dev/null 2>&1; then \
+	  $(SUDO) apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -q >/dev/null 2>&1 && $(SUDO) apt-get install -y -q dataset-fashion-mnist >/dev/null; } || \
+	  echo "could not install dataset-fashion-mnist; the loader will try torchvision's download"; \
+	fi
+
+data: setup fashion-mnist
+	$(BIN)/python -m advhash.data materialize $(DEFAULT_DATASETS) --root $(DATA_ROOT)
+
+repro: data
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
+
+test: data
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python benchmarks/bench_metrics.py
+
+clean-outputs:
+	rm -rf build

@@ -1,0 +1,215 @@
+"""Retrieval datasets: a split of (image, multi-hot label, index) items, and the three splits of a dataset.
+
+Conventions every loader in ``advhash.data`` follows:
+
+- ``split[i]`` returns ``(image, label, index)``: image float32 (C, H, W) in [0, 1], label float32
+  multi-hot (L,) (one-hot for single-label data), index = ``i``, the item's position in the split
+  (hashing losses keep a per-item code table indexed by it).
+- ``split.labels`` float32 (n, L); ``split.texts`` float32 (n, T) binary tag bag-of-words or None;
+  ``split.image_shape`` (C, H, W); ``split.source_indices`` int64 (n,) the item's row in the stored
+  pool (or line in the list file), so that splits can be compared (train is a subset of database).
+- Two items are relevant when their label vectors share at least one label (FLICKR-25K, NUS-WIDE,
+  MS-COCO; for one-hot labels: same class).
+- Items whose label vector is all zero are KEPT, never dropped: they have no relevant item and no
+  positive pair (381 database, 95 train and 38 query items of FLICKR-25K are such). ``summary()``
+  reports their share; methods that need positives (center or mainstay codes) must handle them.
+
+Two kinds of split: :class:`InMemorySplit` holds a uint8 (n, C, H, W) image tensor and has a fast
+``batch(indices)``; :class:`ImageFileSplit` reads image files through a torchvision transform
+(list-file datasets of real photos, resized to ``image_size``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision import transforms
+
+
+def check_binary_labels(labels, *, where: str, name: str = "labels") -> np.ndarray:
+    """Check that ``labels`` is a 2-D 0/1 matrix and return it as uint8; ``where`` names the source."""
+    array = np.asarray(labels)
+    if array.ndim != 2:
+        raise ValueError(f"{name} from {where} must be a 2-D (items, {name}) matrix, got shape {array.shape}")
+    if array.size and not np.isin(array, (0, 1)).all():
+        rows = np.flatnonzero(~np.isin(array, (0, 1)).all(axis=1))
+        raise ValueError(f"{name} from {where} must be binary (0/1 multi-hot); found values "
+                         f"{np.unique(array[rows[0]]).tolist()} in row {rows[0]} (0-based) and "
+                         f"{len(rows)} such rows; binarize them (e.g. labels > 0) before loading")
+    return array.astype(np.uint8)
+
+
+def _as_float_tensor(array) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(array), dtype=torch.float32)
+
+
+class HashingSplit(torch.utils.data.Dataset):
+    """One split (train, query or database) of a retrieval dataset; see the module docstring."""
+
+    image_shape: tuple[int, int, int] | None = None     # (C, H, W); None for a split without images
+
+    def __init__(self, labels, *, texts=None, source_indices=None):
+        self.labels = _as_float_tensor(labels)                                   # (n, L)
+        self.texts = None if texts is None else _as_float_tensor(texts)          # (n, T)
+        n = len(self.labels)
+        if self.texts is not None and len(self.texts) != n:
+            raise ValueError(f"texts hold {len(self.texts)} items but labels {n}; they must align")
+        self.source_indices = (torch.arange(n) if source_indices is None
+                               else torch.as_tensor(np.asarray(source_indices), dtype=torch.int64))
+        if len(self.source_indices) != n:
+            raise ValueError(f"source_indices hold {len(self.source_indices)} items but labels {n}")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def load_image(self, i: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        i = int(i)
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"index {i} out of range for a split of {len(self)} items")
+        i %= len(self)
+        return self.load_image(i), self.labels[i], i
+
+    def batch(self, indices) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(images (b, C, H, W) float in [0, 1], labels (b, L), indices (b,))`` for item positions."""
+        indices = torch.as_tensor(indices, dtype=torch.int64)
+        images = torch.stack([self.load_image(int(i)) for i in indices])
+        return images, self.labels[indices], indices
+
+    def __repr__(self) -> str:
+        text = f", text_dim={self.texts.shape[1]}" if self.texts is not None else ""
+        return (f"{type(self).__name__}(n={len(self)}, num_classes={self.labels.shape[1]}, "
+                f"image_shape={self.image_shape}{text})")
+
+
+class InMemorySplit(HashingSplit):
+    """A split held in memory: ``images`` uint8 (n, C, H, W), divided by 255 when read.
+
+    ``images=None`` makes a labels-and-texts-only split (for statistics); reading an image then raises
+    an error carrying ``missing_images_reason``.
+    """
+
+    def __init__(self, images, labels, *, texts=None, source_indices=None, missing_images_reason: str = ""):
+        super().__init__(labels, texts=texts, source_indices=source_indices)
+        if images is not None:
+            images = torch.as_tensor(np.asarray(images))
+            if images.dtype != torch.uint8 or images.ndim != 4:
+                raise ValueError(f"images must be uint8 (n, C, H, W), got {images.dtype} {tuple(images.shape)}")
+            if len(images) != len(self.labels):
+                raise ValueError(f"images hold {len(images)} items but labels {len(self.labels)}")
+            self.image_shape = tuple(images.shape[1:])
+        self.images = images
+        self.missing_images_reason = missing_images_reason
+
+    def _require_images(self) -> torch.Tensor:
+        if self.images is None:
+            raise RuntimeError("this split holds labels and texts only, no images. "
+                               + (self.missing_images_reason or "Load the dataset with its images."))
+        return self.images
+
+    def load_image(self, i: int) -> torch.Tensor:
+        return self._require_images()[i].float().div_(255)
+
+    def batch(self, indices) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        indices = torch.as_tensor(indices, dtype=torch.int64)
+        return self._require_images()[indices].float().div_(255), self.labels[indices], indices
+
+
+def default_transform(image_size: int) -> Callable:
+    """Resize to (image_size, image_size) and convert to a float tensor in [0, 1] (no normalization:
+    models normalize inside, so that attacks work in [0, 1] pixel space)."""
+    return transforms.Compose([transforms.Resize((image_size, image_size)), transforms.ToTensor()])
+
+
+class ImageFileSplit(HashingSplit):
+    """A split of image files read on demand (RGB), through ``transform`` (default: resize + ToTensor)."""
+
+    def __init__(self, paths: Sequence[str | Path], labels, *, texts=None, source_indices=None,
+                 image_size: int = 224, transform: Callable | None = None):
+        super().__init__(labels, texts=texts, source_indices=source_indices)
+        self.paths = [Path(p) for p in paths]
+        if len(self.paths) != len(self.labels):
+            raise ValueError(f"{len(self.paths)} image paths but {len(self.labels)} label rows; they must align")
+        self.transform = transform or default_transform(image_size)
+        self._image_shape = (3, image_size, image_size) if transform is None else None
+
+    @property
+    def image_shape(self) -> tuple[int, int, int] | None:
+        """(C, H, W); with a custom transform, the shape of the first image once transformed."""
+        if self._image_shape is None and len(self.paths):
+            self._image_shape = tuple(self.load_image(0).shape)
+        return self._image_shape
+
+    def load_image(self, i: int) -> torch.Tensor:
+        with Image.open(self.paths[i]) as image:
+            return self.transform(image.convert("RGB"))
+
+
+@dataclass
+class HashingData:
+    """A retrieval dataset: ``train``, ``query`` and ``database`` splits sharing one label space.
+
+    The literature's protocol: query and database are disjoint and train is a subset of the
+    database. ``num_classes`` is the label width, ``text_dim`` the tag vocabulary size (or None).
+    """
+
+    name: str
+    train: HashingSplit
+    query: HashingSplit
+    database: HashingSplit
+    class_names: list[str]
+    description: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        widths = {name: split.labels.shape[1] for name, split in self.splits.items()}
+        if len(set(widths.values())) != 1:
+            raise ValueError(f"{self.name}: label widths disagree between splits {widths}; "
+                             f"every split must use the same label vocabulary")
+        if len(self.class_names) != self.num_classes:
+            raise ValueError(f"{self.name}: {len(self.class_names)} class names for {self.num_classes} labels")
+        text_widths = {name: None if s.texts is None else s.texts.shape[1] for name, s in self.splits.items()}
+        if len(set(text_widths.values())) != 1:
+            raise ValueError(f"{self.name}: text widths disagree between splits {text_widths}")
+
+    @property
+    def splits(self) -> dict[str, HashingSplit]:
+        return {"train": self.train, "query": self.query, "database": self.database}
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.train.labels.shape[1])
+
+    @property
+    def text_dim(self) -> int | None:
+        return None if self.train.texts is None else int(self.train.texts.shape[1])
+
+    @property
+    def image_shape(self) -> tuple[int, int, int] | None:
+        return self.database.image_shape
+
+    def summary(self) -> dict[str, dict[str, Any]]:
+        """Per split: items, mean labels per item, % items with an all-zero label, mean tags per item."""
+        table = {}
+        for name, split in self.splits.items():
+            counts = split.labels.sum(1)
+            table[name] = dict(
+                items=len(split),
+                labels_per_item=round(float(counts.mean()), 3) if len(split) else 0.0,
+                zero_label_percent=round(100 * float((counts == 0).float().mean()), 2) if len(split) else 0.0,
+                tags_per_item=(None if split.texts is None or not len(split)
+                               else round(float(split.texts.sum(1).mean()), 3)),
+            )
+        return table
+
+    def __repr__(self) -> str:
+        rows = "\n".join(f"  {name:<9}{row}" for name, row in self.summary().items())
+        return (f"HashingData({self.name!r}, num_classes={self.num_classes}, text_dim={self.text_dim}, "
+                f"image_shape={self.image_shape})\n{rows}")

@@ -1,0 +1,166 @@
+"""Supervised pairwise hashing losses: DPH, DPSH and HashNet.
+
+Pairwise similarity is S_ij = 1[y_i . y_j > 0] (share a label). Two ways to form the pairs
+(``pairs=``):
+
+- ``"table"``: the batch's relaxed codes u = h(x) (B, K) against the table U (n_train, K) of the latest
+  relaxed codes of every training item (DPSH's Algorithm 1; TADH/SAAT reuse it for DPH and HashNet).
+  The table rows are refreshed with the batch (detached) first; rows of items not seen yet are left
+  out (the published code leaves them as zeros, which only rescales the first epoch's loss).
+  Gradients flow through u only.
+- ``"batch"``: all pairs within the batch, gradients through both sides (HashNet's paper and
+  DeepHash-pytorch's HashNet). Trained from scratch (no ImageNet weights, as on a CPU here) the
+  table form collapses to near-zero codes within a few epochs (measured on Fashion-MNIST: mAP 0.20
+  with the table vs 0.61 within the batch after 20 epochs, 16 bits, small CNN), so the CPU profile
+  uses ``"batch"``; the paper profile keeps each method's own form.
+
+Formulas as in ``shared/reference/METHODS.md`` section 1; each class names its equation.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def pairwise_similarity(labels_a: torch.Tensor, labels_b: torch.Tensor) -> torch.Tensor:
+    """S_ij = 1[y_i . y_j > 0] as float, shape (n_a, n_b)."""
+    return (labels_a @ labels_b.T > 0).to(labels_a.dtype)
+
+
+class PairwiseHashingLoss(nn.Module):
+    """Base class: keeps the training code table U and label table Y and adds a quantization term.
+
+    Args:
+        num_train: number of training items (rows of the tables; indices come from the data loader).
+        bits: code length K.
+        num_classes: label width L.
+        quantization_weight: eta in ``eta * mean((u - sign(u))^2)``.
+        pairs: "table" (batch x training table, the default of DPH and DPSH) or "batch" (within the
+            batch, HashNet's default); see the module docstring.
+    """
+
+    default_pairs = "table"
+
+    def __init__(self, *, num_train: int, bits: int, num_classes: int, quantization_weight: float = 0.0,
+                 pairs: str | None = None):
+        super().__init__()
+        pairs = pairs or self.default_pairs
+        if pairs not in ("table", "batch"):
+            raise ValueError(f"pairs must be 'table' or 'batch', got {pairs!r}")
+        self.bits = bits
+        self.pairs = pairs
+        self.quantization_weight = quantization_weight
+        self.register_buffer("code_table", torch.zeros(num_train, bits))    # U (n_train, K)
+        self.register_buffer("label_table", torch.zeros(num_train, num_classes))  # Y (n_train, L)
+        self.register_buffer("seen", torch.zeros(num_train, dtype=torch.bool))
+
+    def alpha(self, step: int) -> float:
+        """Scale of the tanh(alpha * z) activation at optimizer step ``step`` (1 unless the method
+        schedules it)."""
+        return 1.0
+
+    def pair_loss(self, u: torch.Tensor, table: torch.Tensor, similarity: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, u: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """Loss of the batch's relaxed codes ``u`` (B, K) with labels (B, L) at table rows ``indices``."""
+        if labels.shape[1] != self.label_table.shape[1]:
+            raise ValueError(f"labels have width {labels.shape[1]} but the loss was built with "
+                             f"num_classes={self.label_table.shape[1]}")
+        with torch.no_grad():
+            self.code_table[indices] = u.detach()
+            self.label_table[indices] = labels
+            self.seen[indices] = True
+        if self.pairs == "batch":
+            table_codes, table_labels = u, labels
+        else:
+            table_codes, table_labels = self.code_table[self.seen], self.label_table[self.seen]
+        similarity = pairwise_similarity(labels, table_labels)  # (B, n_seen)
+        loss = self.pair_loss(u, table_codes, similarity)
+        if self.quantization_weight:
+            loss = loss + self.quantization_weight * (u - torch.sign(u).detach()).pow(2).mean()
+        return loss
+
+
+class DPHLoss(PairwiseHashingLoss):
+    """DPH (deep pairwise hashing, as in TADH and SAAT): least squares between scaled inner products
+    and the {-1, +1} similarity,
+
+        L = sum_ij (u_i . U_j / K - (2 S_ij - 1))^2 / (B * n),
+
+    the mean over the B x n pairs (METHODS.md section 1, "DPH loss"; TADH model/dph.py).
+    """
+
+    def pair_loss(self, u, table, similarity):
+        inner = u @ table.T / self.bits  # (B, n)
+        return (inner - (2 * similarity - 1)).pow(2).mean()
+
+
+class DPSHLoss(PairwiseHashingLoss):
+    """DPSH (Li, Wang, Kang, IJCAI 2016, Eq. 4): negative log-likelihood of the pairwise labels with
+    theta_ij = u_i . U_j / 2, plus the quantization term,
+
+        L = -mean_ij (S_ij theta_ij - log(1 + e^theta_ij)) + eta * mean((u - sign(u))^2).
+
+    Mean-normalized like DeepHash-pytorch and CgAT (hashing_loss.py), with eta = 0.001 as there;
+    TADH sums instead and uses eta = 50 on ||b - u||^2 / (N B) (METHODS.md section 1).
+    """
+
+    def __init__(self, *, num_train, bits, num_classes, quantization_weight: float = 0.001, pairs=None):
+        super().__init__(num_train=num_train, bits=bits, num_classes=num_classes,
+                         quantization_weight=quantization_weight, pairs=pairs)
+
+    def pair_loss(self, u, table, similarity):
+        theta = u @ table.T / 2  # (B, n)
+        return (F.softplus(theta) - similarity * theta).mean()
+
+
+class HashNetLoss(PairwiseHashingLoss):
+    """HashNet (Cao et al., ICCV 2017, Eq. 5): class-balanced weighted pairwise cross-entropy on
+    theta_ij = a * u_i . U_j,
+
+        L = sum_ij w_ij (log(1 + e^theta_ij) - S_ij theta_ij) / |S|,  w_ij = |S|/|S1| if S_ij else |S|/|S0|,
+
+    with the continuation tanh(beta z), beta = (1 + 0.005 t)^0.5 raised every 200 optimizer steps
+    (HashNet's schedule, reused by DeepHash-pytorch, TADH, SAAT and CgAT). Pairs are formed within the
+    batch by default, as in the paper; TADH and SAAT use the training table (``pairs="table"``).
+
+    Args:
+        similarity_scale: a, 0.1 as in DeepHash-pytorch / TADH / CgAT (SAAT uses 10 / K).
+    """
+
+    default_pairs = "batch"
+
+    def __init__(self, *, num_train, bits, num_classes, similarity_scale: float = 0.1,
+                 quantization_weight: float = 0.0, step_size: int = 200, gamma: float = 0.005,
+                 power: float = 0.5, pairs=None):
+        super().__init__(num_train=num_train, bits=bits, num_classes=num_classes,
+                         quantization_weight=quantization_weight, pairs=pairs)
+        self.similarity_scale = similarity_scale
+        self.step_size, self.gamma, self.power = step_size, gamma, power
+
+    def alpha(self, step: int) -> float:
+        """HashNet continuation: beta = (1 + gamma * t)^power, t rounded down to a multiple of step_size."""
+        return (1.0 + self.gamma * (step // self.step_size) * self.step_size) ** self.power
+
+    def pair_loss(self, u, table, similarity):
+        theta = self.similarity_scale * (u @ table.T)  # (B, n)
+        pair_nll = F.softplus(theta) - similarity * theta
+        positives = similarity > 0
+        num_pairs = similarity.numel()
+        num_positive = positives.sum().clamp(min=1)
+        num_negative = (~positives).sum().clamp(min=1)
+        weights = torch.where(positives, num_pairs / num_positive, num_pairs / num_negative)
+        return (weights * pair_nll).sum() / num_pairs
+
+
+LOSSES: dict[str, type[PairwiseHashingLoss]] = {"dph": DPHLoss, "dpsh": DPSHLoss, "hashnet": HashNetLoss}
+
+
+def build_loss(name: str, **kwargs) -> PairwiseHashingLoss:
+    """Build a hashing loss by name ("dph", "dpsh", "hashnet")."""
+    if name.lower() not in LOSSES:
+        raise ValueError(f"unknown hashing loss {name!r}; choose one of {sorted(LOSSES)}")
+    return LOSSES[name.lower()](**kwargs)

@@ -1,0 +1,7 @@
+"""Hashing models: torchvision backbones (and a small CNN) under a tanh(alpha * z) hash head."""
+
+from .backbones import BACKBONES, SmallCNN, build_backbone
+from .hashing_model import IMAGENET_MEAN, IMAGENET_STD, HashingModel, binarize, build_model
+
+__all__ = ["BACKBONES", "SmallCNN", "build_backbone", "HashingModel", "binarize", "build_model",
+           "IMAGENET_MEAN", "IMAGENET_STD"]

@@ -1,0 +1,100 @@
+"""The deep hashing model: normalization -> backbone -> linear hash layer -> tanh(alpha * z).
+
+Attacks work in [0, 1] pixel space, so normalization (and resizing to the backbone's input size,
+where one is set) happens inside the model: ``model(images)`` takes raw [0, 1] images.
+
+The hash activation is ``h = tanh(alpha * z)`` with ``alpha`` settable per call: HashNet's
+continuation grows it during training, HAG and SAAT grow it during an attack to fight vanishing
+gradients. Binary codes are ``b = sign(h)`` with sign(0) := +1, so every code is in {-1, +1}^K.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backbones import BACKBONES, MIN_INPUT_SIZE, build_backbone
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def binarize(h: torch.Tensor) -> torch.Tensor:
+    """Binary codes ``b = sign(h)`` in {-1, +1}, with sign(0) := +1 (so no code bit is ever 0)."""
+    return torch.where(h >= 0, 1.0, -1.0).to(h.dtype)
+
+
+class HashingModel(nn.Module):
+    """Image hashing network ``x in [0,1]^(C,H,W) -> h = tanh(alpha * W f(normalize(x))) in (-1,1)^K``.
+
+    Args:
+        backbone: name in ``advhash.models.BACKBONES`` ("small_cnn", "alexnet", "vgg11", "vgg16",
+            "resnet18", "resnet50").
+        bits: code length K (16, 32, 48, 64 in the papers).
+        in_channels: channels of the input images (1 for Fashion-MNIST, 3 for photos). A grey image is
+            repeated to 3 channels for torchvision backbones.
+        mean, std: per-channel normalization applied inside the model (default 0.5 / 0.5; use
+            ``IMAGENET_MEAN``/``IMAGENET_STD`` with ImageNet weights).
+        input_size: resize (bilinear) inputs to this square size inside the model, e.g. 224 for the
+            paper-scale AlexNet/VGG runs; None keeps the native size (raised to the backbone's minimum).
+        weights: None, a local torchvision state-dict file, or a torchvision weights name.
+
+    Shape: images (N, C, H, W) in [0, 1] -> (N, bits) in (-1, 1).
+    """
+
+    def __init__(self, backbone: str = "small_cnn", *, bits: int, in_channels: int = 3,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                 input_size: int | None = None, weights: str | Path | None = None):
+        super().__init__()
+        if not isinstance(bits, int) or bits <= 0:
+            raise ValueError(f"bits must be a positive integer (16, 32, 48, 64 in the papers), got {bits!r}")
+        if in_channels not in (1, 3):
+            raise ValueError(f"in_channels must be 1 (grey) or 3 (RGB), got {in_channels}")
+        mean = tuple(mean) if mean is not None else (0.5,) * in_channels
+        std = tuple(std) if std is not None else (0.5,) * in_channels
+        if len(mean) != in_channels or len(std) != in_channels:
+            raise ValueError(f"mean/std need {in_channels} values (one per input channel), got {mean}, {std}")
+        if backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {backbone!r}; choose one of {sorted(BACKBONES)}")
+        self.config: dict[str, Any] = dict(backbone=backbone, bits=bits, in_channels=in_channels,
+                                           mean=list(mean), std=list(std), input_size=input_size)
+        self.bits = bits
+        backbone_channels = 1 if backbone == "small_cnn" else 3
+        self.repeat_channels = backbone_channels // in_channels if in_channels == 1 else 1
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+        self.input_size = input_size
+        self.min_input_size = MIN_INPUT_SIZE[backbone]
+        self.backbone, feature_dim = build_backbone(
+            backbone, in_channels=in_channels if backbone == "small_cnn" else 3, weights=weights)
+        self.hash_layer = nn.Linear(feature_dim, bits)
+
+    def hash_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The pre-activation z (N, bits) for images in [0, 1]."""
+        x = (images - self.mean) / self.std
+        size = self.input_size
+        if size is None and min(x.shape[-2:]) < self.min_input_size:
+            size = self.min_input_size
+        if size is not None and (x.shape[-2], x.shape[-1]) != (size, size):
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+        if self.repeat_channels > 1:
+            x = x.expand(-1, self.repeat_channels, -1, -1)
+        return self.hash_layer(self.backbone(x))
+
+    def forward(self, images: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+        """Relaxed codes h = tanh(alpha * z), shape (N, bits)."""
+        return torch.tanh(alpha * self.hash_logits(images))
+
+    @torch.no_grad()
+    def codes(self, images: torch.Tensor) -> torch.Tensor:
+        """Binary codes sign(z) in {-1, +1}, shape (N, bits), computed in whatever mode the model is in."""
+        return binarize(self.hash_logits(images))
+
+
+def build_model(config: dict[str, Any], *, weights: str | Path | None = None) -> HashingModel:
+    """Rebuild a model from its ``config`` dict (as stored in checkpoints)."""
+    return HashingModel(**config, weights=weights)

@@ -1,0 +1,193 @@
+"""Training a deep hashing model: one seeded, resumable loop for every hashing loss.
+
+- Deterministic on CPU: the shuffling order of epoch e comes from its own generator seeded with
+  (seed, e), and the torch RNG state is saved, so an interrupted and resumed run reaches exactly the
+  weights of an uninterrupted one.
+- A checkpoint is written atomically after every epoch (``advhash.checkpoint``); when the file exists
+  the loop resumes from it, and when it is complete the loop only loads it. A checkpoint written
+  with other settings is refused with a message saying what differs, never overwritten.
+- Progress shows with tqdm on a terminal and stays quiet in CI, papermill and nbval.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+
+from .checkpoint import load_checkpoint, save_checkpoint, settings_tag
+from .losses import PairwiseHashingLoss, build_loss
+from .models import HashingModel, binarize, build_model
+from .utils import progress, resolve_device
+
+
+def epoch_order(num_items: int, *, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffled item order of one epoch, a pure function of (seed, epoch)."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(num_items, generator=generator)
+
+
+def iterate_batches(split, indices: torch.Tensor, batch_size: int) -> Iterator[tuple[torch.Tensor, ...]]:
+    """Yield (images, labels, indices) batches of ``split`` in the given order.
+
+    Uses the split's fast in-memory ``batch(indices)`` when it has one, else its ``__getitem__``.
+    """
+    for start in range(0, len(indices), batch_size):
+        chunk = indices[start:start + batch_size]
+        if hasattr(split, "batch"):
+            images, labels = split.batch(chunk)[:2]
+        else:
+            items = [split[int(i)] for i in chunk]
+            images = torch.stack([item[0] for item in items])
+            labels = torch.stack([torch.as_tensor(item[1]) for item in items])
+        yield images, labels.float(), chunk
+
+
+def _make_optimizer(name: str, params, *, lr: float, momentum: float, weight_decay: float):
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; choose 'sgd' or 'adam'")
+
+
+def train_hashing(model: HashingModel, loss: PairwiseHashingLoss, train_split, *, epochs: int,
+                  batch_size: int = 64, lr: float = 0.01, optimizer: str = "sgd", momentum: float = 0.9,
+                  weight_decay: float = 5e-4, lr_milestones: tuple[int, ...] = (), seed: int = 0,
+                  checkpoint_path: str | Path | None = None, device: str | torch.device = "cpu",
+                  evaluate: Callable[[HashingModel], dict[str, float]] | None = None) -> list[dict[str, Any]]:
+    """Train ``model`` with a pairwise hashing ``loss`` on ``train_split``; returns the per-epoch history.
+
+    Args:
+        epochs: number of passes over the training split.
+        batch_size, lr, optimizer ("sgd" or "adam"), momentum, weight_decay: the usual knobs
+            (defaults: the CgAT/SAAT clean-training SGD, lr 0.01, momentum 0.9, weight decay 5e-4).
+        lr_milestones: epochs at which the learning rate is multiplied by 0.1.
+        seed: seeds the initial torch RNG state and every epoch's shuffling order.
+        checkpoint_path: where to write the checkpoint after each epoch and resume from.
+        device: "cpu", "cuda" or "auto".
+        evaluate: optional ``evaluate(model) -> {name: value}`` called after each epoch (model in eval
+            mode), whose results join the history (e.g. validation mAP for training curves).
+
+    Returns:
+        A list with one dict per epoch: epoch, mean loss, learning rate, seconds, plus ``evaluate``'s.
+    """
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if len(train_split) != loss.code_table.shape[0]:
+        raise ValueError(f"the loss was built for num_train={loss.code_table.shape[0]} items but the "
+                         f"training split has {len(train_split)}; build it with num_train=len(train_split)")
+    device = resolve_device(device)
+    model.to(device)
+    loss.to(device)
+    torch.manual_seed(seed)
+    opt = _make_optimizer(optimizer, model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(lr_milestones), gamma=0.1)
+    run_config = dict(model=model.config, loss=type(loss).__name__, batch_size=batch_size, lr=lr,
+                      optimizer=optimizer, momentum=momentum, weight_decay=weight_decay,
+                      lr_milestones=list(lr_milestones), seed=seed, num_train=len(train_split))
+    history: list[dict[str, Any]] = []
+    start_epoch, step = 0, 0
+    if checkpoint_path is not None and Path(checkpoint_path).is_file():
+        state = load_checkpoint(checkpoint_path, map_location=device)
+        _check_same_run(state["run_config"], run_config, checkpoint_path)
+        model.load_state_dict(state["model"])
+        loss.load_state_dict(state["loss"])
+        opt.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        start_epoch, step, history = state["epoch"], state["step"], list(state["history"])
+
+    for epoch in progress(range(start_epoch, epochs), desc=f"train {run_config['loss']}", initial=start_epoch,
+                          total=epochs):
+        model.train()
+        began, total, batches = time.perf_counter(), 0.0, 0
+        order = epoch_order(len(train_split), seed=seed, epoch=epoch)
+        for images, labels, indices in iterate_batches(train_split, order, batch_size):
+            images, labels, indices = images.to(device), labels.to(device), indices.to(device)
+            u = model(images, alpha=loss.alpha(step))
+            value = loss(u, labels, indices)
+            opt.zero_grad(set_to_none=True)
+            value.backward()
+            opt.step()
+            total, batches, step = total + value.item(), batches + 1, step + 1
+        record = dict(epoch=epoch + 1, loss=total / max(batches, 1), lr=opt.param_groups[0]["lr"],
+                      seconds=time.perf_counter() - began)
+        scheduler.step()
+        if evaluate is not None:
+            model.eval()
+            record.update({key: float(value) for key, value in evaluate(model).items()})
+        history.append(record)
+        if checkpoint_path is not None:
+            save_checkpoint(dict(model=model.state_dict(), loss=loss.state_dict(), optimizer=opt.state_dict(),
+                                 scheduler=scheduler.state_dict(), torch_rng=torch.get_rng_state(),
+                                 epoch=epoch + 1, step=step, history=history, run_config=run_config),
+                            checkpoint_path)
+    model.eval()
+    return history
+
+
+def _check_same_run(saved: dict, current: dict, path) -> None:
+    differences = {key: (saved.get(key), value) for key, value in current.items() if saved.get(key) != value}
+    if differences:
+        described = ", ".join(f"{key}: checkpoint {old!r} vs now {new!r}" for key, (old, new) in differences.items())
+        raise ValueError(f"checkpoint {path} was written by a different run ({described}); "
+                         "delete it or choose another checkpoint path")
+
+
+@torch.no_grad()
+def encode(model: HashingModel, split_or_images, *, batch_size: int = 256,
+           device: str | torch.device | None = None) -> torch.Tensor:
+    """Binary codes in {-1, +1} (n, K) of a split (or an image tensor), in eval mode, on the CPU."""
+    device = resolve_device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    codes = []
+    if isinstance(split_or_images, torch.Tensor):
+        batches = (split_or_images[i:i + batch_size] for i in range(0, len(split_or_images), batch_size))
+    else:
+        order = torch.arange(len(split_or_images))
+        batches = (images for images, _, _ in iterate_batches(split_or_images, order, batch_size))
+    for images in batches:
+        codes.append(binarize(model.hash_logits(images.to(device))).cpu())
+    model.train(was_training)
+    return torch.cat(codes) if codes else torch.empty(0, model.bits)
+
+
+def load_trained_model(checkpoint_path: str | Path, *, device: str | torch.device = "cpu") -> HashingModel:
+    """Rebuild a trained model from a checkpoint written by :func:`train_hashing` (eval mode)."""
+    state = load_checkpoint(checkpoint_path, map_location=device)
+    model = build_model(state["run_config"]["model"])
+    model.load_state_dict(state["model"])
+    return model.to(device).eval()
+
+
+def fit_hashing_model(data, *, method: str, bits: int, backbone: str = "small_cnn", epochs: int,
+                      checkpoint_dir: str | Path | None = None, input_size: int | None = None,
+                      weights: str | Path | None = None, pairs: str | None = None,
+                      device: str | torch.device = "cpu", seed: int = 0, **training) -> tuple[HashingModel, list[dict[str, Any]]]:
+    """Build and train (or resume, or just load) a ``method`` hashing model with ``bits`` bits on
+    ``data.train``. The checkpoint is ``<checkpoint_dir>/<method>_<bits>bits_<backbone>_<tag>.pt``, the
+    tag hashing every setting, so changed settings never pick up a stale checkpoint.
+
+    ``pairs`` picks the loss's pairing ("table" / "batch", None = the method's own; ``advhash.losses``);
+    ``training`` goes to :func:`train_hashing` (batch_size, lr, optimizer, weight_decay, ...).
+    """
+    in_channels = data.image_shape[0] if data.image_shape else 3
+    torch.manual_seed(seed)
+    model = HashingModel(backbone, bits=bits, in_channels=in_channels, input_size=input_size, weights=weights)
+    loss = build_loss(method, num_train=len(data.train), bits=bits, num_classes=data.num_classes, pairs=pairs)
+    checkpoint_path = None
+    if checkpoint_dir is not None:
+        train_items = getattr(data.train, "source_indices", None)
+        train_items = len(data.train) if train_items is None else settings_tag(list(map(int, train_items)))
+        settings = dict(data=data.name, train_items=train_items, method=method, bits=bits, backbone=backbone,
+                        input_size=input_size, weights=str(weights), pairs=loss.pairs, seed=seed, **training)
+        checkpoint_path = Path(checkpoint_dir) / f"{method}_{bits}bits_{backbone}_{settings_tag(settings)}.pt"
+    history = train_hashing(model, loss, data.train, epochs=epochs, seed=seed, device=device,
+                            checkpoint_path=checkpoint_path, **training)
+    return model, history

@@ -1,0 +1,84 @@
+"""Hashing models: shapes, ranges, normalization inside the model, the alpha knob, weights files."""
+
+import pytest
+import torch
+
+from advhash.models import BACKBONES, HashingModel, binarize, build_model
+
+
+@pytest.mark.parametrize("backbone", ["small_cnn", "alexnet", "vgg11", "resnet18"])
+@pytest.mark.parametrize("in_channels,size", [(1, 28), (3, 32)])
+def test_relaxed_codes_in_open_interval_and_codes_binary(backbone, in_channels, size):
+    torch.manual_seed(0)
+    model = HashingModel(backbone, bits=12, in_channels=in_channels).eval()
+    images = torch.rand(3, in_channels, size, size)
+    h = model(images)
+    assert h.shape == (3, 12)
+    assert h.abs().max() < 1
+    codes = model.codes(images)
+    assert set(codes.unique().tolist()) <= {-1.0, 1.0}
+    assert torch.equal(codes, binarize(h))
+
+
+def test_alpha_scales_the_tanh_argument():
+    torch.manual_seed(0)
+    model = HashingModel("small_cnn", bits=8, in_channels=1).eval()
+    images = torch.rand(4, 1, 28, 28)
+    z = model.hash_logits(images)
+    assert torch.allclose(model(images, alpha=0.1), torch.tanh(0.1 * z))
+    assert torch.allclose(model(images, alpha=5.0), torch.tanh(5.0 * z))
+
+
+def test_binarize_maps_zero_to_plus_one():
+    assert binarize(torch.tensor([-0.2, 0.0, 0.3])).tolist() == [-1.0, 1.0, 1.0]
+
+
+def test_normalization_happens_inside_the_model():
+    model = HashingModel("small_cnn", bits=8, in_channels=3, mean=(0.1, 0.2, 0.3), std=(0.5, 0.5, 0.5)).eval()
+    images = torch.rand(2, 3, 32, 32)
+    reference = model.hash_layer(model.backbone((images - torch.tensor([0.1, 0.2, 0.3]).view(1, 3, 1, 1)) / 0.5))
+    assert torch.allclose(model.hash_logits(images), reference, atol=1e-6)
+
+
+def test_input_size_resizes_inside_the_model():
+    model = HashingModel("alexnet", bits=8, in_channels=3, input_size=96).eval()
+    assert model(torch.rand(1, 3, 32, 32)).shape == (1, 8)
+
+
+@pytest.mark.parametrize("bits", [0, -4, 3.5])
+def test_bits_must_be_positive_integer(bits):
+    with pytest.raises(ValueError, match="bits must be a positive integer"):
+        HashingModel("small_cnn", bits=bits, in_channels=1)
+
+
+def test_unknown_backbone_lists_the_choices():
+    with pytest.raises(ValueError, match="choose one of"):
+        HashingModel("lenet9000", bits=8)
+
+
+def test_mean_std_must_match_channels():
+    with pytest.raises(ValueError, match="one per input channel"):
+        HashingModel("small_cnn", bits=8, in_channels=3, mean=(0.5,), std=(0.5,))
+
+
+def test_local_torchvision_weights_file_is_loaded(tmp_path):
+    from torchvision.models import resnet18
+    torch.manual_seed(1)
+    reference = resnet18(weights=None)
+    path = tmp_path / "resnet18.pth"
+    torch.save(reference.state_dict(), path)
+    model = HashingModel("resnet18", bits=8, in_channels=3, weights=path)
+    assert torch.equal(model.backbone.conv1.weight, reference.conv1.weight)
+
+
+def test_missing_weights_file_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        HashingModel("alexnet", bits=8, weights=tmp_path / "nope.pth")
+
+
+def test_build_model_from_config_round_trips():
+    model = HashingModel("small_cnn", bits=16, in_channels=1)
+    rebuilt = build_model(model.config)
+    rebuilt.load_state_dict(model.state_dict())
+    assert rebuilt.config == model.config
+    assert set(BACKBONES) >= {"alexnet", "vgg11", "vgg16", "resnet18", "resnet50", "small_cnn"}

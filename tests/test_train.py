@@ -1,0 +1,134 @@
+"""The training loop: seeded determinism, resume after interruption, atomic checkpoints."""
+
+import pytest
+import torch
+
+import advhash.checkpoint as checkpoint_module
+from advhash.checkpoint import load_checkpoint, save_checkpoint
+from advhash.losses import build_loss
+from advhash.models import HashingModel
+from advhash.train import encode, epoch_order, load_trained_model, train_hashing
+
+
+class StripesSplit(torch.utils.data.Dataset):
+    """A tiny in-memory split: class c brightens horizontal stripe c (no fast ``batch`` path)."""
+
+    def __init__(self, n=96, classes=4, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        y = torch.randint(0, classes, (n,), generator=g)
+        self.labels = torch.nn.functional.one_hot(y, classes).float()
+        self.images = torch.rand(n, 1, 16, 16, generator=g) * 0.3
+        for c in range(classes):
+            self.images[y == c, :, 4 * c:4 * c + 4, :] += 0.6
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.images[i], self.labels[i], i
+
+
+def _run(split, *, epochs, checkpoint_path=None, loss_name="dpsh", seed=0):
+    torch.manual_seed(seed)
+    model = HashingModel("small_cnn", bits=8, in_channels=1)
+    loss = build_loss(loss_name, num_train=len(split), bits=8, num_classes=4)
+    history = train_hashing(model, loss, split, epochs=epochs, batch_size=32, lr=0.05, seed=seed,
+                            checkpoint_path=checkpoint_path)
+    return model, history
+
+
+def test_same_seed_same_weights():
+    split = StripesSplit()
+    first, history_a = _run(split, epochs=2)
+    second, history_b = _run(split, epochs=2)
+    for a, b in zip(first.state_dict().values(), second.state_dict().values()):
+        assert torch.equal(a, b)
+    assert [r["loss"] for r in history_a] == [r["loss"] for r in history_b]
+
+
+def test_epoch_order_depends_on_seed_and_epoch_only():
+    assert torch.equal(epoch_order(10, seed=3, epoch=1), epoch_order(10, seed=3, epoch=1))
+    assert not torch.equal(epoch_order(50, seed=3, epoch=1), epoch_order(50, seed=3, epoch=2))
+
+
+@pytest.mark.parametrize("loss_name", ["dph", "hashnet"])
+def test_interrupted_run_resumes_to_identical_weights(tmp_path, loss_name):
+    split = StripesSplit()
+    uninterrupted, history = _run(split, epochs=3, loss_name=loss_name)
+    path = tmp_path / "model.pt"
+    _run(split, epochs=1, checkpoint_path=path, loss_name=loss_name)        # "interrupted" after epoch 1
+    assert load_checkpoint(path)["epoch"] == 1
+    resumed, resumed_history = _run(split, epochs=3, checkpoint_path=path, loss_name=loss_name)
+    for a, b in zip(uninterrupted.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+    assert [r["loss"] for r in resumed_history] == [r["loss"] for r in history]
+
+
+def test_finished_checkpoint_is_loaded_not_retrained(tmp_path):
+    split = StripesSplit()
+    path = tmp_path / "model.pt"
+    trained, _ = _run(split, epochs=2, checkpoint_path=path)
+    stamp = path.stat().st_mtime_ns
+    again, history = _run(split, epochs=2, checkpoint_path=path)
+    assert path.stat().st_mtime_ns == stamp
+    assert len(history) == 2
+    assert torch.equal(encode(trained, split), encode(again, split))
+    assert torch.equal(encode(load_trained_model(path), split), encode(trained, split))
+
+
+def test_checkpoint_of_another_run_is_refused_not_overwritten(tmp_path):
+    split = StripesSplit()
+    path = tmp_path / "model.pt"
+    _run(split, epochs=1, checkpoint_path=path)
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="different run.*seed"):
+        _run(split, epochs=2, checkpoint_path=path, seed=1)
+    assert path.read_bytes() == before
+
+
+def test_checkpoints_load_with_weights_only(tmp_path):
+    split = StripesSplit()
+    path = tmp_path / "model.pt"
+    _run(split, epochs=1, checkpoint_path=path)
+    state = torch.load(path, weights_only=True)
+    assert set(state) >= {"model", "optimizer", "loss", "epoch", "history", "run_config"}
+
+
+def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "state.pt"
+    save_checkpoint({"epoch": 1}, path)
+
+    def broken_save(obj, file):
+        file.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", broken_save)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({"epoch": 2}, path)
+    monkeypatch.undo()
+    assert load_checkpoint(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train the model first"):
+        load_checkpoint(tmp_path / "nothing.pt")
+
+
+def test_loss_built_for_another_split_size_is_refused():
+    split = StripesSplit(n=40)
+    model = HashingModel("small_cnn", bits=8, in_channels=1)
+    loss = build_loss("dph", num_train=41, bits=8, num_classes=4)
+    with pytest.raises(ValueError, match="num_train=len"):
+        train_hashing(model, loss, split, epochs=1)
+
+
+def test_encode_gives_binary_codes_in_eval_mode():
+    split = StripesSplit(n=40)
+    model, _ = _run(split, epochs=1)
+    model.train()
+    codes = encode(model, split, batch_size=16)
+    assert codes.shape == (40, 8)
+    assert set(codes.unique().tolist()) <= {-1.0, 1.0}
+    assert model.training  # mode restored
+    assert torch.equal(codes, encode(model, split.images))
