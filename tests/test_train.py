@@ -132,3 +132,26 @@ def test_encode_gives_binary_codes_in_eval_mode():
     assert set(codes.unique().tolist()) <= {-1.0, 1.0}
     assert model.training  # mode restored
     assert torch.equal(codes, encode(model, split.images))
+
+
+def test_finished_checkpoint_in_another_folder_is_reused_read_only(tmp_path):
+    from advhash.data import HashingData, InMemorySplit
+    from advhash.train import fit_hashing_model
+
+    stripes = StripesSplit(n=64)
+    split = InMemorySplit((stripes.images * 255).to(torch.uint8), stripes.labels)
+    data = HashingData("stripes", train=split, query=split, database=split, class_names=list("abcd"))
+    first_dir, second_dir = tmp_path / "first", tmp_path / "second"
+    trained, _ = fit_hashing_model(data, method="dph", bits=8, epochs=1, checkpoint_dir=first_dir, batch_size=32)
+    (written,) = first_dir.iterdir()
+    stamp = written.stat().st_mtime_ns
+    reused, history = fit_hashing_model(data, method="dph", bits=8, epochs=1, checkpoint_dir=second_dir,
+                                        reuse_from=(first_dir,), batch_size=32)
+    assert written.stat().st_mtime_ns == stamp and not second_dir.exists()
+    assert len(history) == 1
+    for a, b in zip(trained.state_dict().values(), reused.state_dict().values()):
+        assert torch.equal(a, b)
+    # other settings are not taken from the other folder
+    fit_hashing_model(data, method="dph", bits=8, epochs=1, checkpoint_dir=second_dir, reuse_from=(first_dir,),
+                      batch_size=16)
+    assert len(list(second_dir.iterdir())) == 1

@@ -169,11 +169,14 @@ def load_trained_model(checkpoint_path: str | Path, *, device: str | torch.devic
 def fit_hashing_model(data, *, method: str, bits: int, backbone: str = "small_cnn", epochs: int,
                       checkpoint_dir: str | Path | None = None, input_size: int | None = None,
                       weights: str | Path | None = None, pairs: str | None = None,
-                      device: str | torch.device = "cpu", seed: int = 0, **training) -> tuple[HashingModel, list[dict[str, Any]]]:
+                      device: str | torch.device = "cpu", seed: int = 0, reuse_from: tuple = (),
+                      **training) -> tuple[HashingModel, list[dict[str, Any]]]:
     """Build and train (or resume, or just load) a ``method`` hashing model with ``bits`` bits on
     ``data.train``. The checkpoint is ``<checkpoint_dir>/<method>_<bits>bits_<backbone>_<tag>.pt``, the
     tag hashing every setting, so changed settings never pick up a stale checkpoint.
 
+    ``reuse_from``: other checkpoint folders (e.g. another notebook's) searched first for a finished
+    checkpoint of the same settings, which is then only read, never written.
     ``pairs`` picks the loss's pairing ("table" / "batch", None = the method's own; ``advhash.losses``);
     ``training`` goes to :func:`train_hashing` (batch_size, lr, optimizer, weight_decay, ...).
     """
@@ -187,7 +190,15 @@ def fit_hashing_model(data, *, method: str, bits: int, backbone: str = "small_cn
         train_items = len(data.train) if train_items is None else settings_tag(list(map(int, train_items)))
         settings = dict(data=data.name, train_items=train_items, method=method, bits=bits, backbone=backbone,
                         input_size=input_size, weights=str(weights), pairs=loss.pairs, seed=seed, **training)
-        checkpoint_path = Path(checkpoint_dir) / f"{method}_{bits}bits_{backbone}_{settings_tag(settings)}.pt"
+        name = f"{method}_{bits}bits_{backbone}_{settings_tag(settings)}.pt"
+        checkpoint_path = Path(checkpoint_dir) / name
+        for folder in reuse_from:
+            candidate = Path(folder) / name
+            if candidate.is_file() and not checkpoint_path.is_file():
+                state = load_checkpoint(candidate, map_location=device)
+                if state["epoch"] >= epochs:
+                    model.load_state_dict(state["model"])
+                    return model.to(device).eval(), list(state["history"])
     history = train_hashing(model, loss, data.train, epochs=epochs, seed=seed, device=device,
                             checkpoint_path=checkpoint_path, **training)
     return model, history
