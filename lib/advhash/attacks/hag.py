@@ -1,0 +1,171 @@
+"""HAG: Yang, Liu, Deng, Tao, "Adversarial Examples for Hamming Space Search", IEEE TCYB 2018.
+
+The paper's objective (section III): for a query x_q and its adversarial example x_adv,
+
+    min L(x_adv, x_q) = || (1/m) F'(x_q) F'(x_adv)^T + 1 ||^2,   F(x) = tanh(alpha H(x)),
+    F' = w ⊙ F,   w_k = 1[ |F_k(x_adv) - sign(F_k(x_q))| < 1 + t ],
+
+i.e. drive the inner product of the two relaxed codes to -m (every bit flipped), dropping a bit
+from the objective once it has flipped past the threshold t (mask), and growing the tanh scale
+alpha during the attack against vanishing gradients (HAG; a fixed alpha is the paper's HAG*).
+
+Where the published code (SAAT's hag.py / util.py) differs, it is an option here, off by default:
+``normalize="mask"`` (divide by sum(w) instead of m), ``balance_weight`` (SAAT adds
+beta * mean(mean_k F_k(x_adv))^2 with beta = 1) and ``optimizer="sgd"`` (SGD on the perturbation,
+lr 100, momentum 0.9, instead of sign-gradient steps).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..models import binarize
+from .base import HashingAttack
+
+NORMALIZE = ("bits", "mask")
+OPTIMIZERS = ("sign", "sgd")
+SCALE_SCHEDULES = ("grow", "fixed")
+# (end of the phase in tenths of the iterations, tanh scale): SAAT util.py at 2,000 iterations
+# (0.1 below 1000, 0.2 [1000,1200), 0.3 [1200,1400), 0.5 [1400,1600), 0.7 [1600,1800), 1.0 after).
+_GROW_PHASES = ((5, 0.1), (6, 0.2), (7, 0.3), (8, 0.5), (9, 0.7), (10, 1.0))
+
+
+def hag_scale(step: int, steps: int) -> float:
+    """HAG's growing tanh scale alpha at iteration ``step`` (0-based) of ``steps``: 0.1 for the
+    first 50 % of the iterations, then 0.2, 0.3, 0.5, 0.7 for each next 10 %, 1.0 for the last
+    10 % (the paper's update of the hash activation, F = tanh(alpha H); the published schedule of
+    SAAT util.py, whose boundaries at 2,000 iterations are 1000, 1200, 1400, 1600, 1800)."""
+    if not 0 <= step < steps:
+        raise ValueError(f"step must be in [0, steps); got step={step}, steps={steps}")
+    for end_tenths, scale in _GROW_PHASES:
+        if 10 * step < end_tenths * steps:  # exact integer comparison, step / steps < end / 10
+            return scale
+    return 1.0
+
+
+def hag_loss(adv_relaxed: torch.Tensor, clean_relaxed: torch.Tensor, *, threshold: float = 0.5,
+             normalize: str = "bits", balance_weight: float = 0.0) -> torch.Tensor:
+    """The HAG objective (Yang et al. 2018, Eq. of the adversarial loss with the mask w):
+
+        L = mean_q ( (1/m) sum_k w_qk F_k(x_q) F_k(x_adv) + 1 )^2,
+        w_qk = 1[ |F_k(x_adv) - sign(F_k(x_q))| < 1 + threshold ]   (no gradient through w),
+
+    m = K bits (``normalize="bits"``, the paper) or m = sum_k w_qk (``normalize="mask"``, SAAT
+    hag.py; at least 1), plus ``balance_weight * mean_q (mean_k F_k(x_adv))^2`` (SAAT: 1.0; paper: 0).
+    sign(0) := +1 as for codes.
+
+    Shapes: adv_relaxed F(x_adv) (N, K) with gradient, clean_relaxed F(x_q) (N, K) (detached) -> scalar.
+    """
+    if normalize not in NORMALIZE:
+        raise ValueError(f"normalize must be one of {NORMALIZE}; got {normalize!r}")
+    clean_relaxed = clean_relaxed.detach()
+    with torch.no_grad():
+        mask = ((adv_relaxed - binarize(clean_relaxed)).abs() < 1 + threshold).to(adv_relaxed.dtype)  # (N, K)
+    inner = (mask * clean_relaxed * adv_relaxed).sum(dim=1)                                   # (N,)
+    m = mask.sum(dim=1).clamp_min(1) if normalize == "mask" else adv_relaxed.shape[1]
+    loss = (inner / m + 1).pow(2).mean()
+    if balance_weight:
+        loss = loss + balance_weight * adv_relaxed.mean(dim=1).pow(2).mean()
+    return loss
+
+
+class HAG(HashingAttack):
+    r"""HAG in the paper "Adversarial Examples for Hamming Space Search" (Yang, Liu, Deng, Tao,
+    IEEE Transactions on Cybernetics 2018,
+    https://ieeexplore.ieee.org/search/searchresult.jsp?queryText=Adversarial%20Examples%20for%20Hamming%20Space%20Search).
+
+    Non-targeted: makes the query's code dissimilar to its own clean code by minimizing
+    :func:`hag_loss` with a growing tanh scale (:func:`hag_scale`). Defaults follow the paper.
+
+    Distance Measure : Linf
+
+    Arguments:
+        model: hashing model (``advhash.models.HashingModel``) taking [0, 1] images.
+        eps: maximum perturbation, [0, 1] units (Default: 8/255).
+        alpha: sign-gradient step size (Default: 1/255).
+        steps: number of iterations (Default: 100; the paper's profile uses 2,000).
+        random_start: start from a random point of the eps-ball (Default: False, as the paper).
+        threshold: t of the mask w (Default: 0.5).
+        scale_schedule: "grow" (Default, HAG: :func:`hag_scale` over ``steps``) or "fixed"
+            (``fixed_scale`` throughout: HAG* of the paper's table, fixed activation).
+        fixed_scale: the tanh scale of the "fixed" schedule (Default: 1.0).
+        normalize: "bits" (Default, paper: 1/m with m = K) or "mask" (published code: 1/sum(w)).
+        balance_weight: beta of the published code's bit-balance term (Default: 0.0; SAAT: 1.0).
+        optimizer: "sign" (Default: x <- Proj(x - alpha sign(grad))) or "sgd" (published code: SGD
+            with ``lr``/``momentum`` on the perturbation, then projection; the loss is a batch mean,
+            so its step size depends on the batch size, as in that code).
+        lr, momentum: of the "sgd" optimizer (Default: 100.0, 0.9).
+        model_mode: "eval" (Default) or "train" (see ``HashingAttack``).
+        seed: seed of the random start (Default: 0).
+
+    Shape:
+        - images: (N, C, H, W) float in [0, 1].
+        - output: (N, C, H, W) adversarial images in [0, 1], within eps of the images.
+
+    Examples::
+        >>> attack = HAG(model, eps=8/255, alpha=1/255, steps=100)
+        >>> adv_images = attack(images, snapshot_steps=(0, 10, 50, 100))
+        >>> [row["grad_norm"] for row in attack.history]      # vanishing gradients, grow vs fixed
+    """
+
+    def __init__(self, model, *, eps: float = 8 / 255, alpha: float = 1 / 255, steps: int = 100,
+                 random_start: bool = False, threshold: float = 0.5, scale_schedule: str = "grow",
+                 fixed_scale: float = 1.0, normalize: str = "bits", balance_weight: float = 0.0,
+                 optimizer: str = "sign", lr: float = 100.0, momentum: float = 0.9,
+                 model_mode: str = "eval", seed: int = 0):
+        super().__init__(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start,
+                         model_mode=model_mode, seed=seed)
+        if scale_schedule not in SCALE_SCHEDULES:
+            raise ValueError(f"scale_schedule must be one of {SCALE_SCHEDULES}; got {scale_schedule!r}")
+        if normalize not in NORMALIZE:
+            raise ValueError(f"normalize must be one of {NORMALIZE}; got {normalize!r}")
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}; got {optimizer!r}")
+        if not fixed_scale > 0:
+            raise ValueError(f"fixed_scale (the tanh scale of HAG*) must be > 0; got {fixed_scale!r}")
+        if threshold < 0 or balance_weight < 0 or lr <= 0 or not 0 <= momentum < 1:
+            raise ValueError("need threshold >= 0, balance_weight >= 0, lr > 0 and momentum in [0, 1); got "
+                             f"{threshold}, {balance_weight}, {lr}, {momentum}")
+        self.threshold, self.scale_schedule, self.fixed_scale = threshold, scale_schedule, float(fixed_scale)
+        self.normalize, self.balance_weight = normalize, balance_weight
+        self.optimizer, self.lr, self.momentum = optimizer, lr, momentum
+
+    def scale(self, step: int) -> float:
+        """The tanh scale of iteration ``step``."""
+        return hag_scale(step, self.steps) if self.scale_schedule == "grow" else self.fixed_scale
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            clean_logits = self.model.hash_logits(images)                       # (N, K), computed once
+        clean_codes = binarize(clean_logits)
+        adv = self.start_point(images)
+        delta = optimizer = None
+        if self.optimizer == "sgd":
+            delta = (adv - images).requires_grad_(True)
+            optimizer = torch.optim.SGD([delta], lr=self.lr, momentum=self.momentum)
+        clean_relaxed, clean_scale = None, None
+        for step in range(self.steps):
+            scale = self.scale(step)
+            if scale != clean_scale:  # F(x_q) = tanh(scale z_q), recomputed only when the scale changes
+                clean_relaxed, clean_scale = torch.tanh(scale * clean_logits), scale
+            if delta is not None:
+                adv = images + delta
+            else:
+                adv.requires_grad_(True)
+            logits = self.model.hash_logits(adv)                                 # (N, K)
+            loss = hag_loss(torch.tanh(scale * logits), clean_relaxed, threshold=self.threshold,
+                            normalize=self.normalize, balance_weight=self.balance_weight)
+            if delta is None:
+                grad, = torch.autograd.grad(loss, adv)
+                with torch.no_grad():
+                    adv = self.project(adv - self.alpha * grad.sign(), images)
+            else:
+                grad, = torch.autograd.grad(loss, delta)
+                delta.grad = grad
+                optimizer.step()
+                with torch.no_grad():
+                    delta.copy_(self.project(images + delta, images) - images)
+                    adv = images + delta
+            self.record(step, loss=loss, grad=grad, logits=logits, clean_codes=clean_codes, scale=scale)
+            self.snapshot(step + 1, adv)
+        return adv.detach()
