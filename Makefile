@@ -44,6 +44,7 @@ test: data
 
 bench: setup
 	$(BIN)/python benchmarks/bench_metrics.py
+	$(BIN)/python benchmarks/bench_attacks.py
 
 clean-outputs:
 	rm -rf build

@@ -82,3 +82,17 @@ def test_build_model_from_config_round_trips():
     rebuilt.load_state_dict(model.state_dict())
     assert rebuilt.config == model.config
     assert set(BACKBONES) >= {"alexnet", "vgg11", "vgg16", "resnet18", "resnet50", "small_cnn"}
+
+
+def test_scaled_hash_layer_keeps_codes_and_saturates_tanh():
+    from advhash.models import with_scaled_hash_layer
+    torch.manual_seed(0)
+    model = HashingModel("small_cnn", bits=16, in_channels=1).eval()
+    images = torch.rand(8, 1, 28, 28)
+    scaled = with_scaled_hash_layer(model, 30.0)
+    assert torch.equal(scaled.codes(images), model.codes(images))
+    assert scaled(images).abs().mean() > model(images).abs().mean()
+    assert torch.allclose(scaled.hash_logits(images), 30 * model.hash_logits(images), rtol=1e-4, atol=1e-5)
+    assert model.hash_layer.weight.data_ptr() != scaled.hash_layer.weight.data_ptr()  # a copy
+    with pytest.raises(ValueError, match="positive"):
+        with_scaled_hash_layer(model, -1.0)

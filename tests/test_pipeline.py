@@ -80,3 +80,13 @@ def test_dvc_pipeline_parses():
     result = subprocess.run(["dvc", "repro", "--dry", "--force"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr + result.stdout
     assert "python -m advhash.pipeline run 01_deep_hashing" in result.stdout
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_parameter_comments_parse_in_papermill(notebook):
+    """papermill reads `name = value  # comment` lines; an '=' inside the comment makes it drop the line."""
+    cells = json.loads(notebook.read_text())["cells"]
+    source = next(cell for cell in cells if "parameters" in cell.get("metadata", {}).get("tags", []))["source"]
+    for line in "".join(source).splitlines():
+        _, _, comment = line.partition("#")
+        assert "=" not in comment, f"{notebook.name}: '=' in the comment of parameter line {line!r}"

@@ -28,6 +28,7 @@ KERNEL_NAME = "python3"
 # notebook file stem -> section of params.yaml that holds its parameters
 NOTEBOOK_SECTIONS = {
     "01_deep_hashing": "deep_hashing",
+    "02_hag": "hag",
 }
 
 

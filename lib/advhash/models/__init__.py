@@ -1,7 +1,8 @@
 """Hashing models: torchvision backbones (and a small CNN) under a tanh(alpha * z) hash head."""
 
 from .backbones import BACKBONES, SmallCNN, build_backbone
-from .hashing_model import IMAGENET_MEAN, IMAGENET_STD, HashingModel, binarize, build_model
+from .hashing_model import (IMAGENET_MEAN, IMAGENET_STD, HashingModel, binarize, build_model,
+                            with_scaled_hash_layer)
 
-__all__ = ["BACKBONES", "SmallCNN", "build_backbone", "HashingModel", "binarize", "build_model",
+__all__ = ["BACKBONES", "SmallCNN", "build_backbone", "HashingModel", "binarize", "build_model", "with_scaled_hash_layer",
            "IMAGENET_MEAN", "IMAGENET_STD"]

@@ -95,6 +95,24 @@ class HashingModel(nn.Module):
         return binarize(self.hash_logits(images))
 
 
+def with_scaled_hash_layer(model: HashingModel, factor: float) -> HashingModel:
+    """A copy of ``model`` whose hash layer (weights and bias) is multiplied by ``factor`` > 0.
+
+    z becomes factor * z, so the binary codes sign(z), and every retrieval number, stay exactly the
+    same, while tanh(z) saturates as in victims trained long with a quantization term: the setting in
+    which HAG's growing tanh scale matters (Yang et al. 2018, the vanishing-gradient problem).
+    """
+    import copy
+
+    if not factor > 0:
+        raise ValueError(f"factor must be positive (it must keep the sign of every logit), got {factor}")
+    scaled = copy.deepcopy(model)
+    with torch.no_grad():
+        scaled.hash_layer.weight.mul_(factor)
+        scaled.hash_layer.bias.mul_(factor)
+    return scaled
+
+
 def build_model(config: dict[str, Any], *, weights: str | Path | None = None) -> HashingModel:
     """Rebuild a model from its ``config`` dict (as stored in checkpoints)."""
     return HashingModel(**config, weights=weights)
