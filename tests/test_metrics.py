@@ -379,3 +379,15 @@ def test_other_bad_arguments():
         precision_at_n(*problem, ns=[10, 50])
     with pytest.raises(ValueError, match="radius must be a non-negative integer"):
         precision_within_radius(*problem, radius=-1)
+
+
+def test_random_ranking_map_is_the_mean_over_shuffled_databases():
+    from advhash.metrics import random_ranking_map
+    g = torch.Generator().manual_seed(7)
+    query_labels = (torch.rand(20, 4, generator=g) < 0.3).float()
+    db_labels = (torch.rand(60, 4, generator=g) < 0.3).float()
+    codes_q, codes_db = torch.ones(20, 1), torch.ones(60, 1)
+    trials = [mean_average_precision(codes_q, codes_db, query_labels, db_labels[torch.randperm(60, generator=g)],
+                                     topk=15) for _ in range(3000)]
+    estimate = sum(trials) / len(trials)
+    assert random_ranking_map(query_labels, db_labels, topk=15) == pytest.approx(estimate, abs=0.005)

@@ -11,6 +11,7 @@ from .average_precision import (
     average_precision_per_query,
     expected_average_precision,
     mean_average_precision,
+    random_ranking_map,
     targeted_map,
 )
 from .curves import PrecisionRecallCurve, precision_at_n, precision_recall_curve, precision_within_radius
@@ -23,6 +24,7 @@ __all__ = [
     "distance_histograms",
     "average_precision_per_query",
     "mean_average_precision",
+    "random_ranking_map",
     "targeted_map",
     "expected_average_precision",
     "PrecisionRecallCurve",

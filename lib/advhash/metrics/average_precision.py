@@ -165,3 +165,14 @@ def targeted_map(query_codes, db_codes, target_labels, db_labels, *, topk: int |
     """
     inputs = prepare_inputs(query_codes, db_codes, target_labels, db_labels, query_labels_name="target_labels")
     return _average_precision(inputs, topk, ties, chunk_size).mean().item()
+
+
+def random_ranking_map(query_labels, db_labels, *, topk: int | None = None) -> float:
+    """The mAP@k of a uniformly random ranking: the baseline every hashing model must beat.
+
+    Computed exactly as the tie-aware mAP of codes that tie every database item (one constant bit),
+    i.e. the expectation over a random order of the whole database; it depends only on the labels.
+    """
+    query_codes = torch.ones(len(query_labels), 1)
+    db_codes = torch.ones(len(db_labels), 1)
+    return mean_average_precision(query_codes, db_codes, query_labels, db_labels, topk=topk, ties="expected")
