@@ -45,6 +45,7 @@ test: data
 bench: setup
 	$(BIN)/python benchmarks/bench_metrics.py
 	$(BIN)/python benchmarks/bench_attacks.py
+	$(BIN)/python benchmarks/bench_defenses.py
 
 clean-outputs:
 	rm -rf build

@@ -57,7 +57,8 @@ def train_hashing(model: HashingModel, loss: PairwiseHashingLoss, train_split, *
                   batch_size: int = 64, lr: float = 0.01, optimizer: str = "sgd", momentum: float = 0.9,
                   weight_decay: float = 5e-4, lr_milestones: tuple[int, ...] = (), seed: int = 0,
                   checkpoint_path: str | Path | None = None, device: str | torch.device = "cpu",
-                  evaluate: Callable[[HashingModel], dict[str, float]] | None = None) -> list[dict[str, Any]]:
+                  evaluate: Callable[[HashingModel], dict[str, float]] | None = None,
+                  defense=None) -> list[dict[str, Any]]:
     """Train ``model`` with a pairwise hashing ``loss`` on ``train_split``; returns the per-epoch history.
 
     Args:
@@ -70,6 +71,9 @@ def train_hashing(model: HashingModel, loss: PairwiseHashingLoss, train_split, *
         device: "cpu", "cuda" or "auto".
         evaluate: optional ``evaluate(model) -> {name: value}`` called after each epoch (model in eval
             mode), whose results join the history (e.g. validation mAP for training curves).
+        defense: optional adversarial training (an ``advhash.defenses.AdversarialTraining``): each
+            batch's objective is then ``defense.batch_loss(...)`` (inner attack + outer loss) instead of
+            the plain hashing loss; its state (e.g. CgAT's code table) is checkpointed with the model.
 
     Returns:
         A list with one dict per epoch: epoch, mean loss, learning rate, seconds, plus ``evaluate``'s.
@@ -89,7 +93,10 @@ def train_hashing(model: HashingModel, loss: PairwiseHashingLoss, train_split, *
     scheduler = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(lr_milestones), gamma=0.1)
     run_config = dict(model=model.config, loss=type(loss).__name__, batch_size=batch_size, lr=lr,
                       optimizer=optimizer, momentum=momentum, weight_decay=weight_decay,
-                      lr_milestones=list(lr_milestones), seed=seed, num_train=len(train_split))
+                      lr_milestones=list(lr_milestones), seed=seed, num_train=len(train_split),
+                      defense=None if defense is None else defense.config)  # a clean run never resumes a defended one
+    if defense is not None:
+        defense.to(device)
     history: list[dict[str, Any]] = []
     start_epoch, step = 0, 0
     if checkpoint_path is not None and Path(checkpoint_path).is_file():
@@ -101,6 +108,10 @@ def train_hashing(model: HashingModel, loss: PairwiseHashingLoss, train_split, *
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
         start_epoch, step, history = state["epoch"], state["step"], list(state["history"])
+        if defense is not None:
+            defense.load_state_dict(state["defense"])
+    elif defense is not None:
+        defense.prepare(model, train_split, seed=seed)
 
     for epoch in progress(range(start_epoch, epochs), desc=f"train {run_config['loss']}", initial=start_epoch,
                           total=epochs):
@@ -109,8 +120,10 @@ def train_hashing(model: HashingModel, loss: PairwiseHashingLoss, train_split, *
         order = epoch_order(len(train_split), seed=seed, epoch=epoch)
         for images, labels, indices in iterate_batches(train_split, order, batch_size):
             images, labels, indices = images.to(device), labels.to(device), indices.to(device)
-            u = model(images, alpha=loss.alpha(step))
-            value = loss(u, labels, indices)
+            if defense is None:
+                value = loss(model(images, alpha=loss.alpha(step)), labels, indices)
+            else:
+                value = defense.batch_loss(model, loss, images, labels, indices, step=step)
             opt.zero_grad(set_to_none=True)
             value.backward()
             opt.step()
@@ -123,10 +136,12 @@ def train_hashing(model: HashingModel, loss: PairwiseHashingLoss, train_split, *
             record.update({key: float(value) for key, value in evaluate(model).items()})
         history.append(record)
         if checkpoint_path is not None:
-            save_checkpoint(dict(model=model.state_dict(), loss=loss.state_dict(), optimizer=opt.state_dict(),
-                                 scheduler=scheduler.state_dict(), torch_rng=torch.get_rng_state(),
-                                 epoch=epoch + 1, step=step, history=history, run_config=run_config),
-                            checkpoint_path)
+            state = dict(model=model.state_dict(), loss=loss.state_dict(), optimizer=opt.state_dict(),
+                         scheduler=scheduler.state_dict(), torch_rng=torch.get_rng_state(),
+                         epoch=epoch + 1, step=step, history=history, run_config=run_config)
+            if defense is not None:
+                state["defense"] = defense.state_dict()
+            save_checkpoint(state, checkpoint_path)
     model.eval()
     return history
 
@@ -166,6 +181,13 @@ def load_trained_model(checkpoint_path: str | Path, *, device: str | torch.devic
     return model.to(device).eval()
 
 
+def train_items_tag(train_split) -> str | int:
+    """Which items a model was trained on, for checkpoint names: a hash of the split's source indices
+    (its size where it has none)."""
+    items = getattr(train_split, "source_indices", None)
+    return len(train_split) if items is None else settings_tag(list(map(int, items)))
+
+
 def fit_hashing_model(data, *, method: str, bits: int, backbone: str = "small_cnn", epochs: int,
                       checkpoint_dir: str | Path | None = None, input_size: int | None = None,
                       weights: str | Path | None = None, pairs: str | None = None,
@@ -186,9 +208,7 @@ def fit_hashing_model(data, *, method: str, bits: int, backbone: str = "small_cn
     loss = build_loss(method, num_train=len(data.train), bits=bits, num_classes=data.num_classes, pairs=pairs)
     checkpoint_path = None
     if checkpoint_dir is not None:
-        train_items = getattr(data.train, "source_indices", None)
-        train_items = len(data.train) if train_items is None else settings_tag(list(map(int, train_items)))
-        settings = dict(data=data.name, train_items=train_items, method=method, bits=bits, backbone=backbone,
+        settings = dict(data=data.name, train_items=train_items_tag(data.train), method=method, bits=bits, backbone=backbone,
                         input_size=input_size, weights=str(weights), pairs=loss.pairs, seed=seed, **training)
         name = f"{method}_{bits}bits_{backbone}_{settings_tag(settings)}.pt"
         checkpoint_path = Path(checkpoint_dir) / name

@@ -3,6 +3,9 @@
 - ``HashingAttack`` the shared base (checks, device, model mode, projection, snapshots, history)
 - ``HammingPGD``    the plain non-targeted baseline
 - ``HAG``           Yang et al., "Adversarial Examples for Hamming Space Search", TCYB 2018
+- ``CenterGuidedAttack``  Wang et al., "CgAT", WWW 2023: away from the query's center code
+- ``P2P``, ``DHTA``  Bai et al., "Targeted Attack for Deep Hashing based Retrieval", ECCV 2020:
+  toward a target label's anchor code (``CodeGuidedAttack`` is their shared loop)
 
 ``build_attack("hag", model, eps=8/255)`` picks one by name (``ATTACKS``); ``perturb`` runs an
 attack over many images in batches.
@@ -12,9 +15,13 @@ from __future__ import annotations
 
 from .base import HashingAttack, combine_perturbations, perturb, perturbation_stats
 from .hag import HAG, hag_loss, hag_scale
+from .center import CenterGuidedAttack
+from .guided import CodeGuidedAttack, code_alignment_loss
 from .pgd import HammingPGD, hamming_pgd_loss
+from .targeted import DHTA, P2P
 
-ATTACKS: dict[str, type[HashingAttack]] = {"pgd": HammingPGD, "hag": HAG}
+ATTACKS: dict[str, type[HashingAttack]] = {"pgd": HammingPGD, "hag": HAG, "center": CenterGuidedAttack,
+                                           "p2p": P2P, "dhta": DHTA}
 
 
 def build_attack(name: str, model, **kwargs) -> HashingAttack:
@@ -25,4 +32,5 @@ def build_attack(name: str, model, **kwargs) -> HashingAttack:
 
 
 __all__ = ["ATTACKS", "build_attack", "HashingAttack", "HammingPGD", "HAG", "hag_loss", "hag_scale",
-           "hamming_pgd_loss", "perturb", "perturbation_stats", "combine_perturbations"]
+           "hamming_pgd_loss", "CodeGuidedAttack", "code_alignment_loss", "CenterGuidedAttack", "P2P", "DHTA",
+           "perturb", "perturbation_stats", "combine_perturbations"]

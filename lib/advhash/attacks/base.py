@@ -162,9 +162,12 @@ def check_images(images: Any) -> None:
                          f"range [{images.min().item():.3g}, {images.max().item():.3g}]")
 
 
-def perturb(attack: HashingAttack, images: torch.Tensor, *, batch_size: int = 128, **kwargs) -> torch.Tensor:
-    """Run ``attack`` over many images in batches of ``batch_size``; ``kwargs`` (e.g.
-    ``snapshot_steps``) go to every call.
+def perturb(attack: HashingAttack, images: torch.Tensor, *per_image: torch.Tensor, batch_size: int = 128,
+            **kwargs) -> torch.Tensor:
+    """Run ``attack`` over many images in batches of ``batch_size``. ``per_image`` tensors (one row
+    per image, e.g. the center codes or target codes a guided attack steers by) are cut into the same
+    batches and passed positionally after the images; ``kwargs`` (e.g. ``snapshot_steps``) go to
+    every call unchanged.
 
     Afterwards ``attack.snapshots[t]`` holds the step-t iterates of all images (concatenated in
     order) and ``attack.history`` one entry per iteration, each value averaged over the batches
@@ -173,10 +176,15 @@ def perturb(attack: HashingAttack, images: torch.Tensor, *, batch_size: int = 12
     """
     if not isinstance(batch_size, int) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
+    for index, rows in enumerate(per_image):
+        if not isinstance(rows, torch.Tensor) or len(rows) != len(images):
+            size = len(rows) if isinstance(rows, torch.Tensor) else type(rows).__name__
+            raise ValueError(f"per-image argument {index} must be a tensor with one row per image "
+                             f"({len(images)}); got {size}")
     outputs, snapshots, histories, sizes = [], {}, [], []
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size]
-        outputs.append(attack(batch, **kwargs))
+        outputs.append(attack(batch, *(rows[start:start + batch_size] for rows in per_image), **kwargs))
         for step, snap in attack.snapshots.items():
             snapshots.setdefault(step, []).append(snap)
         histories.append(attack.history)

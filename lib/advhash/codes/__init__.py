@@ -1,0 +1,16 @@
+"""Representative codes that guide attacks and defenses: one binary code per item, in closed form.
+
+- ``center_codes``  CgAT's center code (Wang et al., WWW 2023, Theorem 1)
+- ``anchor_codes``  the anchor code of P2P and DHTA (Bai et al., ECCV 2020): a target label's code
+- ``all_codes`` / ``brute_force_minimum``: exhaustive search over {-1, +1}^K, the independent check
+  of every closed form on small K
+
+Hamming distance throughout: d_H(b, b') = (K - b . b') / 2 for codes in {-1, +1}^K.
+"""
+
+from .anchor import anchor_codes, sample_target_labels
+from .brute_force import all_codes, brute_force_minimum
+from .center import CENTER_WEIGHTS, center_code_objective, center_codes, label_jaccard
+
+__all__ = ["center_codes", "center_code_objective", "label_jaccard", "CENTER_WEIGHTS", "anchor_codes",
+           "sample_target_labels", "all_codes", "brute_force_minimum"]

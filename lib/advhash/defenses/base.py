@@ -1,0 +1,142 @@
+"""The shared machinery of adversarial training: a code table of the training set, a seeded inner
+attack, and ``fit_defended_model`` (fine-tune a trained hashing model with a defense, checkpointed
+and resumable through ``advhash.train.train_hashing``).
+
+A defense is an ``nn.Module`` (its buffers, e.g. the code table, and sub-networks are checkpointed
+with the model) with two methods the training loop calls:
+
+- ``prepare(model, train_split, seed=...)`` once before the first epoch (not on resume);
+- ``batch_loss(model, loss, images, labels, indices, step=...)`` per batch: the inner maximization
+  (an attack) and the outer objective to minimize.
+
+Every random draw of a batch (the attack's random start, ATRDH's target labels) comes from a
+generator seeded by (seed, step), so an interrupted run resumes to the same weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..attacks.base import MODEL_MODES
+from ..checkpoint import settings_tag
+from ..losses import build_loss
+from ..models import HashingModel, binarize
+from ..train import encode, train_hashing, train_items_tag
+
+
+class AdversarialTraining(nn.Module):
+    """Base of the defenses: inner-attack settings and the training set's code table.
+
+    Arguments:
+        num_train, bits, num_classes: size of the code table B (n_train, K) and label table (n_train, L).
+        eps: L-inf budget of the training-time attack, [0, 1] units (Default: 8/255).
+        alpha: its step size (Default: 2/255).
+        steps: its iterations (Default: 7; PGD-7 as CgAT, SAAT and ATRDH train with).
+        random_start: (Default: True).
+        model_mode: mode of the model during the inner attack: "train" (Default, as the CgAT, SAAT and
+            TADH code, which never switch to eval) or "eval".
+    """
+
+    name = "adversarial"
+
+    def __init__(self, *, num_train: int, bits: int, num_classes: int, eps: float = 8 / 255,
+                 alpha: float = 2 / 255, steps: int = 7, random_start: bool = True, model_mode: str = "train"):
+        super().__init__()
+        if not 0 <= eps <= 1:
+            raise ValueError(f"eps is in [0,1] pixel units, e.g. 8/255; got eps={eps!r}")
+        if model_mode not in MODEL_MODES:
+            raise ValueError(f"model_mode must be one of {MODEL_MODES}; got {model_mode!r}")
+        self.eps, self.alpha, self.steps = float(eps), float(alpha), int(steps)
+        self.random_start, self.model_mode = random_start, model_mode
+        self.seed = 0
+        self.register_buffer("code_table", torch.zeros(num_train, bits))        # B (n_train, K)
+        self.register_buffer("label_table", torch.zeros(num_train, num_classes))  # Y (n_train, L)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Every setting of the defense (part of the checkpoint's run config and file name)."""
+        return dict(name=self.name, eps=self.eps, alpha=self.alpha, steps=self.steps,
+                    random_start=self.random_start, model_mode=self.model_mode)
+
+    def prepare(self, model: HashingModel, train_split, *, seed: int = 0) -> None:
+        """Fill the code table with the model's codes of the training split (eval mode), before training."""
+        if len(train_split) != self.code_table.shape[0]:
+            raise ValueError(f"the defense was built for num_train={self.code_table.shape[0]} but the training "
+                             f"split has {len(train_split)} items; build it with num_train=len(train_split)")
+        self.seed = seed
+        device = self.code_table.device
+        self.code_table.copy_(encode(model, train_split).to(device))
+        self.label_table.copy_(torch.as_tensor(train_split.labels).float().to(device))
+
+    def generator(self, step: int, stream: int = 0) -> torch.Generator:
+        """Random stream number ``stream`` (< 16) of optimizer step ``step``: a pure function of (seed, step,
+        stream), so a resumed run draws the same numbers; separate streams keep the draws independent."""
+        return torch.Generator().manual_seed((self.seed * 1_000_003 + step) * 16 + 1 + stream)
+
+    def attack_seed(self, step: int) -> int:
+        """The seed of step ``step``'s inner attack (its random start)."""
+        return int(torch.randint(2**31 - 1, (1,), generator=self.generator(step)))
+
+    @torch.no_grad()
+    def update_codes(self, relaxed: torch.Tensor, indices: torch.Tensor) -> None:
+        """Refresh the table rows of the batch with its clean codes sign(h) (every batch, as CgAT)."""
+        self.code_table[indices] = binarize(relaxed.detach())
+
+    def get_extra_state(self) -> dict:
+        return dict(seed=self.seed)
+
+    def set_extra_state(self, state: dict) -> None:
+        self.seed = int(state["seed"])
+
+    def batch_loss(self, model, loss, images, labels, indices, *, step: int) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def model_digest(model: nn.Module) -> str:
+    """A short hash of a model's weights: names the defended checkpoint after the model it started from."""
+    digest = hashlib.sha1()
+    for key, value in model.state_dict().items():
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:8]
+
+
+def fit_defended_model(data, base_model: HashingModel, defense: AdversarialTraining | None, *, method: str,
+                       epochs: int, checkpoint_dir: str | Path | None = None, pairs: str | None = None,
+                       device: str | torch.device = "cpu", seed: int = 0, evaluate=None,
+                       **training) -> tuple[HashingModel, list[dict[str, Any]]]:
+    """Adversarially fine-tune a copy of ``base_model`` (a clean hashing model, as CgAT, SAAT and ATRDH
+    start from) with ``defense`` and the ``method`` hashing loss on ``data.train``.
+
+    ``defense=None`` fine-tunes with the hashing loss alone, for the same epochs and optimizer: the
+    control that separates what adversarial training buys from what more training buys.
+
+    The checkpoint ``<checkpoint_dir>/<defense>_<method>_<bits>bits_<backbone>_<tag>.pt`` ("finetune" for
+    the control) is written after every epoch; the tag hashes the base model's weights, the training
+    items and every setting, so an interrupted run resumes and a finished one only loads.
+    ``evaluate(model) -> {name: value}`` adds per-epoch numbers (e.g. clean and adversarial mAP) to the
+    history; ``training`` goes to ``train_hashing``.
+
+    Returns the fine-tuned model (eval mode) and its per-epoch history.
+    """
+    model = copy.deepcopy(base_model)
+    if defense is not None and defense.code_table.shape[1] != model.bits:
+        raise ValueError(f"the defense was built for {defense.code_table.shape[1]} bits, the model has {model.bits}")
+    loss = build_loss(method, num_train=len(data.train), bits=model.bits, num_classes=data.num_classes, pairs=pairs)
+    checkpoint_path = None
+    if checkpoint_dir is not None:
+        name = "finetune" if defense is None else defense.name
+        settings = dict(data=data.name, train_items=train_items_tag(data.train), base=model_digest(base_model),
+                        method=method, pairs=loss.pairs, seed=seed,
+                        defense=None if defense is None else defense.config, **training)
+        checkpoint_path = (Path(checkpoint_dir) /
+                           f"{name}_{method}_{model.bits}bits_{model.config['backbone']}_{settings_tag(settings)}.pt")
+    history = train_hashing(model, loss, data.train, epochs=epochs, seed=seed, device=device,
+                            checkpoint_path=checkpoint_path, defense=defense, evaluate=evaluate, **training)
+    return model.eval(), history

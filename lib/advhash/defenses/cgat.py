@@ -1,0 +1,79 @@
+"""CgAT: Wang, Lin, Li, "CgAT: Center-Guided Adversarial Training for Deep Hashing-Based Retrieval",
+WWW 2023 (arXiv 2204.10779), the min-max objective of section 3.3.
+
+    min_theta  L_hash(x; theta)  -  lambda * mean( h(x_adv) * c ),
+    x_adv = argmax_{||x' - x||_inf <= eps}  d_H( h(x'), c ),
+
+with c the center code of each training item (``advhash.codes.center_codes``) computed from the
+*current* code table of the training set, which is refreshed with every batch's clean codes. The
+inner maximization is ``CenterGuidedAttack`` (PGD-7, step 2/255, random start); the outer objective
+keeps the hashing loss on clean images and pulls the adversarial codes onto the center codes
+(minimizing their Hamming distance, relaxed as the inner product).
+
+Published-code details (central_adv_train.py), and what is done here:
+- lambda = 1 (no weight in the code); the hashing loss is DPSH there, any ``advhash.losses`` loss here.
+- the code table starts from the trained model's codes of the training set (train mode with
+  augmentation there; eval mode here) and each batch writes sign(h(x)) into it. In the code the table
+  shares storage with the DPSH loss's table, so visited rows end up holding relaxed tanh outputs, not
+  signs; here the table holds codes, as the paper says.
+- the center codes are computed before the attack and again after the table update (for the loss),
+  as in the code; ``variant`` picks the paper's or the code's center code.
+- the inner attack runs with the model in train mode (the code never calls eval()).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..attacks import CenterGuidedAttack
+from ..codes import CENTER_WEIGHTS, center_codes
+from .base import AdversarialTraining
+
+
+class CgAT(AdversarialTraining):
+    """Center-guided adversarial training (Wang, Lin, Li, WWW 2023, https://arxiv.org/abs/2204.10779).
+
+    Arguments:
+        num_train, bits, num_classes: the training split's size, the code length and label width.
+        eps, alpha, steps, random_start, model_mode: the inner attack (Default: 8/255, 2/255, 7, True,
+            "train"; see ``AdversarialTraining``).
+        weight: lambda of the center alignment of adversarial codes (Default: 1.0, as the code).
+        variant: center codes, "paper" (Default) or "official" (``advhash.codes.center``).
+
+    Example::
+        >>> defense = CgAT(num_train=len(data.train), bits=32, num_classes=data.num_classes)
+        >>> robust, history = fit_defended_model(data, clean_model, defense, method="dpsh", epochs=30)
+    """
+
+    name = "cgat"
+
+    def __init__(self, *, num_train: int, bits: int, num_classes: int, eps: float = 8 / 255,
+                 alpha: float = 2 / 255, steps: int = 7, random_start: bool = True, model_mode: str = "train",
+                 weight: float = 1.0, variant: str = "paper"):
+        super().__init__(num_train=num_train, bits=bits, num_classes=num_classes, eps=eps, alpha=alpha,
+                         steps=steps, random_start=random_start, model_mode=model_mode)
+        if variant not in CENTER_WEIGHTS:
+            raise ValueError(f"variant must be one of {CENTER_WEIGHTS} (the center code of the paper or of the "
+                             f"official code); got {variant!r}")
+        self.weight, self.variant = float(weight), variant
+
+    @property
+    def config(self):
+        return dict(super().config, weight=self.weight, variant=self.variant)
+
+    def centers(self, labels: torch.Tensor) -> torch.Tensor:
+        """Center codes (B, K) of a batch's labels against the current code table."""
+        return center_codes(labels, self.code_table, self.label_table, variant=self.variant)
+
+    def batch_loss(self, model, loss, images, labels, indices, *, step: int) -> torch.Tensor:
+        attack = CenterGuidedAttack(model, eps=self.eps, alpha=self.alpha, steps=self.steps,
+                                    random_start=self.random_start, model_mode=self.model_mode,
+                                    seed=self.attack_seed(step), keep_history=False)
+        adversarial = attack(images, self.centers(labels))                   # inner max: away from c
+        scale = loss.alpha(step)
+        relaxed = model(images, alpha=scale)                                 # h(x) (B, K)
+        hashing = loss(relaxed, labels, indices)
+        self.update_codes(relaxed, indices)
+        centers = self.centers(labels)                                       # refreshed table
+        alignment = (model(adversarial, alpha=scale) * centers).mean()       # <h(x_adv), c> / K
+        return hashing - self.weight * alignment
