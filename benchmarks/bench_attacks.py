@@ -1,4 +1,5 @@
-"""Per-iteration time of HAG and HammingPGD against a bare forward + backward loop.
+"""Per-iteration time of the attacks (HAG, HammingPGD, the code-guided center / DHTA / SAAT attacks)
+against a bare forward + backward loop.
 
 The bare loop is the floor any gradient attack pays per iteration: ``h = model(x)``,
 ``loss = h.sum()``, ``torch.autograd.grad(loss, x)``. The attacks add the loss, the mask, the
@@ -17,7 +18,7 @@ import time
 
 import torch
 
-from advhash.attacks import HAG, HammingPGD
+from advhash.attacks import DHTA, HAG, SAAT, CenterGuidedAttack, HammingPGD
 from advhash.models import HashingModel
 
 BATCH, BITS = 128, 32
@@ -54,11 +55,16 @@ def main(argv: list[str]) -> None:
     for backbone, channels, size, steps, repeats in settings:
         model = HashingModel(backbone, bits=BITS, in_channels=channels).eval()
         images = torch.rand(BATCH, channels, size, size, generator=torch.Generator().manual_seed(0))
-        hag, pgd = HAG(model, steps=steps), HammingPGD(model, steps=steps)
-        ms = best_ms_per_iteration({"bare": lambda: bare_loop(model, images, steps),
-                                    "HAG": lambda: hag(images), "HammingPGD": lambda: pgd(images)},
-                                   steps, repeats)
-        for name in ("HAG", "HammingPGD"):
+        codes = torch.where(torch.rand(BATCH, BITS, generator=torch.Generator().manual_seed(1)) < 0.5, -1.0, 1.0)
+        attacks = {"HAG": HAG(model, steps=steps), "HammingPGD": HammingPGD(model, steps=steps),
+                   "center": CenterGuidedAttack(model, steps=steps), "DHTA": DHTA(model, steps=steps),
+                   "SAAT": SAAT(model, steps=steps)}
+        guided = {"center", "DHTA", "SAAT"}
+        runs = {"bare": lambda: bare_loop(model, images, steps)}
+        runs.update({name: (lambda a=attack, g=name in guided: a(images, codes) if g else a(images))
+                     for name, attack in attacks.items()})
+        ms = best_ms_per_iteration(runs, steps, repeats)
+        for name in attacks:
             print(f"{backbone:<10} {channels}x{size}x{size:<3} {steps:>4} {ms['bare']:>10.2f} {name:<12} "
                   f"{ms[name]:>8.2f} {ms[name] / ms['bare']:>6.2f}")
 

@@ -355,7 +355,7 @@ def test_a_defense_built_for_other_bits_is_refused(base):
 
 
 def test_registry_builds_defenses_by_name_with_the_published_defaults():
-    assert DEFENSES == {"cgat": CgAT, "atrdh": ATRDH}
+    assert {"cgat": CgAT, "atrdh": ATRDH}.items() <= DEFENSES.items()
     for name, cls in DEFENSES.items():
         defense = build(name, 10)
         assert type(defense) is cls and defense.config["name"] == name
@@ -363,8 +363,8 @@ def test_registry_builds_defenses_by_name_with_the_published_defaults():
             (8 / 255, 2 / 255, 7, True, "train")
         assert defense.code_table.shape == (10, BITS) and defense.label_table.shape == (10, CLASSES)
     assert build("cgat", 10, weight=2.0).weight == 2.0
-    with pytest.raises(ValueError, match=r"unknown defense 'saat'; choose one of \['atrdh', 'cgat'\]"):
-        build_defense("saat", num_train=10, bits=BITS, num_classes=CLASSES)
+    with pytest.raises(ValueError, match=r"unknown defense 'trades'; choose one of \[.*'atrdh', 'cgat'.*\]"):
+        build_defense("trades", num_train=10, bits=BITS, num_classes=CLASSES)
 
 
 @pytest.mark.parametrize("name", sorted(DEFENSES))

@@ -6,6 +6,7 @@
 - ``CenterGuidedAttack``  Wang et al., "CgAT", WWW 2023: away from the query's center code
 - ``P2P``, ``DHTA``  Bai et al., "Targeted Attack for Deep Hashing based Retrieval", ECCV 2020:
   toward a target label's anchor code (``CodeGuidedAttack`` is their shared loop)
+- ``SAAT``          Yuan et al., TIFS 2023: away from (or toward) a mainstay code, masked loss
 
 ``build_attack("hag", model, eps=8/255)`` picks one by name (``ATTACKS``); ``perturb`` runs an
 attack over many images in batches.
@@ -18,10 +19,11 @@ from .hag import HAG, hag_loss, hag_scale
 from .center import CenterGuidedAttack
 from .guided import CodeGuidedAttack, code_alignment_loss
 from .pgd import HammingPGD, hamming_pgd_loss
+from .saat import SAAT, saat_loss
 from .targeted import DHTA, P2P
 
 ATTACKS: dict[str, type[HashingAttack]] = {"pgd": HammingPGD, "hag": HAG, "center": CenterGuidedAttack,
-                                           "p2p": P2P, "dhta": DHTA}
+                                           "p2p": P2P, "dhta": DHTA, "saat": SAAT}
 
 
 def build_attack(name: str, model, **kwargs) -> HashingAttack:
@@ -33,4 +35,5 @@ def build_attack(name: str, model, **kwargs) -> HashingAttack:
 
 __all__ = ["ATTACKS", "build_attack", "HashingAttack", "HammingPGD", "HAG", "hag_loss", "hag_scale",
            "hamming_pgd_loss", "CodeGuidedAttack", "code_alignment_loss", "CenterGuidedAttack", "P2P", "DHTA",
+           "SAAT", "saat_loss",
            "perturb", "perturbation_stats", "combine_perturbations"]

@@ -55,6 +55,10 @@ class CodeGuidedAttack(HashingAttack):
         """The tanh scale of iteration ``step``."""
         return hag_scale(step, self.steps) if self.scale_schedule == "grow" else self.fixed_scale
 
+    def loss(self, adv_relaxed: torch.Tensor, guide_codes: torch.Tensor) -> torch.Tensor:
+        """The objective minimized by each step (subclasses may override): :func:`code_alignment_loss`."""
+        return code_alignment_loss(adv_relaxed, guide_codes, toward=self.toward)
+
     def forward(self, images: torch.Tensor, guide_codes: torch.Tensor) -> torch.Tensor:
         bits = getattr(self.model, "bits", None)
         if guide_codes.ndim != 2 or guide_codes.shape[0] != images.shape[0] or (bits and guide_codes.shape[1] != bits):
@@ -67,7 +71,7 @@ class CodeGuidedAttack(HashingAttack):
             scale = self.scale(step)
             adv.requires_grad_(True)
             logits = self.model.hash_logits(adv)                                 # (N, K)
-            loss = code_alignment_loss(torch.tanh(scale * logits), guide_codes, toward=self.toward)
+            loss = self.loss(torch.tanh(scale * logits), guide_codes)
             grad, = torch.autograd.grad(loss, adv)
             if self.keep_history:
                 self.record(step, loss=loss, grad=grad, logits=logits, clean_codes=clean_codes, scale=scale)

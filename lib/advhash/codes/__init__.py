@@ -1,6 +1,7 @@
 """Representative codes that guide attacks and defenses: one binary code per item, in closed form.
 
 - ``center_codes``  CgAT's center code (Wang et al., WWW 2023, Theorem 1)
+- ``mainstay_codes``  SAAT's mainstay code (Yuan et al., TIFS 2023, DMFL, Theorem 1)
 - ``anchor_codes``  the anchor code of P2P and DHTA (Bai et al., ECCV 2020): a target label's code
 - ``all_codes`` / ``brute_force_minimum``: exhaustive search over {-1, +1}^K, the independent check
   of every closed form on small K
@@ -10,7 +11,9 @@ Hamming distance throughout: d_H(b, b') = (K - b . b') / 2 for codes in {-1, +1}
 
 from .anchor import anchor_codes, sample_target_labels
 from .brute_force import all_codes, brute_force_minimum
-from .center import CENTER_WEIGHTS, center_code_objective, center_codes, label_jaccard
+from .center import CENTER_WEIGHTS, center_code_objective, center_codes, label_cosine, label_jaccard
+from .mainstay import mainstay_code_objective, mainstay_codes
 
-__all__ = ["center_codes", "center_code_objective", "label_jaccard", "CENTER_WEIGHTS", "anchor_codes",
+__all__ = ["center_codes", "center_code_objective", "label_jaccard", "label_cosine", "CENTER_WEIGHTS",
+           "mainstay_codes", "mainstay_code_objective", "anchor_codes",
            "sample_target_labels", "all_codes", "brute_force_minimum"]

@@ -35,6 +35,7 @@ from __future__ import annotations
 import torch
 
 CENTER_WEIGHTS = ("paper", "official")
+_SIMILARITY = {"paper": "jaccard", "official": "indicator"}   # the weight of a positive in each variant
 _QUERY_CHUNK = 1024
 _TIE_TOLERANCE = 1e-9  # float64 rounding of an exact tie (sums of at most ~1e6 weights <= 1)
 
@@ -46,15 +47,47 @@ def label_jaccard(labels_a: torch.Tensor, labels_b: torch.Tensor) -> torch.Tenso
     return torch.where(union > 0, inter / union.clamp_min(1e-12), 0.0)
 
 
-def _center_weights(labels: torch.Tensor, table_labels: torch.Tensor, variant: str) -> tuple[torch.Tensor, ...]:
-    """(w+, w-, has_positive, has_negative) with w+/w- (n, m) rows summing to 1 over P_i / N_i (or 0)."""
+def label_cosine(labels_a: torch.Tensor, labels_b: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity y_i . y_j / (|y_i| |y_j|) of multi-hot label rows, (n_a, n_b); 0 where a row is empty."""
+    norms = labels_a.norm(dim=1, keepdim=True) * labels_b.norm(dim=1)
+    return torch.where(norms > 0, labels_a @ labels_b.T / norms.clamp_min(1e-12), 0.0)
+
+
+SIMILARITIES = {"jaccard": label_jaccard, "cosine": label_cosine}
+
+
+def representative_weights(labels: torch.Tensor, table_labels: torch.Tensor, similarity: str) -> tuple[torch.Tensor, ...]:
+    """The weights of a representative code sum_P w+ b - sum_N w- b (CgAT's center, SAAT's mainstay code).
+
+    Positives P_i are the table items sharing a label (S_ij = 1[y_i . y_j > 0]), negatives the rest;
+    w+ is proportional to ``similarity`` ("jaccard", "cosine" or "indicator": 1 on every positive) and
+    sums to 1 over P_i, w- = 1 / |N_i|. Returns (w+, w-, has_positive, has_negative), w+/w- (n, m).
+    """
     positive = (labels @ table_labels.T > 0).to(labels.dtype)                          # S (n, m)
     negative = 1 - positive
-    similarity = label_jaccard(labels, table_labels) if variant == "paper" else positive
-    positive_weights = similarity * positive
-    positive_weights = positive_weights / positive_weights.sum(1, keepdim=True).clamp_min(1e-12)
+    weights = positive if similarity == "indicator" else SIMILARITIES[similarity](labels, table_labels) * positive
+    positive_weights = weights / weights.sum(1, keepdim=True).clamp_min(1e-12)
     negative_weights = negative / negative.sum(1, keepdim=True).clamp_min(1)
     return positive_weights, negative_weights, positive.sum(1) > 0, negative.sum(1) > 0
+
+
+def representative_directions(labels, table_codes, table_labels, similarity: str):
+    """Yield (rows, sum_P w+ b - sum_N w- b (chunk, K) in float64 with exact ties set to 0, has_positive,
+    has_negative) over chunks of the items: the argument of the sign in every closed form here."""
+    labels, table_labels = labels.double(), table_labels.to(labels.device).double()
+    table_codes = table_codes.to(labels.device).double()
+    for start in range(0, labels.shape[0], _QUERY_CHUNK):
+        rows = slice(start, start + _QUERY_CHUNK)
+        positive, negative, has_positive, has_negative = representative_weights(labels[rows], table_labels, similarity)
+        direction = (positive - negative) @ table_codes                                # (chunk, K)
+        yield rows, torch.where(direction.abs() <= _TIE_TOLERANCE, 0.0, direction), has_positive, has_negative
+
+
+def representative_objective(candidates, labels, table_codes, table_labels, similarity: str) -> torch.Tensor:
+    """J_i(c) = sum_{j in P_i} w+_ij d_H(c, b_j) - sum_{j in N_i} w-_ij d_H(c, b_j) for candidates (C, K) -> (n, C)."""
+    positive, negative, _, _ = representative_weights(labels.float(), table_labels.float(), similarity)
+    distances = (candidates.shape[1] - table_codes.float() @ candidates.float().T) / 2  # d_H (m, C)
+    return positive @ distances - negative @ distances
 
 
 def _check(labels, table_codes, table_labels, variant):
@@ -90,14 +123,10 @@ def center_codes(labels: torch.Tensor, table_codes: torch.Tensor, table_labels: 
         >>> centers = center_codes(query_labels, encode(model, data.train), data.train.labels)
     """
     _check(labels, table_codes, table_labels, variant)
-    labels, table_labels = labels.double(), table_labels.to(labels.device).double()
-    table_codes = table_codes.to(labels.device).double()
     centers = torch.empty(labels.shape[0], table_codes.shape[1], device=labels.device)
-    for start in range(0, labels.shape[0], _QUERY_CHUNK):
-        rows = slice(start, start + _QUERY_CHUNK)
-        positive, negative, has_positive, has_negative = _center_weights(labels[rows], table_labels, variant)
-        direction = (positive - negative) @ table_codes                                # (chunk, K)
-        direction = torch.where(direction.abs() <= _TIE_TOLERANCE, 0.0, direction)
+    similarity = _SIMILARITY[variant]
+    for rows, direction, has_positive, has_negative in representative_directions(labels, table_codes, table_labels,
+                                                                                  similarity):
         if variant == "paper":
             centers[rows] = torch.where(direction >= 0, 1.0, -1.0)
         else:
@@ -115,7 +144,4 @@ def center_code_objective(candidates: torch.Tensor, labels: torch.Tensor, table_
     with the weights of ``variant``. Shapes: candidates (C, K) in {-1, +1} -> values (n, C).
     """
     _check(labels, table_codes, table_labels, variant)
-    positive, negative, _, _ = _center_weights(labels.float(), table_labels.float(), variant)
-    bits = candidates.shape[1]
-    distances = (bits - table_codes.float() @ candidates.float().T) / 2                # d_H (m, C)
-    return positive @ distances - negative @ distances
+    return representative_objective(candidates, labels, table_codes, table_labels, _SIMILARITY[variant])

@@ -1,0 +1,85 @@
+"""The SAAT attack: Yuan, Zhang, Wang, Wu, "Semantic-Aware Adversarial Training for Reliable Deep Hashing
+Retrieval", IEEE TIFS 2023 (arXiv 2310.14637), section III-D."""
+
+from __future__ import annotations
+
+import torch
+
+from .guided import CodeGuidedAttack, code_alignment_loss
+
+SAAT_LOSSES = ("masked", "inner")
+
+
+def saat_loss(adv_relaxed: torch.Tensor, guide_codes: torch.Tensor, *, toward: bool = False,
+              threshold: float = -0.5) -> torch.Tensor:
+    """The masked objective of the SAAT code (base.py / pgd.py; METHODS.md section 1):
+
+        s = h(x_adv) * g  (per bit, (N, K); -s when moving toward g),   w = 1[s > threshold],
+        L = mean_i  sum_k w_ik (s_ik + 2) s_ik / sum_k w_ik,
+
+    minimized at s = -1 (the bit opposes the guide code); a bit already pushed past ``threshold``
+    (-0.5) leaves the objective (no gradient through w), so the effort goes to the bits not yet flipped.
+    Rows whose bits have all left give 0. Shapes: h (N, K), g (N, K) in {-1, +1} -> scalar.
+    """
+    s = adv_relaxed * guide_codes
+    s = -s if toward else s
+    mask = (s.detach() > threshold).to(s.dtype)                                        # w (N, K)
+    per_item = (mask * (s + 2) * s).sum(1) / mask.sum(1).clamp_min(1)
+    return per_item.mean()
+
+
+class SAAT(CodeGuidedAttack):
+    r"""The attack of "Semantic-Aware Adversarial Training for Reliable Deep Hashing Retrieval" (Yuan, Zhang,
+    Wang, Wu, IEEE TIFS 2023, https://arxiv.org/abs/2310.14637).
+
+    Non-targeted (Default): maximizes the Hamming distance between the adversarial code and the query's
+    **mainstay code** b_m (``advhash.codes.mainstay_codes``); targeted (``targeted=True``): minimizes it to
+    the mainstay code of a target label. Relaxed by ``tanh(scale z)`` with HAG's growing scale. The
+    objective is the published code's masked form (:func:`saat_loss`, ``loss="masked"``, Default) or
+    the plain relaxed distance of section III-D (``loss="inner"``: mean(h * b_m), :func:`code_alignment_loss`).
+
+    Distance Measure : Linf
+
+    Arguments:
+        model: hashing model (``advhash.models.HashingModel``) taking [0, 1] images.
+        eps: maximum perturbation, [0, 1] units (Default: 8/255).
+        alpha: sign-gradient step size (Default: 1/255).
+        steps: number of iterations (Default: 100).
+        random_start: (Default: True, as the SAAT code).
+        targeted: move toward the guide codes instead of away (Default: False).
+        loss: "masked" (Default) or "inner".
+        threshold: the mask's threshold on s = h * b (Default: -0.5).
+        scale_schedule: "grow" (Default) or "fixed"; fixed_scale: its scale (Default: 1.0).
+        model_mode: "eval" (Default) or "train"; seed: of the random start (Default: 0).
+        keep_history: fill ``history`` (Default: True).
+
+    Shape:
+        - images: (N, C, H, W) float in [0, 1].
+        - mainstay_codes: (N, K) in {-1, +1}.
+        - output: (N, C, H, W) adversarial images in [0, 1], within eps of the images.
+
+    Examples::
+        >>> mainstays = mainstay_codes(query_labels, encode(model, data.train), data.train.labels)
+        >>> adv_images = perturb(SAAT(model, eps=8/255, steps=100), images, mainstays)
+    """
+
+    def __init__(self, model, *, eps: float = 8 / 255, alpha: float = 1 / 255, steps: int = 100,
+                 random_start: bool = True, targeted: bool = False, loss: str = "masked", threshold: float = -0.5,
+                 scale_schedule: str = "grow", fixed_scale: float = 1.0, model_mode: str = "eval", seed: int = 0,
+                 keep_history: bool = True):
+        super().__init__(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start,
+                         scale_schedule=scale_schedule, fixed_scale=fixed_scale, model_mode=model_mode, seed=seed,
+                         keep_history=keep_history)
+        if loss not in SAAT_LOSSES:
+            raise ValueError(f"loss must be one of {SAAT_LOSSES}; got {loss!r}")
+        if not -1 <= threshold <= 1:
+            raise ValueError(f"threshold (on s = h * b in [-1, 1]) must be in [-1, 1]; got {threshold!r}")
+        self.toward, self.loss_name, self.threshold = bool(targeted), loss, float(threshold)
+
+    def loss(self, adv_relaxed, guide_codes):
+        if self.loss_name == "inner":
+            return code_alignment_loss(adv_relaxed, guide_codes, toward=self.toward)
+        return saat_loss(adv_relaxed, guide_codes, toward=self.toward, threshold=self.threshold)
+
+    def forward(self, images, mainstay_codes):
+        return super().forward(images, mainstay_codes)
