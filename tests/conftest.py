@@ -2,7 +2,9 @@
 
 import pytest
 import torch
-from stripes import BITS, StripesSplit
+from helpers import BITS, StripesSplit
+
+import advhash.attacks.base as attack_base
 
 from advhash.losses import build_loss
 from advhash.models import HashingModel
@@ -27,3 +29,18 @@ def trained(one_thread):
     loss = build_loss("dpsh", num_train=len(database), bits=BITS, num_classes=4)
     train_hashing(model, loss, database, epochs=20, batch_size=32, lr=0.05, seed=0)
     return model.eval(), encode(model, database), database, queries
+
+
+@pytest.fixture
+def inner_attacks(monkeypatch):
+    """Every attack call of the test: (attack, clean images, guide codes, adversarial images)."""
+    calls = []
+    original = attack_base.HashingAttack.__call__
+
+    def recording(self, images, *args, **kwargs):
+        adversarial = original(self, images, *args, **kwargs)
+        calls.append((self, images.clone(), args[0].clone(), adversarial.clone()))
+        return adversarial
+
+    monkeypatch.setattr(attack_base.HashingAttack, "__call__", recording)
+    return calls

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from stripes import fresh_model, images
+from helpers import fresh_model, images
 
 from advhash.attacks import (ATTACKS, HAG, HammingPGD, build_attack, combine_perturbations, hag_loss, hag_scale,
                              perturb, perturbation_stats)

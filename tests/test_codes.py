@@ -6,6 +6,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from helpers import random_table
 
 from advhash.codes import (all_codes, anchor_codes, brute_force_minimum, center_code_objective, center_codes,
                            label_jaccard, sample_target_labels)
@@ -52,23 +53,6 @@ def reference_objective(candidates, label, table_codes, table_labels, variant):
 
 def every_code(bits):
     return np.array(list(itertools.product([-1.0, 1.0], repeat=bits)))
-
-
-def random_table(seed, *, n=10, m=30, classes=5, bits=8, rate=0.3):
-    """Random {-1, +1} table codes and multi-hot labels, and query labels that include an item with
-    no positives (a class no table item carries, and an empty label) and one with no negatives."""
-    g = torch.Generator().manual_seed(seed)
-    table_codes = torch.where(torch.rand(m, bits, generator=g) < 0.5, -1.0, 1.0)
-    table_labels = (torch.rand(m, classes, generator=g) < rate).float()
-    table_labels[:, -1] = 0                       # the last class is carried by no table item
-    table_labels[table_labels.sum(1) == 0, 0] = 1  # every table item has a label
-    labels = (torch.rand(n, classes, generator=g) < rate).float()
-    for row in (labels.sum(1) == 0).nonzero().flatten().tolist():
-        labels[row, row % (classes - 1)] = 1      # the rest have a label
-    labels[0] = 0                                 # no positives
-    labels[1] = torch.eye(classes)[-1]            # no positives either
-    labels[2] = 1                                 # shares a class with every labelled table item
-    return labels, table_codes, table_labels
 
 
 # ----------------------------------------------------------------------------------------------

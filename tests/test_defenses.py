@@ -6,33 +6,20 @@ from fractions import Fraction
 
 import pytest
 import torch
+from helpers import stripes
 
-import advhash.attacks.base as attack_base
 from advhash.attacks import CenterGuidedAttack
 from advhash.checkpoint import load_checkpoint
 from advhash.codes import center_codes
-from advhash.data import HashingData, InMemorySplit
+from advhash.data import HashingData
 from advhash.defenses import ATRDH, DEFENSES, CgAT, build_defense, fit_defended_model, model_digest
 from advhash.losses import build_loss
 from advhash.metrics import mean_average_precision
 from advhash.train import encode, fit_hashing_model, train_hashing
 
 BITS, CLASSES = 8, 4
-SMALL_PROTOTYPES = (32,)
-pytestmark = pytest.mark.usefixtures("one_thread")  # ATRDH's prototype network, instead of the published (4096, 512)
-
-
-def stripes(n, *, seed=0, multi_label=False, signal=0.2, noise=0.6):
-    """A tiny split stored as uint8: class c brightens horizontal stripe c a little, over strong noise."""
-    g = torch.Generator().manual_seed(seed)
-    if multi_label:
-        labels = (torch.rand(n, CLASSES, generator=g) < 0.4).float()
-    else:
-        labels = torch.nn.functional.one_hot(torch.randint(0, CLASSES, (n,), generator=g), CLASSES).float()
-    images = torch.rand(n, 1, 16, 16, generator=g) * noise
-    for c in range(CLASSES):
-        images[labels[:, c] > 0, :, 4 * c:4 * c + 4, :] += signal
-    return InMemorySplit((images * 255).round().to(torch.uint8), labels)
+SMALL_PROTOTYPES = (32,)  # ATRDH's prototype network, instead of the published (4096, 512)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def stripes_data(train, query=None):
@@ -60,21 +47,6 @@ def base(one_thread):
     data = stripes_data(stripes(128), stripes(32, seed=1))
     model, _ = fit_hashing_model(data, method="dpsh", bits=BITS, epochs=10, batch_size=32, lr=0.05)
     return model.eval(), data
-
-
-@pytest.fixture
-def inner_attacks(monkeypatch):
-    """Every attack call of the test: (attack, clean images, guide codes, adversarial images)."""
-    calls = []
-    original = attack_base.HashingAttack.__call__
-
-    def recording(self, images, *args, **kwargs):
-        adversarial = original(self, images, *args, **kwargs)
-        calls.append((self, images.clone(), args[0].clone(), adversarial.clone()))
-        return adversarial
-
-    monkeypatch.setattr(attack_base.HashingAttack, "__call__", recording)
-    return calls
 
 
 # --- the objectives, against hand-written references -----------------------------------------------------

@@ -4,7 +4,7 @@ codes away from the center codes / toward the anchor codes, and run in batches l
 import pytest
 import torch
 
-from stripes import BITS, fresh_model, images
+from helpers import BITS, fresh_model, images
 
 from advhash.attacks import (ATTACKS, DHTA, P2P, CenterGuidedAttack, CodeGuidedAttack, build_attack,
                              code_alignment_loss, perturb)

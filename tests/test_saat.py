@@ -6,23 +6,26 @@ its inner attack and a bit-identical resume."""
 import copy
 import itertools
 import math
+from functools import partial
 
 import numpy as np
 import pytest
 import torch
 
-import advhash.attacks.base as attack_base
-from stripes import BITS, fresh_model, images
+from helpers import BITS, fresh_model, images, stripes
+from helpers import random_table as shared_random_table
 
 from advhash.attacks import (ATTACKS, SAAT, CenterGuidedAttack, CodeGuidedAttack, build_attack,
                              code_alignment_loss, hag_scale, perturb, saat_loss)
 from advhash.checkpoint import load_checkpoint
 from advhash.codes import (center_code_objective, center_codes, mainstay_code_objective, mainstay_codes,
                            sample_target_labels)
-from advhash.data import HashingData, InMemorySplit
+from advhash.data import HashingData
 from advhash.defenses import DEFENSES, SAATTraining, build_defense, fit_defended_model
 from advhash.losses import build_loss
 from advhash.train import encode, fit_hashing_model
+
+random_table = partial(shared_random_table, rate=0.35)   # denser labels than the center-code tests
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -76,23 +79,6 @@ def reference_mainstay_codes(labels, table_codes, table_labels):
 
 def every_code(bits):
     return np.array(list(itertools.product([-1.0, 1.0], repeat=bits)))
-
-
-def random_table(seed, *, n=10, m=30, classes=5, bits=8, rate=0.35):
-    """Random {-1, +1} table codes and multi-hot labels; queries include an empty label and a class
-    no table item carries (no positives) and one sharing a class with every table item (no negatives)."""
-    g = torch.Generator().manual_seed(seed)
-    table_codes = torch.where(torch.rand(m, bits, generator=g) < 0.5, -1.0, 1.0)
-    table_labels = (torch.rand(m, classes, generator=g) < rate).float()
-    table_labels[:, -1] = 0                        # the last class is carried by no table item
-    table_labels[table_labels.sum(1) == 0, 0] = 1   # every table item has a label
-    labels = (torch.rand(n, classes, generator=g) < rate).float()
-    for row in (labels.sum(1) == 0).nonzero().flatten().tolist():
-        labels[row, row % (classes - 1)] = 1
-    labels[0] = 0                                  # no positives: empty label
-    labels[1] = torch.eye(classes)[-1]             # no positives: a class nobody carries
-    labels[2] = 1                                  # no negatives
-    return labels, table_codes, table_labels
 
 
 # ----------------------------------------------------------------------------------------------
@@ -381,19 +367,6 @@ def test_saat_registry_defaults_and_bad_settings():
 DEFENSE_BITS, CLASSES = 8, 4
 
 
-def stripes(n, *, seed=0, multi_label=False, signal=0.2, noise=0.6):
-    """A tiny split stored as uint8: class c brightens horizontal stripe c a little, over strong noise."""
-    g = torch.Generator().manual_seed(seed)
-    if multi_label:
-        labels = (torch.rand(n, CLASSES, generator=g) < 0.4).float()
-    else:
-        labels = torch.nn.functional.one_hot(torch.randint(0, CLASSES, (n,), generator=g), CLASSES).float()
-    pixels = torch.rand(n, 1, 16, 16, generator=g) * noise
-    for c in range(CLASSES):
-        pixels[labels[:, c] > 0, :, 4 * c:4 * c + 4, :] += signal
-    return InMemorySplit((pixels * 255).round().to(torch.uint8), labels)
-
-
 def all_images(split):
     return split.batch(torch.arange(len(split)))[0]
 
@@ -413,21 +386,6 @@ def base(one_thread):
     data = HashingData("stripes", train=train, query=stripes(16, seed=1), database=train, class_names=list("abcd"))
     model, _ = fit_hashing_model(data, method="dpsh", bits=DEFENSE_BITS, epochs=4, batch_size=32, lr=0.05)
     return model.eval(), data
-
-
-@pytest.fixture
-def inner_attacks(monkeypatch):
-    """Every attack call of the test: (attack, clean images, guide codes, adversarial images)."""
-    calls = []
-    original = attack_base.HashingAttack.__call__
-
-    def recording(self, images, *args, **kwargs):
-        adversarial = original(self, images, *args, **kwargs)
-        calls.append((self, images.clone(), args[0].clone(), adversarial.clone()))
-        return adversarial
-
-    monkeypatch.setattr(attack_base.HashingAttack, "__call__", recording)
-    return calls
 
 
 @pytest.mark.parametrize("method, step", [("dpsh", 0), ("hashnet", 400)])   # hashnet: tanh scale sqrt(3)

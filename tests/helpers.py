@@ -1,0 +1,68 @@
+"""Tiny data, models and code tables shared by the tests (the fixtures live in conftest.py)."""
+
+import torch
+
+from advhash.data import InMemorySplit
+from advhash.models import HashingModel
+
+BITS = 16
+
+
+class StripesSplit(torch.utils.data.Dataset):
+    """A tiny in-memory split: class c brightens horizontal stripe c a little, over strong noise."""
+
+    def __init__(self, n=128, classes=4, seed=0, signal=0.2, noise=0.6):
+        g = torch.Generator().manual_seed(seed)
+        y = torch.randint(0, classes, (n,), generator=g)
+        self.labels = torch.nn.functional.one_hot(y, classes).float()
+        self.images = torch.rand(n, 1, 16, 16, generator=g) * noise
+        for c in range(classes):
+            self.images[y == c, :, 4 * c:4 * c + 4, :] += signal
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.images[i], self.labels[i], i
+
+
+def stripes(n, *, classes=4, seed=0, multi_label=False, signal=0.2, noise=0.6):
+    """A tiny ``InMemorySplit`` stored as uint8: class c brightens horizontal stripe c a little, over strong
+    noise; one class an item, or about 40 % of the classes with ``multi_label``."""
+    g = torch.Generator().manual_seed(seed)
+    if multi_label:
+        labels = (torch.rand(n, classes, generator=g) < 0.4).float()
+    else:
+        labels = torch.nn.functional.one_hot(torch.randint(0, classes, (n,), generator=g), classes).float()
+    pixels = torch.rand(n, 1, 16, 16, generator=g) * noise
+    for c in range(classes):
+        pixels[labels[:, c] > 0, :, 4 * c:4 * c + 4, :] += signal
+    return InMemorySplit((pixels * 255).round().to(torch.uint8), labels)
+
+
+def fresh_model(seed=0, bits=BITS):
+    """An untrained small CNN in eval mode."""
+    torch.manual_seed(seed)
+    return HashingModel("small_cnn", bits=bits, in_channels=1).eval()
+
+
+def images(n=6, seed=0):
+    """Random [0, 1] images (n, 1, 16, 16)."""
+    return torch.rand(n, 1, 16, 16, generator=torch.Generator().manual_seed(seed))
+
+
+def random_table(seed, *, n=10, m=30, classes=5, bits=8, rate=0.3):
+    """Random {-1, +1} table codes and multi-hot labels, and query labels that include an item with
+    no positives (a class no table item carries, and an empty label) and one with no negatives."""
+    g = torch.Generator().manual_seed(seed)
+    table_codes = torch.where(torch.rand(m, bits, generator=g) < 0.5, -1.0, 1.0)
+    table_labels = (torch.rand(m, classes, generator=g) < rate).float()
+    table_labels[:, -1] = 0                       # the last class is carried by no table item
+    table_labels[table_labels.sum(1) == 0, 0] = 1  # every table item has a label
+    labels = (torch.rand(n, classes, generator=g) < rate).float()
+    for row in (labels.sum(1) == 0).nonzero().flatten().tolist():
+        labels[row, row % (classes - 1)] = 1      # the rest have a label
+    labels[0] = 0                                 # no positives
+    labels[1] = torch.eye(classes)[-1]            # no positives either
+    labels[2] = 1                                 # shares a class with every labelled table item
+    return labels, table_codes, table_labels
