@@ -2,7 +2,7 @@
 
 import torch
 
-from advhash.data import InMemorySplit
+from advhash.data import HashingData, InMemorySplit
 from advhash.models import HashingModel
 
 BITS = 16
@@ -66,3 +66,23 @@ def random_table(seed, *, n=10, m=30, classes=5, bits=8, rate=0.3):
     labels[1] = torch.eye(classes)[-1]            # no positives either
     labels[2] = 1                                 # shares a class with every labelled table item
     return labels, table_codes, table_labels
+
+
+def stripes_data(train, query=None):
+    """Stripes ``HashingData`` whose database is the training split (queries: ``query`` or the training split)."""
+    return HashingData("stripes", train=train, query=query or train, database=train, class_names=list("abcd"))
+
+
+def all_images(split):
+    """Every image of a split, (n, C, H, W) in [0, 1]."""
+    return split.batch(torch.arange(len(split)))[0]
+
+
+def sign_codes(values):
+    """sign with sign(0) := +1, written out (the reference the library's binarize is checked against)."""
+    return torch.where(values >= 0, 1.0, -1.0)
+
+
+def same_weights(first, second):
+    """Whether two models hold bit-identical parameters and buffers."""
+    return all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))

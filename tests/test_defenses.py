@@ -6,12 +6,11 @@ from fractions import Fraction
 
 import pytest
 import torch
-from helpers import stripes
+from helpers import all_images, same_weights, sign_codes, stripes, stripes_data
 
 from advhash.attacks import CenterGuidedAttack
 from advhash.checkpoint import load_checkpoint
 from advhash.codes import center_codes
-from advhash.data import HashingData
 from advhash.defenses import ATRDH, DEFENSES, CgAT, build_defense, fit_defended_model, model_digest
 from advhash.losses import build_loss
 from advhash.metrics import mean_average_precision
@@ -22,23 +21,11 @@ SMALL_PROTOTYPES = (32,)  # ATRDH's prototype network, instead of the published 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def stripes_data(train, query=None):
-    return HashingData("stripes", train=train, query=query or train, database=train, class_names=list("abcd"))
-
-
-def all_images(split):
-    return split.batch(torch.arange(len(split)))[0]
-
-
 def build(name, num_train, **kwargs):
     """A defense by name, with ATRDH's prototype network kept small."""
     if name == "atrdh":
         kwargs.setdefault("prototype_hidden", SMALL_PROTOTYPES)
     return build_defense(name, num_train=num_train, bits=BITS, num_classes=CLASSES, **kwargs)
-
-
-def same_weights(first, second):
-    return all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
 
 
 @pytest.fixture(scope="module")
@@ -75,10 +62,6 @@ def reference_center_codes(labels, table_codes, table_labels, variant):
                 center.append(float((direction > 0) - (direction < 0)) if positives and negatives else 0.0)
         centers.append(center)
     return torch.tensor(centers)
-
-
-def sign_codes(values):
-    return torch.where(values >= 0, 1.0, -1.0)
 
 
 @pytest.mark.parametrize("variant", ["paper", "official"])

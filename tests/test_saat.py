@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import BITS, fresh_model, images, stripes
+from helpers import BITS, all_images, fresh_model, images, same_weights, sign_codes, stripes, stripes_data
 from helpers import random_table as shared_random_table
 
 from advhash.attacks import (ATTACKS, SAAT, CenterGuidedAttack, CodeGuidedAttack, build_attack,
@@ -20,7 +20,6 @@ from advhash.attacks import (ATTACKS, SAAT, CenterGuidedAttack, CodeGuidedAttack
 from advhash.checkpoint import load_checkpoint
 from advhash.codes import (center_code_objective, center_codes, mainstay_code_objective, mainstay_codes,
                            sample_target_labels)
-from advhash.data import HashingData
 from advhash.defenses import DEFENSES, SAATTraining, build_defense, fit_defended_model
 from advhash.losses import build_loss
 from advhash.train import encode, fit_hashing_model
@@ -367,23 +366,11 @@ def test_saat_registry_defaults_and_bad_settings():
 DEFENSE_BITS, CLASSES = 8, 4
 
 
-def all_images(split):
-    return split.batch(torch.arange(len(split)))[0]
-
-
-def sign_codes(values):
-    return torch.where(values >= 0, 1.0, -1.0)
-
-
-def same_weights(first, second):
-    return all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
-
-
 @pytest.fixture(scope="module")
 def base(one_thread):
     """A clean DPSH model on 64 stripes (the model SAAT fine-tunes) and its data."""
     train = stripes(64)
-    data = HashingData("stripes", train=train, query=stripes(16, seed=1), database=train, class_names=list("abcd"))
+    data = stripes_data(train, stripes(16, seed=1))
     model, _ = fit_hashing_model(data, method="dpsh", bits=DEFENSE_BITS, epochs=4, batch_size=32, lr=0.05)
     return model.eval(), data
 

@@ -26,5 +26,5 @@ def build_defense(name: str, **kwargs) -> AdversarialTraining:
     return DEFENSES[name](**kwargs)
 
 
-__all__ = ["DEFENSES", "build_defense", "AdversarialTraining", "CgAT", "ATRDH", "SAATTraining", "PrototypeNet", "prototype_loss",
-           "fit_defended_model", "model_digest"]
+__all__ = ["DEFENSES", "build_defense", "AdversarialTraining", "CgAT", "ATRDH", "SAATTraining", "PrototypeNet",
+           "prototype_loss", "fit_defended_model", "model_digest"]

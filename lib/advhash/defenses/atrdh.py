@@ -83,22 +83,26 @@ class ATRDH(AdversarialTraining):
                  weight: float = 1.0, prototype_lr: float = 1e-4, prototype_hidden: tuple[int, ...] = (4096, 512)):
         super().__init__(num_train=num_train, bits=bits, num_classes=num_classes, eps=eps, alpha=alpha,
                          steps=steps, random_start=random_start, model_mode=model_mode)
-        self.weight, self.prototype_lr, self.prototype_hidden = float(weight), float(prototype_lr), tuple(prototype_hidden)
-        self.prototype_net = PrototypeNet(num_classes, bits, self.prototype_hidden)
-        self.prototype_optimizer = torch.optim.Adam(self.prototype_net.parameters(), lr=prototype_lr, betas=(0.5, 0.999))
+        self.weight, self.prototype_lr = float(weight), float(prototype_lr)
+        self.prototype_hidden = tuple(prototype_hidden)
+        self.build_prototype_network()
 
     @property
     def config(self):
         return dict(super().config, weight=self.weight, prototype_lr=self.prototype_lr,
                     prototype_hidden=list(self.prototype_hidden))
 
-    def prepare(self, model, train_split, *, seed: int = 0) -> None:
-        super().prepare(model, train_split, seed=seed)
-        torch.manual_seed(seed)
+    def build_prototype_network(self) -> None:
+        """A fresh prototype network (on the code table's device) and its Adam optimizer."""
         self.prototype_net = PrototypeNet(self.label_table.shape[1], self.code_table.shape[1],
                                           self.prototype_hidden).to(self.code_table.device)
         self.prototype_optimizer = torch.optim.Adam(self.prototype_net.parameters(), lr=self.prototype_lr,
                                                     betas=(0.5, 0.999))
+
+    def prepare(self, model, train_split, *, seed: int = 0) -> None:
+        super().prepare(model, train_split, seed=seed)
+        torch.manual_seed(seed)   # the network's initial weights depend on the seed only
+        self.build_prototype_network()
 
     def get_extra_state(self) -> dict:
         return dict(super().get_extra_state(), prototype_optimizer=self.prototype_optimizer.state_dict())
@@ -134,14 +138,11 @@ class ATRDH(AdversarialTraining):
         attack = TargetedPGD(model, eps=self.eps, alpha=self.alpha, steps=self.steps, random_start=self.random_start,
                              model_mode=self.model_mode, seed=self.attack_seed(step), keep_history=False)
         adversarial = attack(images, self.prototypes(targets))               # inner: toward p_t
-        scale = loss.alpha(step)
-        relaxed = model(images, alpha=scale)                                 # h(x) (B, K)
-        hashing = loss(relaxed, labels, indices)
-        self.update_codes(relaxed, indices)
+        hashing, relaxed, adversarial_relaxed = self.outer_forward(model, loss, images, adversarial, labels,
+                                                                   indices, step=step)
         if loss.pairs == "batch":
             table_codes, table_labels = relaxed.detach(), labels
         else:
             table_codes, table_labels = loss.code_table[loss.seen], loss.label_table[loss.seen]
-        adversarial_relaxed = model(adversarial, alpha=scale)
         pair = loss.pair_loss(adversarial_relaxed, table_codes, pairwise_similarity(labels, table_labels))
         return hashing + self.weight * pair

@@ -88,6 +88,16 @@ class AdversarialTraining(nn.Module):
         """Refresh the table rows of the batch with its clean codes sign(h) (every batch, as CgAT)."""
         self.code_table[indices] = binarize(relaxed.detach())
 
+    def outer_forward(self, model, loss, images, adversarial, labels, indices, *, step: int):
+        """The part of the outer step every defense shares: h(x) and the hashing loss of the clean batch,
+        the code table refreshed with the batch's codes, then h(x_adv), both at the loss's tanh scale.
+        Returns (hashing loss, h(x) (B, K), h(x_adv) (B, K))."""
+        scale = loss.alpha(step)
+        relaxed = model(images, alpha=scale)
+        hashing = loss(relaxed, labels, indices)
+        self.update_codes(relaxed, indices)
+        return hashing, relaxed, model(adversarial, alpha=scale)
+
     def get_extra_state(self) -> dict:
         return dict(seed=self.seed)
 

@@ -70,10 +70,7 @@ class CgAT(AdversarialTraining):
                                     random_start=self.random_start, model_mode=self.model_mode,
                                     seed=self.attack_seed(step), keep_history=False)
         adversarial = attack(images, self.centers(labels))                   # inner max: away from c
-        scale = loss.alpha(step)
-        relaxed = model(images, alpha=scale)                                 # h(x) (B, K)
-        hashing = loss(relaxed, labels, indices)
-        self.update_codes(relaxed, indices)
-        centers = self.centers(labels)                                       # refreshed table
-        alignment = (model(adversarial, alpha=scale) * centers).mean()       # <h(x_adv), c> / K
+        hashing, _, adversarial_relaxed = self.outer_forward(model, loss, images, adversarial, labels, indices,
+                                                             step=step)
+        alignment = (adversarial_relaxed * self.centers(labels)).mean()      # <h(x_adv), c> / K, refreshed table
         return hashing - self.weight * alignment

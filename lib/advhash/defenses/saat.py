@@ -58,12 +58,8 @@ class SAATTraining(AdversarialTraining):
                       scale_schedule="fixed", model_mode=self.model_mode, seed=self.attack_seed(step),
                       keep_history=False)
         adversarial = attack(images, self.mainstays(labels))                # inner max: away from b_m
-        scale = loss.alpha(step)
-        relaxed = model(images, alpha=scale)                                # h(x) (B, K)
-        hashing = loss(relaxed, labels, indices)
-        self.update_codes(relaxed, indices)
-        mainstays = self.mainstays(labels)                                  # refreshed table
-        adversarial_relaxed = model(adversarial, alpha=scale)
-        alignment = (adversarial_relaxed * mainstays).mean()
+        hashing, _, adversarial_relaxed = self.outer_forward(model, loss, images, adversarial, labels, indices,
+                                                             step=step)
+        alignment = (adversarial_relaxed * self.mainstays(labels)).mean()   # refreshed table
         quantization = (adversarial_relaxed - binarize(adversarial_relaxed).detach()).pow(2).mean()
         return hashing - self.weight * alignment + self.quantization_weight * quantization
