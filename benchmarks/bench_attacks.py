@@ -1,10 +1,12 @@
-"""Per-iteration time of the attacks (HAG, HammingPGD, the code-guided center / DHTA / SAAT attacks)
+"""Per-iteration time of the attacks (HAG, HammingPGD, the code-guided center / DHTA / SAAT attacks, SDHA)
 against a bare forward + backward loop.
 
 The bare loop is the floor any gradient attack pays per iteration: ``h = model(x)``,
 ``loss = h.sum()``, ``torch.autograd.grad(loss, x)``. The attacks add the loss, the mask, the
 projection and the bookkeeping (history, snapshots); their time per iteration includes the
-one-off clean forward pass and checks, spread over the iterations of a run. Same batch of 128
+one-off clean forward pass and checks, spread over the iterations of a run. SDHA also scores every
+iteration against a table of 3,000 training codes (half of them relevant to each query) and takes
+an Adam step. Same batch of 128
 images, eval mode; the three runs take turns, best of several repeats (other jobs may share the
 cores). Target: ratio <= 1.2.
 
@@ -18,10 +20,10 @@ import time
 
 import torch
 
-from advhash.attacks import DHTA, HAG, SAAT, CenterGuidedAttack, HammingPGD
+from advhash.attacks import DHTA, HAG, SAAT, SDHA, CenterGuidedAttack, HammingPGD
 from advhash.models import HashingModel
 
-BATCH, BITS = 128, 32
+BATCH, BITS, TABLE = 128, 32, 3_000
 # (backbone, channels, image size, iterations per timed run, repeats: best of)
 SETTINGS = [("small_cnn", 1, 28, 20, 7), ("resnet18", 3, 32, 5, 3)]
 
@@ -56,12 +58,15 @@ def main(argv: list[str]) -> None:
         model = HashingModel(backbone, bits=BITS, in_channels=channels).eval()
         images = torch.rand(BATCH, channels, size, size, generator=torch.Generator().manual_seed(0))
         codes = torch.where(torch.rand(BATCH, BITS, generator=torch.Generator().manual_seed(1)) < 0.5, -1.0, 1.0)
+        table = torch.where(torch.rand(TABLE, BITS, generator=torch.Generator().manual_seed(2)) < 0.5, -1.0, 1.0)
+        table_labels = torch.eye(2)[torch.arange(TABLE) % 2]
+        labels = torch.eye(2)[torch.arange(BATCH) % 2]
         attacks = {"HAG": HAG(model, steps=steps), "HammingPGD": HammingPGD(model, steps=steps),
                    "center": CenterGuidedAttack(model, steps=steps), "DHTA": DHTA(model, steps=steps),
-                   "SAAT": SAAT(model, steps=steps)}
-        guided = {"center", "DHTA", "SAAT"}
+                   "SAAT": SAAT(model, steps=steps), "SDHA": SDHA(model, table, table_labels, steps=steps)}
+        extra = {"center": codes, "DHTA": codes, "SAAT": codes, "SDHA": labels}   # per-image argument
         runs = {"bare": lambda: bare_loop(model, images, steps)}
-        runs.update({name: (lambda a=attack, g=name in guided: a(images, codes) if g else a(images))
+        runs.update({name: (lambda a=attack, arg=extra.get(name): a(images, arg) if arg is not None else a(images))
                      for name, attack in attacks.items()})
         ms = best_ms_per_iteration(runs, steps, repeats)
         for name in attacks:

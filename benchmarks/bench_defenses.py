@@ -1,15 +1,15 @@
-"""Time of one adversarial-training epoch (CgAT, ATRDH) against one clean-training epoch.
+"""Time of one adversarial-training epoch (CgAT, ATRDH, SAAT) against one clean-training epoch.
 
 PGD-k adversarial training pays, per batch, k forward + backward passes of the inner attack, plus
 the forward + backward pass of the clean images and of the adversarial images in the outer loss:
 about k + 2 clean passes. Target (the issue): adversarial / clean epoch time <= steps + 2, i.e. 9
-for the PGD-7 both defenses train with. The rest (center codes against the training table, ATRDH's
+for the PGD-7 all three defenses train with. The rest (center codes against the training table, ATRDH's
 prototype network step, the table update) should stay small.
 
 Setting: Fashion-Mosaic from ``data/`` (synthetic images and labels of the same shape if it has not
 been materialized), 1,000 training items, batch 64, small CNN, 32 bits, the defenses' defaults
 (eps 8/255, step 2/255, 7 steps, random start, train mode; ATRDH's (4096, 512) prototype network).
-Each clean baseline uses the defense's own loss (CgAT: DPSH, ATRDH: DPH). The epoch time is the
+Each clean baseline uses the defense's own loss (CgAT: DPSH, ATRDH and SAAT: DPH). The epoch time is the
 training loop's own (``history[0]["seconds"]``: the defense's one-off ``prepare`` is left out); the
 runs take turns, best of several repeats (other jobs may share the cores).
 
@@ -37,7 +37,7 @@ from advhash.train import train_hashing
 NUM_TRAIN, BATCH, BITS, STEPS = 1_000, 64, 32, 7
 REPEATS = 3  # best of; the first round is a warm-up
 DATA_ROOT = Path(__file__).resolve().parents[1] / "data"
-RUNS = [("cgat", "dpsh"), ("atrdh", "dph")]  # (defense, its hashing loss)
+RUNS = [("cgat", "dpsh"), ("atrdh", "dph"), ("saat", "dph")]  # (defense, its hashing loss)
 
 
 def training_data() -> HashingData:

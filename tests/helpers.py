@@ -86,3 +86,14 @@ def sign_codes(values):
 def same_weights(first, second):
     """Whether two models hold bit-identical parameters and buffers."""
     return all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+
+
+def stripes_pairs(n, *, classes=4, tags_per_class=3, seed=0, multi_label=False, signal=0.4):
+    """Stripes images with a text modality: class c turns on tags 3c..3c+2 (each with probability 0.8), plus
+    two noise tags on at random. An ``InMemorySplit`` with ``texts`` (n, 3 classes + 2)."""
+    split = stripes(n, classes=classes, seed=seed, multi_label=multi_label, signal=signal)
+    g = torch.Generator().manual_seed(seed + 100)
+    class_tags = split.labels.repeat_interleave(tags_per_class, dim=1) * (torch.rand(n, classes * tags_per_class,
+                                                                                     generator=g) < 0.8)
+    noise_tags = (torch.rand(n, 2, generator=g) < 0.3).float()
+    return InMemorySplit(split.images, split.labels, texts=torch.cat([class_tags, noise_tags], dim=1))

@@ -439,6 +439,26 @@ def test_interrupted_saat_run_resumes_to_identical_weights(tmp_path, base):
     assert torch.equal(resumed_defense.code_table, defense.code_table)
 
 
+def test_a_finished_defended_run_of_another_notebook_is_reused_read_only(tmp_path, base):
+    model, data = base
+    first_dir, second_dir = tmp_path / "first", tmp_path / "second"
+
+    def run(checkpoint_dir, weight=1.0):
+        defense = build_defense("saat", num_train=len(data.train), bits=DEFENSE_BITS, num_classes=CLASSES, steps=2,
+                                weight=weight)
+        return fit_defended_model(data, model, defense, method="dph", epochs=1, checkpoint_dir=checkpoint_dir,
+                                  reuse_from=(first_dir,), batch_size=32, lr=0.05, seed=3)
+
+    trained, history = run(first_dir)
+    (written,) = first_dir.iterdir()
+    stamp = written.stat().st_mtime_ns
+    reused, reused_history = run(second_dir)
+    assert same_weights(trained, reused) and reused_history == history
+    assert written.stat().st_mtime_ns == stamp and not second_dir.exists()
+    other, _ = run(second_dir, weight=2.0)                                         # other settings: trained anew
+    assert len(list(second_dir.iterdir())) == 1 and not same_weights(other, trained)
+
+
 def test_saat_training_registry_defaults_and_config():
     assert DEFENSES["saat"] is SAATTraining
     defense = build_defense("saat", num_train=10, bits=DEFENSE_BITS, num_classes=CLASSES)

@@ -45,7 +45,8 @@ def iterate_batches(split, indices: torch.Tensor, batch_size: int) -> Iterator[t
         yield images, labels.float(), chunk
 
 
-def _make_optimizer(name: str, params, *, lr: float, momentum: float, weight_decay: float):
+def make_optimizer(name: str, params, *, lr: float, momentum: float, weight_decay: float):
+    """SGD (with momentum) or Adam over ``params``."""
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name == "adam":
@@ -89,7 +90,7 @@ def train_hashing(model: HashingModel, loss: PairwiseHashingLoss, train_split, *
     model.to(device)
     loss.to(device)
     torch.manual_seed(seed)
-    opt = _make_optimizer(optimizer, model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    opt = make_optimizer(optimizer, model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(lr_milestones), gamma=0.1)
     run_config = dict(model=model.config, loss=type(loss).__name__, batch_size=batch_size, lr=lr,
                       optimizer=optimizer, momentum=momentum, weight_decay=weight_decay,
@@ -101,7 +102,7 @@ def train_hashing(model: HashingModel, loss: PairwiseHashingLoss, train_split, *
     start_epoch, step = 0, 0
     if checkpoint_path is not None and Path(checkpoint_path).is_file():
         state = load_checkpoint(checkpoint_path, map_location=device)
-        _check_same_run(state["run_config"], run_config, checkpoint_path)
+        check_same_run(state["run_config"], run_config, checkpoint_path)
         model.load_state_dict(state["model"])
         loss.load_state_dict(state["loss"])
         opt.load_state_dict(state["optimizer"])
@@ -146,7 +147,8 @@ def train_hashing(model: HashingModel, loss: PairwiseHashingLoss, train_split, *
     return history
 
 
-def _check_same_run(saved: dict, current: dict, path) -> None:
+def check_same_run(saved: dict, current: dict, path) -> None:
+    """Refuse to resume a checkpoint whose run settings differ from the current ones, naming each difference."""
     differences = {key: (saved.get(key), value) for key, value in current.items() if saved.get(key) != value}
     if differences:
         described = ", ".join(f"{key}: checkpoint {old!r} vs now {new!r}" for key, (old, new) in differences.items())
@@ -188,6 +190,27 @@ def train_items_tag(train_split) -> str | int:
     return len(train_split) if items is None else settings_tag(list(map(int, items)))
 
 
+def reuse_checkpoint(model: HashingModel, checkpoint_path: Path, folders, *, epochs: int,
+                     device: str | torch.device = "cpu") -> list[dict[str, Any]] | None:
+    """Load a *finished* checkpoint named like ``checkpoint_path`` from another notebook's folder.
+
+    Searches ``folders`` in order (only when ``checkpoint_path`` itself does not exist, so a run of this
+    notebook is never shadowed) for a file of the same name, i.e. the same settings, trained for at
+    least ``epochs``; loads its weights into ``model`` (the file is only read, never written) and returns
+    its history. None when there is none: train as usual.
+    """
+    if checkpoint_path.is_file():
+        return None
+    for folder in folders:
+        candidate = Path(folder) / checkpoint_path.name
+        if candidate.is_file():
+            state = load_checkpoint(candidate, map_location=device)
+            if state["epoch"] >= epochs:
+                model.load_state_dict(state["model"])
+                return list(state["history"])
+    return None
+
+
 def fit_hashing_model(data, *, method: str, bits: int, backbone: str = "small_cnn", epochs: int,
                       checkpoint_dir: str | Path | None = None, input_size: int | None = None,
                       weights: str | Path | None = None, pairs: str | None = None,
@@ -212,13 +235,9 @@ def fit_hashing_model(data, *, method: str, bits: int, backbone: str = "small_cn
                         input_size=input_size, weights=str(weights), pairs=loss.pairs, seed=seed, **training)
         name = f"{method}_{bits}bits_{backbone}_{settings_tag(settings)}.pt"
         checkpoint_path = Path(checkpoint_dir) / name
-        for folder in reuse_from:
-            candidate = Path(folder) / name
-            if candidate.is_file() and not checkpoint_path.is_file():
-                state = load_checkpoint(candidate, map_location=device)
-                if state["epoch"] >= epochs:
-                    model.load_state_dict(state["model"])
-                    return model.to(device).eval(), list(state["history"])
+        reused = reuse_checkpoint(model, checkpoint_path, reuse_from, epochs=epochs, device=device)
+        if reused is not None:
+            return model.to(device).eval(), reused
     history = train_hashing(model, loss, data.train, epochs=epochs, seed=seed, device=device,
                             checkpoint_path=checkpoint_path, **training)
     return model, history

@@ -7,6 +7,8 @@
 - ``P2P``, ``DHTA``  Bai et al., "Targeted Attack for Deep Hashing based Retrieval", ECCV 2020:
   toward a target label's anchor code (``CodeGuidedAttack`` is their shared loop)
 - ``SAAT``          Yuan et al., TIFS 2023: away from (or toward) a mainstay code, masked loss
+- ``SDHA``          Lu et al., "A Smart Adversarial Attack on Deep Hashing Based Image Retrieval", ICMR 2021:
+  away from (or toward) the codes of the relevant training items, Adam on pixels (SAAT's baseline)
 
 ``build_attack("hag", model, eps=8/255)`` picks one by name (``ATTACKS``); ``perturb`` runs an
 attack over many images in batches.
@@ -20,10 +22,12 @@ from .center import CenterGuidedAttack
 from .guided import CodeGuidedAttack, code_alignment_loss
 from .pgd import HammingPGD, hamming_pgd_loss
 from .saat import SAAT, saat_loss
+from .sdha import SDHA, sdha_bit_distance, sdha_rank_weight, sdha_surrogate_distance, sdha_surrogate_loss
 from .targeted import DHTA, P2P
 
 ATTACKS: dict[str, type[HashingAttack]] = {"pgd": HammingPGD, "hag": HAG, "center": CenterGuidedAttack,
-                                           "p2p": P2P, "dhta": DHTA, "saat": SAAT}
+                                           "p2p": P2P, "dhta": DHTA, "saat": SAAT,
+                                           "sdha": SDHA}
 
 
 def build_attack(name: str, model, **kwargs) -> HashingAttack:
@@ -36,4 +40,5 @@ def build_attack(name: str, model, **kwargs) -> HashingAttack:
 __all__ = ["ATTACKS", "build_attack", "HashingAttack", "HammingPGD", "HAG", "hag_loss", "hag_scale",
            "hamming_pgd_loss", "CodeGuidedAttack", "code_alignment_loss", "CenterGuidedAttack", "P2P", "DHTA",
            "SAAT", "saat_loss",
+           "SDHA", "sdha_bit_distance", "sdha_surrogate_distance", "sdha_rank_weight", "sdha_surrogate_loss",
            "perturb", "perturbation_stats", "combine_perturbations"]

@@ -27,7 +27,7 @@ from ..attacks.base import MODEL_MODES
 from ..checkpoint import settings_tag
 from ..losses import build_loss
 from ..models import HashingModel, binarize
-from ..train import encode, train_hashing, train_items_tag
+from ..train import encode, reuse_checkpoint, train_hashing, train_items_tag
 
 
 class AdversarialTraining(nn.Module):
@@ -119,7 +119,7 @@ def model_digest(model: nn.Module) -> str:
 
 def fit_defended_model(data, base_model: HashingModel, defense: AdversarialTraining | None, *, method: str,
                        epochs: int, checkpoint_dir: str | Path | None = None, pairs: str | None = None,
-                       device: str | torch.device = "cpu", seed: int = 0, evaluate=None,
+                       device: str | torch.device = "cpu", seed: int = 0, evaluate=None, reuse_from: tuple = (),
                        **training) -> tuple[HashingModel, list[dict[str, Any]]]:
     """Adversarially fine-tune a copy of ``base_model`` (a clean hashing model, as CgAT, SAAT and ATRDH
     start from) with ``defense`` and the ``method`` hashing loss on ``data.train``.
@@ -130,8 +130,9 @@ def fit_defended_model(data, base_model: HashingModel, defense: AdversarialTrain
     The checkpoint ``<checkpoint_dir>/<defense>_<method>_<bits>bits_<backbone>_<tag>.pt`` ("finetune" for
     the control) is written after every epoch; the tag hashes the base model's weights, the training
     items and every setting, so an interrupted run resumes and a finished one only loads.
-    ``evaluate(model) -> {name: value}`` adds per-epoch numbers (e.g. clean and adversarial mAP) to the
-    history; ``training`` goes to ``train_hashing``.
+    ``reuse_from``: other notebooks' checkpoint folders searched for a finished run of the same settings
+    (only read; its history is returned as recorded there). ``evaluate(model) -> {name: value}`` adds
+    per-epoch numbers (e.g. clean and adversarial mAP) to the history; ``training`` goes to ``train_hashing``.
 
     Returns the fine-tuned model (eval mode) and its per-epoch history.
     """
@@ -147,6 +148,9 @@ def fit_defended_model(data, base_model: HashingModel, defense: AdversarialTrain
                         defense=None if defense is None else defense.config, **training)
         checkpoint_path = (Path(checkpoint_dir) /
                            f"{name}_{method}_{model.bits}bits_{model.config['backbone']}_{settings_tag(settings)}.pt")
+        reused = reuse_checkpoint(model, checkpoint_path, reuse_from, epochs=epochs, device=device)
+        if reused is not None:
+            return model.to(device).eval(), reused
     history = train_hashing(model, loss, data.train, epochs=epochs, seed=seed, device=device,
                             checkpoint_path=checkpoint_path, defense=defense, evaluate=evaluate, **training)
     return model.eval(), history
