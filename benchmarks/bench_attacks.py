@@ -1,5 +1,5 @@
-"""Per-iteration time of the attacks (HAG, HammingPGD, the code-guided center / DHTA / SAAT attacks, SDHA)
-against a bare forward + backward loop.
+"""Per-iteration time of the attacks (HAG, HammingPGD, the code-guided center / DHTA / SAAT attacks, SDHA, and
+CMLA on the image network) against a bare forward + backward loop.
 
 The bare loop is the floor any gradient attack pays per iteration: ``h = model(x)``,
 ``loss = h.sum()``, ``torch.autograd.grad(loss, x)``. The attacks add the loss, the mask, the
@@ -21,6 +21,7 @@ import time
 import torch
 
 from advhash.attacks import DHTA, HAG, SAAT, SDHA, CenterGuidedAttack, HammingPGD
+from advhash.crossmodal import CMLA
 from advhash.models import HashingModel
 
 BATCH, BITS, TABLE = 128, 32, 3_000
@@ -63,10 +64,12 @@ def main(argv: list[str]) -> None:
         labels = torch.eye(2)[torch.arange(BATCH) % 2]
         attacks = {"HAG": HAG(model, steps=steps), "HammingPGD": HammingPGD(model, steps=steps),
                    "center": CenterGuidedAttack(model, steps=steps), "DHTA": DHTA(model, steps=steps),
-                   "SAAT": SAAT(model, steps=steps), "SDHA": SDHA(model, table, table_labels, steps=steps)}
-        extra = {"center": codes, "DHTA": codes, "SAAT": codes, "SDHA": labels}   # per-image argument
+                   "SAAT": SAAT(model, steps=steps), "SDHA": SDHA(model, table, table_labels, steps=steps),
+                   "CMLA": CMLA(model, modality="image", steps=steps)}
+        extra = {"center": (codes,), "DHTA": (codes,), "SAAT": (codes,), "SDHA": (labels,),
+                 "CMLA": (labels, -codes, codes)}   # per-image arguments
         runs = {"bare": lambda: bare_loop(model, images, steps)}
-        runs.update({name: (lambda a=attack, arg=extra.get(name): a(images, arg) if arg is not None else a(images))
+        runs.update({name: (lambda a=attack, args=extra.get(name, ()): a(images, *args))
                      for name, attack in attacks.items()})
         ms = best_ms_per_iteration(runs, steps, repeats)
         for name in attacks:

@@ -29,6 +29,7 @@ KERNEL_NAME = "python3"
 NOTEBOOK_SECTIONS = {
     "01_deep_hashing": "deep_hashing",
     "02_hag": "hag",
+    "03_cmla": "cmla",
     "04_saat": "saat",
     "05_cgat": "cgat",
 }

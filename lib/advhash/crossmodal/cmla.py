@@ -1,0 +1,210 @@
+"""CMLA: Li, Gao, Deng, Xie, Liu, "Cross-Modal Learning with Adversarial Samples", NeurIPS 2019.
+
+CMLA perturbs an image (or a text) so that its code stops matching the *other* modality's codes of the
+items it should retrieve (inter-modal similarity broken) while staying close to its own modality's codes
+(intra-modal similarity kept, so the sample still looks like itself to same-modality search), at a small
+distortion. For an image batch with perturbation delta, relaxed adversarial codes H^ = tanh(z(x + delta)),
+the clean codes B^t of the paired texts and B^v of the clean images, S_ij = 1[i, j share a label]:
+
+    Gamma_ij = 1/2 H^_i . B^t_j,      Theta_ij = 1/2 H^_i . B^v_j,
+    J_inter = mean_ij ( S_ij Gamma_ij + log(1 + e^-Gamma_ij) )    the likelihood with S flipped: similar pairs
+                                                                   pushed apart, dissimilar ones together,
+    J_intra = mean_ij ( log(1 + e^Theta_ij) - S_ij Theta_ij )     the likelihood itself: similarity kept,
+    min_delta  J_inter + beta * J_intra + lambda * mean |delta|,
+
+pairs (i, j) within the batch, and the same with the roles of image and text swapped for a text attack.
+This is the objective of the official code (``demo_learn_AdversarialSampls.py``; METHODS.md), the
+paper's J_inter / J_intra with its ||o^ - o||_p term as an L1 mean; all weights 1; Adam from delta = 0
+(learning rate 0.5 on the 0-255 pixel scale, i.e. 0.5/255 here, and 0.002 on tag vectors), 500 iterations.
+
+The two perturbation constraints (``constraint=``):
+- ``"penalty"`` (Default, the paper): the minimal perturbation is asked of the objective's distortion
+  term alone; images are kept in [0, 1].
+- ``"clip"`` (the official code): after every step the perturbation is clipped to [0, max_noise], one-sided
+  (10/255 for images, 0.01 for tags), images again kept in [0, 1].
+
+The distortion the paper reports beside every number is D = sqrt( sum (o^ - o)^2 / M ), M the number of
+elements of a sample, averaged over samples (:func:`cmla_distortion`; [0, 1] pixel units).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .dcmh import label_similarity
+
+CONSTRAINTS = ("penalty", "clip")
+MODALITIES = ("image", "text")
+_DEFAULTS = {"image": dict(lr=0.5 / 255, max_noise=10 / 255), "text": dict(lr=0.002, max_noise=0.01)}
+
+
+def cmla_inter_loss(adv_relaxed: torch.Tensor, other_codes: torch.Tensor, similarity: torch.Tensor) -> torch.Tensor:
+    """J_inter = mean_ij (S_ij Gamma_ij + log(1 + e^-Gamma_ij)), Gamma = 1/2 H^ B_other^T: the cross-modal
+    likelihood with the similarity flipped. (n, K), (m, K), (n, m) -> scalar."""
+    gamma = 0.5 * adv_relaxed @ other_codes.T
+    return (similarity * gamma + F.softplus(-gamma)).mean()
+
+
+def cmla_intra_loss(adv_relaxed: torch.Tensor, own_codes: torch.Tensor, similarity: torch.Tensor) -> torch.Tensor:
+    """J_intra = mean_ij (log(1 + e^Theta_ij) - S_ij Theta_ij), Theta = 1/2 H^ B_own^T: the same-modality
+    likelihood, kept. (n, K), (m, K), (n, m) -> scalar."""
+    theta = 0.5 * adv_relaxed @ own_codes.T
+    return (F.softplus(theta) - similarity * theta).mean()
+
+
+@torch.no_grad()
+def cmla_distortion(original: torch.Tensor, adversarial: torch.Tensor) -> float:
+    """The paper's D = sqrt(sum (o^ - o)^2 / M) per sample (M its number of elements), averaged over samples."""
+    if original.shape != adversarial.shape:
+        raise ValueError(f"original {tuple(original.shape)} and adversarial {tuple(adversarial.shape)} differ")
+    if original.numel() == 0:
+        return 0.0
+    difference = (adversarial.double() - original.double()).flatten(1)
+    return difference.pow(2).mean(1).sqrt().mean().item()
+
+
+class CMLA:
+    r"""The adversarial samples of "Cross-Modal Learning with Adversarial Samples" (Li, Gao, Deng, Xie, Liu,
+    NeurIPS 2019, https://papers.nips.cc/paper/9262-cross-modal-learning-with-adversarial-samples).
+
+    Perturbs one modality of a batch of pairs so that its codes leave the other modality's codes of
+    similar items while keeping its own modality's (module docstring for the objective and constraints).
+
+    Distance Measure : L1 penalty (paper), or one-sided clipping (the official code)
+
+    Arguments:
+        network: the attacked modality's network (``model.image`` or ``model.text`` of a
+            ``CrossModalHashing``; anything with ``hash_logits``).
+        modality: "image" (Default; inputs kept in [0, 1]) or "text" (tag vectors).
+        steps: Adam iterations (Default: 500).
+        lr: Adam's learning rate (Default: 0.5/255 for images, 0.002 for texts).
+        constraint: "penalty" (Default, the paper) or "clip" (the official code).
+        max_noise: the clip's upper bound (Default: 10/255 for images, 0.01 for texts; "clip" only).
+        inter_weight, intra_weight, distortion_weight: weights of J_inter, J_intra, mean|delta| (Default: 1, 1, 1).
+
+    Shape:
+        - inputs: (N, C, H, W) images in [0, 1] or (N, T) tag vectors.
+        - labels: (N, L) multi-hot; S is computed within the batch.
+        - other_codes: (N, K) clean codes of the other modality of the same items (the paired texts of an
+          image batch); own_codes: (N, K) the clean codes of the inputs themselves.
+        - output: adversarial inputs of the inputs' shape.
+
+    Examples::
+        >>> attack = CMLA(model.image, modality="image", steps=500)
+        >>> adv_images = attack(images, labels, encode_texts(model.text, texts), encode(model.image, images))
+    """
+
+    def __init__(self, network, *, modality: str = "image", steps: int = 500, lr: float | None = None,
+                 constraint: str = "penalty", max_noise: float | None = None, inter_weight: float = 1.0,
+                 intra_weight: float = 1.0, distortion_weight: float = 1.0):
+        if modality not in MODALITIES:
+            raise ValueError(f"modality must be one of {MODALITIES}; got {modality!r}")
+        if constraint not in CONSTRAINTS:
+            raise ValueError(f"constraint must be one of {CONSTRAINTS}; got {constraint!r}")
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"steps must be an integer >= 0; got {steps!r}")
+        lr = _DEFAULTS[modality]["lr"] if lr is None else lr
+        max_noise = _DEFAULTS[modality]["max_noise"] if max_noise is None else max_noise
+        if not lr > 0 or not max_noise > 0:
+            raise ValueError(f"lr and max_noise must be > 0; got {lr!r}, {max_noise!r}")
+        if modality == "image" and max_noise > 1:
+            raise ValueError(f"max_noise is in [0, 1] pixel units for images, e.g. 10/255; got {max_noise!r}")
+        self.network, self.modality, self.steps, self.lr = network, modality, steps, float(lr)
+        self.constraint, self.max_noise = constraint, float(max_noise)
+        self.inter_weight, self.intra_weight = float(inter_weight), float(intra_weight)
+        self.distortion_weight = float(distortion_weight)
+        self.history: list[dict[str, float]] = []
+        self.snapshots: dict[int, torch.Tensor] = {}
+
+    def __repr__(self) -> str:
+        return (f"CMLA(modality={self.modality!r}, steps={self.steps}, lr={self.lr:.4g}, "
+                f"constraint={self.constraint!r}, max_noise={self.max_noise:.4g})")
+
+    def loss(self, adv_relaxed, perturbation, labels, other_codes, own_codes) -> dict[str, torch.Tensor]:
+        """The three terms and their weighted sum (``total``), for a batch."""
+        similarity = label_similarity(labels, labels)
+        terms = dict(inter=cmla_inter_loss(adv_relaxed, other_codes, similarity),
+                     intra=cmla_intra_loss(adv_relaxed, own_codes, similarity),
+                     distortion=perturbation.abs().mean())
+        terms["total"] = (self.inter_weight * terms["inter"] + self.intra_weight * terms["intra"] +
+                          self.distortion_weight * terms["distortion"])
+        return terms
+
+    def _finish(self, inputs: torch.Tensor, perturbation: torch.Tensor) -> torch.Tensor:
+        """Apply the constraint to the perturbation; keep images in [0, 1]. Returns the adversarial inputs."""
+        if self.constraint == "clip":
+            perturbation.clamp_(0, self.max_noise)
+        if self.modality == "image":
+            perturbation.copy_((inputs + perturbation).clamp(0, 1) - inputs)
+        return inputs + perturbation
+
+    def __call__(self, inputs: torch.Tensor, labels: torch.Tensor, other_codes: torch.Tensor,
+                 own_codes: torch.Tensor, *, snapshot_steps=()) -> torch.Tensor:
+        """``snapshot_steps``: iteration counts t whose adversarial inputs are kept in ``snapshots[t]`` (CPU);
+        Adam from delta = 0 with no schedule, so the iterate after t steps is what a t-step attack returns."""
+        n = len(inputs)
+        wanted = sorted(set(snapshot_steps))
+        if any(isinstance(t, bool) or not isinstance(t, int) or not 0 <= t <= self.steps for t in wanted):
+            raise ValueError(f"snapshot_steps must be integers in [0, steps={self.steps}]; got {wanted}")
+        if not (len(labels) == len(other_codes) == len(own_codes) == n):
+            raise ValueError(f"one row of labels, other_codes and own_codes per input ({n}); got "
+                             f"{len(labels)}, {len(other_codes)}, {len(own_codes)}")
+        bits = getattr(self.network, "bits", other_codes.shape[1])
+        if other_codes.shape[1] != bits or own_codes.shape[1] != bits:
+            raise ValueError(f"codes must have the network's {bits} bits; got {other_codes.shape[1]} and "
+                             f"{own_codes.shape[1]}")
+        if self.modality == "image" and inputs.numel() and (inputs.min() < 0 or inputs.max() > 1):
+            raise ValueError("images must be floats in [0, 1] (normalization happens inside the model)")
+        device = next(self.network.parameters()).device
+        clean = inputs.to(device).float()
+        labels, other_codes, own_codes = (t.to(device).float() for t in (labels, other_codes, own_codes))
+        modes = [(module, module.training) for module in self.network.modules()]
+        self.network.eval()
+        stats, self.snapshots = [], {}
+        try:
+            perturbation = torch.zeros_like(clean, requires_grad=True)
+            optimizer = torch.optim.Adam([perturbation], lr=self.lr)
+            if 0 in wanted:
+                self.snapshots[0] = clean.cpu().clone()
+            for step in range(1, self.steps + 1):
+                relaxed = torch.tanh(self.network.hash_logits(clean + perturbation))
+                terms = self.loss(relaxed, perturbation, labels, other_codes, own_codes)
+                optimizer.zero_grad(set_to_none=True)
+                terms["total"].backward()
+                optimizer.step()
+                with torch.no_grad():
+                    self._finish(clean, perturbation)
+                if step in wanted:
+                    self.snapshots[step] = (clean + perturbation.detach()).to(inputs.device, copy=True)
+                stats.append(torch.stack([terms[key].detach() for key in ("total", "inter", "intra", "distortion")]))
+        finally:
+            for module, training in modes:
+                module.training = training
+        values = torch.stack(stats).cpu().tolist() if stats else []
+        self.history = [dict(step=i + 1, loss=v[0], inter=v[1], intra=v[2], distortion=v[3])
+                        for i, v in enumerate(values)]
+        return (clean + perturbation.detach()).to(inputs.device)
+
+
+def attack_pairs(attack: CMLA, inputs: torch.Tensor, labels: torch.Tensor, other_codes: torch.Tensor,
+                 own_codes: torch.Tensor, *, batch_size: int = 128, snapshot_steps=()) -> torch.Tensor:
+    """Run ``attack`` over many items in batches of ``batch_size`` (the official code's 128); S, and so the
+    attack, is computed within each batch. Afterwards ``attack.snapshots[t]`` holds the step-t inputs of all
+    items and ``attack.history`` the per-step terms averaged over the batches (weighted by batch size)."""
+    if not isinstance(batch_size, int) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
+    parts, snapshots, histories, sizes = [], {}, [], []
+    for i in range(0, len(inputs), batch_size):
+        parts.append(attack(inputs[i:i + batch_size], labels[i:i + batch_size], other_codes[i:i + batch_size],
+                            own_codes[i:i + batch_size], snapshot_steps=snapshot_steps))
+        for step, snap in attack.snapshots.items():
+            snapshots.setdefault(step, []).append(snap)
+        histories.append(attack.history)
+        sizes.append(len(parts[-1]))
+    attack.snapshots = {step: torch.cat(chunks) for step, chunks in sorted(snapshots.items())}
+    if histories and histories[0]:
+        attack.history = [dict(step=rows[0]["step"], **{key: sum(row[key] * n for row, n in zip(rows, sizes)) / sum(sizes)
+                                                      for key in ("loss", "inter", "intra", "distortion")})
+                          for rows in zip(*histories)]
+    return torch.cat(parts) if parts else inputs.clone()
