@@ -10,11 +10,13 @@ import torch
 
 from helpers import same_weights, stripes, stripes_data, stripes_pairs
 
+from advhash.attacks import perturb
 from advhash.checkpoint import load_checkpoint
-from advhash.crossmodal import (CMLA, CrossModalHashing, TextHashingModel, attack_pairs, augmented_training_split,
+from advhash.crossmodal import (CMLA, CrossModalHashing, TextHashingModel, augmented_training_split,
                                 cmla_distortion, cmla_inter_loss, cmla_intra_loss, crossmodal_maps,
-                                dcmh_batch_loss, dcmh_objective, encode_inputs, encode_pairs, fit_cmla_training,
+                                dcmh_batch_loss, dcmh_objective, encode_pairs, fit_cmla_training,
                                 fit_dcmh, label_similarity, train_dcmh)
+from advhash.train import encode
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 BITS = 16
@@ -169,8 +171,8 @@ def test_cmla_breaks_cross_modal_retrieval_and_its_intra_term_spares_intra_modal
     drops = {}
     for intra_weight in (0.0, 1.0):
         attack = CMLA(model.image, modality="image", steps=100, lr=2 / 255, intra_weight=intra_weight)
-        adversarial = attack_pairs(attack, images, labels, query["text"], query["image"])
-        after = crossmodal_maps(dict(query, image=encode_inputs(model.image, adversarial)), db, labels,
+        adversarial = perturb(attack, images, labels, query["text"], query["image"])
+        after = crossmodal_maps(dict(query, image=encode(model.image, adversarial)), db, labels,
                                 data.database.labels, tasks=tasks)
         drops[intra_weight] = {task: before[task] - after[task] for task in tasks}
         assert drops[intra_weight]["image->text"] > 0.2, f"image->text mAP {before['image->text']:.3f} -> {after}"
@@ -188,7 +190,7 @@ def test_cmla_on_texts_breaks_text_to_image_retrieval(pairs):
     # on stripes both modalities share their codes, so the intra term would cancel the inter term: leave it out
     attack = CMLA(model.text, modality="text", steps=200, lr=0.05, intra_weight=0.0)
     adversarial = attack(texts, labels, query["image"], query["text"])
-    attacked = dict(query, text=encode_inputs(model.text, adversarial))
+    attacked = dict(query, text=encode(model.text, adversarial))
     before = crossmodal_maps(query, db, labels, data.database.labels, tasks=["text->image"])["text->image"]
     after = crossmodal_maps(attacked, db, labels, data.database.labels, tasks=["text->image"])["text->image"]
     assert after < before - 0.3, f"text->image mAP {before:.3f} -> {after:.3f}"
@@ -198,12 +200,12 @@ def test_cmla_on_texts_breaks_text_to_image_retrieval(pairs):
 def test_cmla_snapshots_are_the_shorter_attacks(pairs):
     model, _, data = pairs
     images, labels = data.query.batch(torch.arange(20))[:2]
-    codes = encode_inputs(model.image, images)
+    codes = encode(model.image, images)
     settings = dict(modality="image", lr=2 / 255)
     attack = CMLA(model.image, steps=6, **settings)
-    full = attack_pairs(attack, images, labels, -codes, codes, batch_size=8, snapshot_steps=[0, 3, 6])
+    full = perturb(attack, images, labels, -codes, codes, batch_size=8, snapshot_steps=[0, 3, 6])
     assert torch.equal(attack.snapshots[0], images) and torch.equal(attack.snapshots[6], full)
-    short = attack_pairs(CMLA(model.image, steps=3, **settings), images, labels, -codes, codes, batch_size=8)
+    short = perturb(CMLA(model.image, steps=3, **settings), images, labels, -codes, codes, batch_size=8)
     assert torch.equal(attack.snapshots[3], short)
     assert [row["step"] for row in attack.history] == list(range(1, 7))
     with pytest.raises(ValueError, match="snapshot_steps"):
@@ -215,7 +217,7 @@ def test_cmla_clip_keeps_the_official_one_sided_noise_bounds(pairs, modality):
     model, _, data = pairs
     images, labels = data.query.batch(torch.arange(10))[:2]
     inputs = images if modality == "image" else data.query.texts[:10]
-    codes = encode_inputs(model.modality(modality), inputs)
+    codes = encode(model.modality(modality), inputs)
     attack = CMLA(model.modality(modality), modality=modality, steps=20, lr=0.05, constraint="clip")
     adversarial = attack(inputs, labels, -codes, codes)
     noise = adversarial - inputs

@@ -171,7 +171,8 @@ def perturb(attack: HashingAttack, images: torch.Tensor, *per_image: torch.Tenso
 
     Afterwards ``attack.snapshots[t]`` holds the step-t iterates of all images (concatenated in
     order) and ``attack.history`` one entry per iteration, each value averaged over the batches
-    weighted by batch size, i.e. the mean over all images (``scale`` is the same in every batch).
+    weighted by batch size, i.e. the mean over all images (``step`` and ``scale`` are the same in
+    every batch). Any attack with this calling convention works, e.g. ``advhash.crossmodal.CMLA``.
     The random start continues the attack's random stream from batch to batch.
     """
     if not isinstance(batch_size, int) or batch_size <= 0:
@@ -200,9 +201,9 @@ def _average_histories(histories: Sequence[list[dict]], sizes: Sequence[int]) ->
     total = sum(sizes)
     merged = []
     for entries in zip(*histories):
-        row = dict(step=entries[0]["step"], scale=entries[0]["scale"])
-        for key in ("loss", "grad_norm", "flipped_fraction"):
-            row[key] = sum(entry[key] * n for entry, n in zip(entries, sizes)) / total
+        row = {}
+        for key, value in entries[0].items():   # step and scale are the same in every batch; the rest averages
+            row[key] = value if key in ("step", "scale") else sum(e[key] * n for e, n in zip(entries, sizes)) / total
         merged.append(row)
     return merged
 

@@ -10,12 +10,12 @@
 from __future__ import annotations
 
 from .adversarial_training import augmented_training_split, cmla_samples, fit_cmla_training
-from .cmla import CMLA, attack_pairs, cmla_distortion, cmla_inter_loss, cmla_intra_loss
+from .cmla import CMLA, cmla_distortion, cmla_inter_loss, cmla_intra_loss
 from .dcmh import dcmh_batch_loss, dcmh_objective, fit_dcmh, label_similarity, split_digest, train_dcmh
 from .models import CrossModalHashing, TextHashingModel
-from .retrieval import TASKS, crossmodal_maps, encode_inputs, encode_pairs
+from .retrieval import TASKS, crossmodal_maps, encode_pairs
 
 __all__ = ["CrossModalHashing", "TextHashingModel", "dcmh_objective", "dcmh_batch_loss", "label_similarity",
-           "train_dcmh", "fit_dcmh", "split_digest", "TASKS", "encode_inputs", "encode_pairs", "crossmodal_maps",
-           "CMLA", "attack_pairs", "cmla_distortion", "cmla_inter_loss", "cmla_intra_loss", "cmla_samples",
+           "train_dcmh", "fit_dcmh", "split_digest", "TASKS", "encode_pairs", "crossmodal_maps",
+           "CMLA", "cmla_distortion", "cmla_inter_loss", "cmla_intra_loss", "cmla_samples",
            "augmented_training_split", "fit_cmla_training"]

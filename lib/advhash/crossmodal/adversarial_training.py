@@ -14,10 +14,11 @@ from typing import Any
 
 import torch
 
+from ..attacks import perturb
 from ..data import InMemorySplit
-from .cmla import CMLA, attack_pairs
+from ..train import encode
+from .cmla import CMLA
 from .dcmh import fit_dcmh, require_texts
-from .retrieval import encode_inputs
 
 
 def cmla_samples(model, images: torch.Tensor, texts: torch.Tensor, labels: torch.Tensor, *,
@@ -25,11 +26,11 @@ def cmla_samples(model, images: torch.Tensor, texts: torch.Tensor, labels: torch
                  batch_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
     """CMLA adversarial images and texts of paired items: each modality attacked against the clean codes of
     its pair and of itself. ``image_attack`` / ``text_attack``: settings of the two ``CMLA`` attacks."""
-    image_codes, text_codes = encode_inputs(model.image, images), encode_inputs(model.text, texts)
-    adversarial_images = attack_pairs(CMLA(model.image, modality="image", **(image_attack or {})), images, labels,
-                                      text_codes, image_codes, batch_size=batch_size)
-    adversarial_texts = attack_pairs(CMLA(model.text, modality="text", **(text_attack or {})), texts, labels,
-                                     image_codes, text_codes, batch_size=batch_size)
+    image_codes, text_codes = encode(model.image, images), encode(model.text, texts)
+    adversarial_images = perturb(CMLA(model.image, modality="image", **(image_attack or {})), images, labels,
+                                 text_codes, image_codes, batch_size=batch_size)
+    adversarial_texts = perturb(CMLA(model.text, modality="text", **(text_attack or {})), texts, labels,
+                                image_codes, text_codes, batch_size=batch_size)
     return adversarial_images, adversarial_texts
 
 

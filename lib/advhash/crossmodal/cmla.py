@@ -92,7 +92,9 @@ class CMLA:
 
     Examples::
         >>> attack = CMLA(model.image, modality="image", steps=500)
-        >>> adv_images = attack(images, labels, encode_texts(model.text, texts), encode(model.image, images))
+        >>> adv_images = perturb(attack, images, labels, encode(model.text, texts), encode(model.image, images))
+
+    ``advhash.attacks.perturb`` runs it in batches (128 in the official code; S is formed within each batch).
     """
 
     def __init__(self, network, *, modality: str = "image", steps: int = 500, lr: float | None = None,
@@ -185,26 +187,3 @@ class CMLA:
         self.history = [dict(step=i + 1, loss=v[0], inter=v[1], intra=v[2], distortion=v[3])
                         for i, v in enumerate(values)]
         return (clean + perturbation.detach()).to(inputs.device)
-
-
-def attack_pairs(attack: CMLA, inputs: torch.Tensor, labels: torch.Tensor, other_codes: torch.Tensor,
-                 own_codes: torch.Tensor, *, batch_size: int = 128, snapshot_steps=()) -> torch.Tensor:
-    """Run ``attack`` over many items in batches of ``batch_size`` (the official code's 128); S, and so the
-    attack, is computed within each batch. Afterwards ``attack.snapshots[t]`` holds the step-t inputs of all
-    items and ``attack.history`` the per-step terms averaged over the batches (weighted by batch size)."""
-    if not isinstance(batch_size, int) or batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
-    parts, snapshots, histories, sizes = [], {}, [], []
-    for i in range(0, len(inputs), batch_size):
-        parts.append(attack(inputs[i:i + batch_size], labels[i:i + batch_size], other_codes[i:i + batch_size],
-                            own_codes[i:i + batch_size], snapshot_steps=snapshot_steps))
-        for step, snap in attack.snapshots.items():
-            snapshots.setdefault(step, []).append(snap)
-        histories.append(attack.history)
-        sizes.append(len(parts[-1]))
-    attack.snapshots = {step: torch.cat(chunks) for step, chunks in sorted(snapshots.items())}
-    if histories and histories[0]:
-        attack.history = [dict(step=rows[0]["step"], **{key: sum(row[key] * n for row, n in zip(rows, sizes)) / sum(sizes)
-                                                      for key in ("loss", "inter", "intra", "distortion")})
-                          for rows in zip(*histories)]
-    return torch.cat(parts) if parts else inputs.clone()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import torch
 
 from ..metrics import mean_average_precision
-from ..models import binarize
 from ..train import encode
 from .dcmh import require_texts
 
@@ -19,21 +18,9 @@ TASKS = {"image->text": ("image", "text"), "text->image": ("text", "image"),
          "image->image": ("image", "image"), "text->text": ("text", "text")}
 
 
-@torch.no_grad()
-def encode_inputs(network, inputs: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
-    """Sign codes (n, K) of images or tag vectors through one modality's network (eval mode, on the CPU)."""
-    device = next(network.parameters()).device
-    was_training = network.training
-    network.eval()
-    codes = [binarize(network.hash_logits(inputs[i:i + batch_size].to(device))).cpu()
-             for i in range(0, len(inputs), batch_size)]
-    network.train(was_training)
-    return torch.cat(codes) if codes else torch.empty(0, network.bits)
-
-
 def encode_pairs(model, split) -> dict[str, torch.Tensor]:
     """{"image": codes of the split's images (read a batch at a time), "text": codes of its texts}, each (n, K)."""
-    return {"image": encode(model.image, split), "text": encode_inputs(model.text, require_texts(split).float())}
+    return {"image": encode(model.image, split), "text": encode(model.text, require_texts(split).float())}
 
 
 def crossmodal_maps(query_codes: dict[str, torch.Tensor], db_codes: dict[str, torch.Tensor], query_labels,
