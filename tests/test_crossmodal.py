@@ -218,9 +218,11 @@ def test_cmla_clip_keeps_the_official_one_sided_noise_bounds(pairs, modality):
     images, labels = data.query.batch(torch.arange(10))[:2]
     inputs = images if modality == "image" else data.query.texts[:10]
     codes = encode(model.modality(modality), inputs)
+    model.zero_grad(set_to_none=True)                                              # training left its gradients
     attack = CMLA(model.modality(modality), modality=modality, steps=20, lr=0.05, constraint="clip")
     adversarial = attack(inputs, labels, -codes, codes)
     noise = adversarial - inputs
+    assert all(p.grad is None for p in model.parameters()), "the attack must not leave gradients on the model"
     bound = 10 / 255 if modality == "image" else 0.01
     assert noise.min() >= -1e-7 or modality == "image" and (adversarial == 1).any()
     assert noise.max() <= bound + 1e-6 and noise.abs().max() > bound / 2

@@ -101,6 +101,7 @@ def test_sdha_images_stay_in_the_eps_ball_and_history_follows_hag_scale():
         assert (adversarial - x).abs().max() <= 8 / 255 + 1e-6
         assert adversarial.min() >= 0 and adversarial.max() <= 1 and not torch.equal(adversarial, x)
         assert [r["scale"] for r in attack.history] == [hag_scale(step, 5) for step in range(5)]
+        assert all(p.grad is None for p in model.parameters()), "the attack must not leave gradients on the model"
 
 
 def test_sdha_lowers_map_and_pushes_codes_away_from_the_relevant_codes(trained):

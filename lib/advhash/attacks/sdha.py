@@ -201,8 +201,7 @@ class SDHA(HashingAttack):
             surrogate = sdha_surrogate_loss(relaxed, table, relevant, sigma=self.sigma, z=self.z,
                                             targeted=self.targeted)
             loss = (distortion + self.surrogate_weight / logits.shape[1] * surrogate).sum()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            adv.grad, = torch.autograd.grad(loss, adv)       # the input's gradient only: model weights untouched
             self.record(step, loss=loss / len(images), grad=adv.grad, logits=logits.detach(),
                         clean_codes=clean_codes, scale=scale)
             optimizer.step()

@@ -172,8 +172,7 @@ class CMLA:
             for step in range(1, self.steps + 1):
                 relaxed = torch.tanh(self.network.hash_logits(clean + perturbation))
                 terms = self.loss(relaxed, perturbation, labels, other_codes, own_codes)
-                optimizer.zero_grad(set_to_none=True)
-                terms["total"].backward()
+                perturbation.grad, = torch.autograd.grad(terms["total"], perturbation)   # model weights untouched
                 optimizer.step()
                 with torch.no_grad():
                     self._finish(clean, perturbation)
