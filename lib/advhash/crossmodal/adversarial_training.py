@@ -19,6 +19,8 @@ from ..data import InMemorySplit
 from ..train import encode
 from .cmla import CMLA
 from .dcmh import fit_dcmh, require_texts
+from .models import CrossModalHashing
+from .ssah import SSAHModel, fit_ssah
 
 
 def cmla_samples(model, images: torch.Tensor, texts: torch.Tensor, labels: torch.Tensor, *,
@@ -54,13 +56,18 @@ def augmented_training_split(model, train_split, *, num_adversarial: int, image_
 
 def fit_cmla_training(data, base, *, num_adversarial: int = 5000, epochs: int = 5, image_attack=None,
                       text_attack=None, attack_batch_size: int = 128, checkpoint_dir=None, **training):
-    """DCMH+ : fine-tune ``base`` (a trained ``CrossModalHashing``) with DCMH's objective on the training set
-    augmented with CMLA samples (:func:`augmented_training_split`). ``training`` goes to ``fit_dcmh``.
-    Returns the fine-tuned model, its history and the augmented split."""
+    """DCMH+ / SSAH+ : fine-tune ``base`` (a trained ``CrossModalHashing`` or ``SSAHModel``) with its own
+    objective (``fit_dcmh`` / ``fit_ssah``, which ``training`` goes to) on the training set augmented with CMLA
+    samples (:func:`augmented_training_split`). Returns the fine-tuned model, its history and the augmented split."""
+    if isinstance(base, SSAHModel):
+        fit, name = fit_ssah, "ssah+"
+    elif isinstance(base, CrossModalHashing):
+        fit, name = fit_dcmh, "dcmh+"
+    else:
+        raise TypeError(f"base must be a trained CrossModalHashing (DCMH) or SSAHModel; got {type(base).__name__}")
     augmented = augmented_training_split(base, data.train, num_adversarial=min(num_adversarial, len(data.train)),
                                          image_attack=image_attack, text_attack=text_attack,
                                          batch_size=attack_batch_size)
-    model, history = fit_dcmh(data, bits=base.bits, epochs=epochs, base=base, train_split=augmented,
-                              backbone=base.image.config["backbone"], checkpoint_dir=checkpoint_dir, name="dcmh+",
-                              **training)
+    model, history = fit(data, bits=base.bits, epochs=epochs, base=base, train_split=augmented,
+                         backbone=base.image.config["backbone"], checkpoint_dir=checkpoint_dir, name=name, **training)
     return model, history, augmented

@@ -211,6 +211,31 @@ def train_dcmh(model: CrossModalHashing, train_split, *, epochs: int, batch_size
     return history
 
 
+def fit_cross_modal(data, build: Callable[[int], torch.nn.Module], train: Callable[..., list[dict[str, Any]]], *,
+                    bits: int, epochs: int, backbone: str, base, train_split, checkpoint_dir, name: str, device,
+                    seed: int, training: dict[str, Any]):
+    """What ``fit_dcmh`` and ``fit_ssah`` share: copy ``base`` (to fine-tune it) or seed and ``build(in_channels)``
+    a new model; name its checkpoint ``<checkpoint_dir>/<name>_<bits>bits_<backbone>_<tag>.pt``, the tag hashing
+    the data, the training items (and their content, for splits made in memory), the base model's weights and every
+    setting; then ``train`` it (resuming, or only loading a finished checkpoint). Returns (model, history)."""
+    require_texts(train_split)
+    if base is not None:
+        model = copy.deepcopy(base)
+    else:
+        torch.manual_seed(seed)
+        model = build(data.image_shape[0] if data.image_shape else 3)
+    if model.bits != bits:
+        raise ValueError(f"the base model has {model.bits} bits, not {bits}")
+    checkpoint_path = None
+    if checkpoint_dir is not None:
+        settings = dict(data=data.name, train_items=train_items_tag(train_split), content=split_digest(train_split),
+                        config=model.config, base=None if base is None else model_digest(base), seed=seed, **training)
+        checkpoint_path = Path(checkpoint_dir) / f"{name}_{bits}bits_{backbone}_{settings_tag(settings)}.pt"
+    history = train(model, train_split, epochs=epochs, seed=seed, start_from_model=base is not None,
+                    checkpoint_path=checkpoint_path, device=device, **training)
+    return model.eval(), history
+
+
 def fit_dcmh(data, *, bits: int, epochs: int, backbone: str = "small_cnn", input_size: int | None = None,
              text_hidden: int = 8192, base: CrossModalHashing | None = None, train_split=None,
              checkpoint_dir: str | Path | None = None, name: str = "dcmh", device: str | torch.device = "cpu",
@@ -220,21 +245,9 @@ def fit_dcmh(data, *, bits: int, epochs: int, backbone: str = "small_cnn", input
     hashing the data, the training items, the base model's weights and every setting.
     ``training`` goes to :func:`train_dcmh` (batch_size, lr, optimizer, gamma, eta, ...)."""
     train_split = data.train if train_split is None else train_split
-    require_texts(train_split)
-    if base is not None:
-        model = copy.deepcopy(base)
-    else:
-        in_channels = data.image_shape[0] if data.image_shape else 3
-        torch.manual_seed(seed)
-        model = CrossModalHashing(bits=bits, text_dim=data.text_dim, backbone=backbone, in_channels=in_channels,
-                                  input_size=input_size, text_hidden=text_hidden)
-    if model.bits != bits:
-        raise ValueError(f"the base model has {model.bits} bits, not {bits}")
-    checkpoint_path = None
-    if checkpoint_dir is not None:
-        settings = dict(data=data.name, train_items=train_items_tag(train_split), content=split_digest(train_split),
-                        config=model.config, base=None if base is None else model_digest(base), seed=seed, **training)
-        checkpoint_path = Path(checkpoint_dir) / f"{name}_{bits}bits_{backbone}_{settings_tag(settings)}.pt"
-    history = train_dcmh(model, train_split, epochs=epochs, seed=seed, start_from_model=base is not None,
-                         checkpoint_path=checkpoint_path, device=device, **training)
-    return model.eval(), history
+    build = lambda in_channels: CrossModalHashing(bits=bits, text_dim=data.text_dim, backbone=backbone,
+                                                  in_channels=in_channels, input_size=input_size,
+                                                  text_hidden=text_hidden)
+    return fit_cross_modal(data, build, train_dcmh, bits=bits, epochs=epochs, backbone=backbone, base=base,
+                           train_split=train_split, checkpoint_dir=checkpoint_dir, name=name, device=device, seed=seed,
+                           training=training)

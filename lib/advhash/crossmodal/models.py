@@ -59,7 +59,17 @@ class TextHashingModel(nn.Module):
         return binarize(self.hash_logits(texts))
 
 
-class CrossModalHashing(nn.Module):
+class PairedModalities:
+    """``modality(name)``: the ``image`` or ``text`` network of a cross-modal model (DCMH's, SSAH's)."""
+
+    def modality(self, name: str) -> nn.Module:
+        """The network of modality ``name`` ("image" or "text")."""
+        if name not in ("image", "text"):
+            raise ValueError(f"modality must be 'image' or 'text'; got {name!r}")
+        return self.image if name == "image" else self.text
+
+
+class CrossModalHashing(PairedModalities, nn.Module):
     """An image network and a text network sharing one code length.
 
     Args:
@@ -74,9 +84,3 @@ class CrossModalHashing(nn.Module):
         self.text = TextHashingModel(text_dim, bits=bits, hidden=text_hidden)
         self.bits = bits
         self.config: dict[str, Any] = dict(image=self.image.config, text=self.text.config)
-
-    def modality(self, name: str) -> nn.Module:
-        """The network of modality ``name`` ("image" or "text")."""
-        if name not in ("image", "text"):
-            raise ValueError(f"modality must be 'image' or 'text'; got {name!r}")
-        return self.image if name == "image" else self.text

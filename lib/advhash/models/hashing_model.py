@@ -73,8 +73,8 @@ class HashingModel(nn.Module):
             backbone, in_channels=in_channels if backbone == "small_cnn" else 3, weights=weights)
         self.hash_layer = nn.Linear(feature_dim, bits)
 
-    def hash_logits(self, images: torch.Tensor) -> torch.Tensor:
-        """The pre-activation z (N, bits) for images in [0, 1]."""
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """The backbone's features (N, feature_dim) of images in [0, 1] (normalized and resized inside)."""
         x = (images - self.mean) / self.std
         size = self.input_size
         if size is None and min(x.shape[-2:]) < self.min_input_size:
@@ -83,7 +83,11 @@ class HashingModel(nn.Module):
             x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
         if self.repeat_channels > 1:
             x = x.expand(-1, self.repeat_channels, -1, -1)
-        return self.hash_layer(self.backbone(x))
+        return self.backbone(x)
+
+    def hash_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The pre-activation z (N, bits) for images in [0, 1]."""
+        return self.hash_layer(self.features(images))
 
     def forward(self, images: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
         """Relaxed codes h = tanh(alpha * z), shape (N, bits)."""
