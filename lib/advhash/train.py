@@ -156,6 +156,22 @@ def check_same_run(saved: dict, current: dict, path) -> None:
                          "delete it or choose another checkpoint path")
 
 
+def resume_networks(checkpoint_path, run_config: dict, model: torch.nn.Module, optimizers: dict, *,
+                    device) -> dict | None:
+    """The saved state of an interrupted multi-network run (DCMH, SSAH), or None when ``checkpoint_path`` is None or
+    not written yet: refuses another run's checkpoint, and restores the model, each ``optimizers[name]`` (saved as
+    ``<name>_optimizer``) and the torch RNG; the caller takes its own buffers, history and epoch from the state."""
+    if checkpoint_path is None or not Path(checkpoint_path).is_file():
+        return None
+    state = load_checkpoint(checkpoint_path, map_location=device)
+    check_same_run(state["run_config"], run_config, checkpoint_path)
+    model.load_state_dict(state["model"])
+    for name, optimizer in optimizers.items():
+        optimizer.load_state_dict(state[f"{name}_optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    return state
+
+
 @torch.no_grad()
 def encode(model: HashingModel, split_or_images, *, batch_size: int = 256,
            device: str | torch.device | None = None) -> torch.Tensor:

@@ -40,10 +40,10 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import load_checkpoint, save_checkpoint, settings_tag
+from ..checkpoint import save_checkpoint, settings_tag
 from ..defenses.base import model_digest
 from ..models import binarize
-from ..train import check_same_run, epoch_order, make_optimizer, train_items_tag
+from ..train import epoch_order, make_optimizer, resume_networks, train_items_tag
 from ..utils import progress, resolve_device
 from .models import CrossModalHashing
 
@@ -163,15 +163,10 @@ def train_dcmh(model: CrossModalHashing, train_split, *, epochs: int, batch_size
     codes = binarize(buffers["image"] + buffers["text"])
     history: list[dict[str, Any]] = []
     start_epoch = 0
-    if checkpoint_path is not None and Path(checkpoint_path).is_file():
-        state = load_checkpoint(checkpoint_path, map_location=device)
-        check_same_run(state["run_config"], run_config, checkpoint_path)
-        model.load_state_dict(state["model"])
-        for name in ("image", "text"):
-            optimizers[name].load_state_dict(state[f"{name}_optimizer"])
+    state = resume_networks(checkpoint_path, run_config, model, optimizers, device=device)
+    if state is not None:
         buffers = {"image": state["image_buffer"], "text": state["text_buffer"]}
         codes, history, start_epoch = state["codes"], list(state["history"]), state["epoch"]
-        torch.set_rng_state(state["torch_rng"])
     for epoch in progress(range(start_epoch, epochs), desc="train DCMH", initial=start_epoch, total=epochs):
         began, record = time.perf_counter(), dict(epoch=epoch + 1)
         for index, (name, other) in enumerate((("image", "text"), ("text", "image"))):

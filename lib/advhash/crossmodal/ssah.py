@@ -54,9 +54,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import save_checkpoint
 from ..models import HashingModel, binarize
-from ..train import check_same_run, epoch_order, make_optimizer
+from ..train import epoch_order, make_optimizer, resume_networks
 from ..utils import progress, resolve_device
 from .dcmh import fit_cross_modal, label_similarity, require_texts
 from .models import PairedModalities
@@ -347,15 +347,10 @@ def train_ssah(model: SSAHModel, train_split, *, epochs: int, batch_size: int = 
         anchor_codes = torch.randn(n, model.bits, generator=generator).to(device)
     history: list[dict[str, Any]] = []
     start_epoch = 0
-    if checkpoint_path is not None and Path(checkpoint_path).is_file():
-        state = load_checkpoint(checkpoint_path, map_location=device)
-        check_same_run(state["run_config"], run_config, checkpoint_path)
-        model.load_state_dict(state["model"])
-        for name in NETWORK_PASSES:
-            optimizers[name].load_state_dict(state[f"{name}_optimizer"])
+    state = resume_networks(checkpoint_path, run_config, model, optimizers, device=device)
+    if state is not None:
         anchor_features, anchor_codes = state["anchor_features"], state["anchor_codes"]
         history, start_epoch = list(state["history"]), state["epoch"]
-        torch.set_rng_state(state["torch_rng"])
     for epoch in progress(range(start_epoch, epochs), desc="train SSAH", initial=start_epoch, total=epochs):
         began, record = time.perf_counter(), dict(epoch=epoch + 1)
         model.train()
