@@ -132,10 +132,7 @@ def train_hashing(model: HashingModel, loss: PairwiseHashingLoss, train_split, *
         record = dict(epoch=epoch + 1, loss=total / max(batches, 1), lr=opt.param_groups[0]["lr"],
                       seconds=time.perf_counter() - began)
         scheduler.step()
-        if evaluate is not None:
-            model.eval()
-            record.update({key: float(value) for key, value in evaluate(model).items()})
-        history.append(record)
+        append_epoch(history, record, model, evaluate)
         if checkpoint_path is not None:
             state = dict(model=model.state_dict(), loss=loss.state_dict(), optimizer=opt.state_dict(),
                          scheduler=scheduler.state_dict(), torch_rng=torch.get_rng_state(),
@@ -145,6 +142,16 @@ def train_hashing(model: HashingModel, loss: PairwiseHashingLoss, train_split, *
             save_checkpoint(state, checkpoint_path)
     model.eval()
     return history
+
+
+def append_epoch(history: list[dict[str, Any]], record: dict[str, Any], model: torch.nn.Module,
+                 evaluate: Callable[[Any], dict[str, float]] | None) -> None:
+    """End of a training epoch: join ``evaluate(model)``'s numbers (computed in eval mode) to the epoch's
+    ``record``, then append it to ``history``."""
+    if evaluate is not None:
+        model.eval()
+        record.update({key: float(value) for key, value in evaluate(model).items()})
+    history.append(record)
 
 
 def check_same_run(saved: dict, current: dict, path) -> None:

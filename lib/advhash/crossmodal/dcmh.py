@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from ..checkpoint import save_checkpoint, settings_tag
 from ..defenses.base import model_digest
 from ..models import binarize
-from ..train import epoch_order, make_optimizer, resume_networks, train_items_tag
+from ..train import append_epoch, epoch_order, make_optimizer, resume_networks, train_items_tag
 from ..utils import progress, resolve_device
 from .models import CrossModalHashing
 
@@ -193,10 +193,7 @@ def train_dcmh(model: CrossModalHashing, train_split, *, epochs: int, batch_size
             record[f"{name}_loss"] = total / max(batches, 1)
         codes = binarize(buffers["image"] + buffers["text"])                       # the B-step
         record["seconds"] = time.perf_counter() - began
-        if evaluate is not None:
-            model.eval()
-            record.update({key: float(value) for key, value in evaluate(model).items()})
-        history.append(record)
+        append_epoch(history, record, model, evaluate)
         if checkpoint_path is not None:
             save_checkpoint(dict(model=model.state_dict(), image_optimizer=optimizers["image"].state_dict(),
                                  text_optimizer=optimizers["text"].state_dict(), image_buffer=buffers["image"],

@@ -56,7 +56,7 @@ from torch import nn
 
 from ..checkpoint import save_checkpoint
 from ..models import HashingModel, binarize
-from ..train import epoch_order, make_optimizer, resume_networks
+from ..train import append_epoch, epoch_order, make_optimizer, resume_networks
 from ..utils import progress, resolve_device
 from .dcmh import fit_cross_modal, label_similarity, require_texts
 from .models import PairedModalities
@@ -407,10 +407,7 @@ def train_ssah(model: SSAHModel, train_split, *, epochs: int, batch_size: int = 
             record[f"{name}_loss"] = sum(totals) / max(len(totals), 1)
             record[f"{name}_adversarial"] = sum(adversarial_terms) / max(len(adversarial_terms), 1)
         record["seconds"] = time.perf_counter() - began
-        if evaluate is not None:
-            model.eval()
-            record.update({key: float(value) for key, value in evaluate(model).items()})
-        history.append(record)
+        append_epoch(history, record, model, evaluate)
         if checkpoint_path is not None:
             save_checkpoint(dict(model=model.state_dict(), anchor_features=anchor_features, anchor_codes=anchor_codes,
                                  torch_rng=torch.get_rng_state(), epoch=epoch + 1, history=history,
