@@ -1,6 +1,8 @@
 # advhash: two commands on a fresh machine.
 #   make repro   set up the environment and data, then regenerate every result with `dvc repro`
 #   make test    set up the environment and data, then run the library tests and nbval on the notebooks
+#   make notebooks   rebuild notebooks/NN_name.ipynb from their notebooks/NN_name.py sources (after an edit;
+#                    `make test` does not rebuild them, a test fails while one is stale)
 #
 # The environment is a virtual environment in .venv (python3 >= 3.11); conda users can instead
 # `conda env create -f environment.yml` and run with VENV=$CONDA_PREFIX (setup is then skipped).
@@ -14,7 +16,7 @@ FASHION_MNIST_DEB := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PYTHONHASHSEED := 0
 
-.PHONY: setup fashion-mnist data repro test bench clean-outputs
+.PHONY: setup fashion-mnist data repro test notebooks bench clean-outputs
 
 setup: $(BIN)/.advhash-installed
 
@@ -41,6 +43,9 @@ repro: data
 
 test: data
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest
+
+notebooks: setup
+	$(BIN)/python -m advhash.pipeline build
 
 bench: setup
 	$(BIN)/python benchmarks/bench_metrics.py

@@ -1,14 +1,17 @@
-"""Per-iteration time of the attacks (HAG, HammingPGD, the code-guided center / DHTA / SAAT attacks, SDHA, and
-CMLA on the image network) against a bare forward + backward loop.
+"""Per-iteration time of the attacks (every attack of ``advhash.attacks.ATTACKS``: HammingPGD, HAG, the
+code-guided center / P2P / DHTA / SAAT attacks and SDHA; and CMLA on the image network) against a bare
+forward + backward loop.
 
 The bare loop is the floor any gradient attack pays per iteration: ``h = model(x)``,
 ``loss = h.sum()``, ``torch.autograd.grad(loss, x)``. The attacks add the loss, the mask, the
 projection and the bookkeeping (history, snapshots); their time per iteration includes the
-one-off clean forward pass and checks, spread over the iterations of a run. SDHA also scores every
-iteration against a table of 3,000 training codes (half of them relevant to each query) and takes
-an Adam step. Same batch of 128
-images, eval mode; the three runs take turns, best of several repeats (other jobs may share the
-cores). Target: ratio <= 1.2.
+one-off clean forward pass, the checks and the guide codes read from the victim (center, mainstay or
+anchor codes), spread over the iterations of a run. Every attack is called the way a user calls it:
+built on a victim (``advhash.Victim``) whose training set and database are a table of 3,000 codes (two
+classes, so half of them are relevant to each query), given its targets with ``set_targets`` where it
+needs them, then ``perturb(attack, images, labels)``. SDHA also scores every iteration against that
+table and takes an Adam step. Same batch of 128 images, eval mode; the runs take turns, best of several
+repeats (other jobs may share the cores). Target: ratio <= 1.2.
 
 Run: ``python benchmarks/bench_attacks.py`` (add ``--quick`` to skip resnet18).
 """
@@ -20,9 +23,11 @@ import time
 
 import torch
 
-from advhash.attacks import DHTA, HAG, SAAT, SDHA, CenterGuidedAttack, HammingPGD
+from advhash.attacks import ATTACKS, build_attack, perturb
+from advhash.codes import sample_target_labels
 from advhash.crossmodal import CMLA
 from advhash.models import HashingModel
+from advhash.victim import Victim
 
 BATCH, BITS, TABLE = 128, 32, 3_000
 # (backbone, channels, image size, iterations per timed run, repeats: best of)
@@ -50,6 +55,32 @@ def best_ms_per_iteration(runs: dict, steps: int, repeats: int) -> dict[str, flo
     return {name: 1000 * seconds / steps for name, seconds in best.items()}
 
 
+def random_codes(n: int, bits: int, seed: int) -> torch.Tensor:
+    return torch.where(torch.rand(n, bits, generator=torch.Generator().manual_seed(seed)) < 0.5, -1.0, 1.0)
+
+
+def build_runs(model: HashingModel, images: torch.Tensor, steps: int, *, table: int = TABLE) -> dict:
+    """name -> a function running that attack once on ``images``, as a user calls it: every registered
+    attack built on a victim whose training set and database are a random table of ``table`` codes with
+    two classes, targets drawn for the targeted ones, ``perturb(attack, images, labels)``; and CMLA, the
+    cross-modal attack, with its pair's codes."""
+    table_labels = torch.eye(2)[torch.arange(table) % 2]
+    codes = random_codes(table, model.bits, seed=2)
+    victim = Victim(model, train_codes=codes, train_labels=table_labels, db_codes=codes, db_labels=table_labels)
+    labels = torch.eye(2)[torch.arange(len(images)) % 2]
+    targets = sample_target_labels(labels, table_labels, generator=torch.Generator().manual_seed(0))
+    runs = {}
+    for name in ATTACKS:
+        attack = build_attack(name, victim, steps=steps)
+        if attack.target_mode == "required":
+            attack.set_targets(targets)
+        runs[name] = lambda a=attack: perturb(a, images, labels, batch_size=len(images))
+    pair_codes = random_codes(len(images), model.bits, seed=1)
+    cmla = CMLA(model, modality="image", steps=steps)
+    runs["cmla"] = lambda: perturb(cmla, images, labels, -pair_codes, pair_codes, batch_size=len(images))
+    return runs
+
+
 def main(argv: list[str]) -> None:
     torch.manual_seed(0)
     settings = SETTINGS[:1] if "--quick" in argv else SETTINGS
@@ -58,19 +89,8 @@ def main(argv: list[str]) -> None:
     for backbone, channels, size, steps, repeats in settings:
         model = HashingModel(backbone, bits=BITS, in_channels=channels).eval()
         images = torch.rand(BATCH, channels, size, size, generator=torch.Generator().manual_seed(0))
-        codes = torch.where(torch.rand(BATCH, BITS, generator=torch.Generator().manual_seed(1)) < 0.5, -1.0, 1.0)
-        table = torch.where(torch.rand(TABLE, BITS, generator=torch.Generator().manual_seed(2)) < 0.5, -1.0, 1.0)
-        table_labels = torch.eye(2)[torch.arange(TABLE) % 2]
-        labels = torch.eye(2)[torch.arange(BATCH) % 2]
-        attacks = {"HAG": HAG(model, steps=steps), "HammingPGD": HammingPGD(model, steps=steps),
-                   "center": CenterGuidedAttack(model, steps=steps), "DHTA": DHTA(model, steps=steps),
-                   "SAAT": SAAT(model, steps=steps), "SDHA": SDHA(model, table, table_labels, steps=steps),
-                   "CMLA": CMLA(model, modality="image", steps=steps)}
-        extra = {"center": (codes,), "DHTA": (codes,), "SAAT": (codes,), "SDHA": (labels,),
-                 "CMLA": (labels, -codes, codes)}   # per-image arguments
-        runs = {"bare": lambda: bare_loop(model, images, steps)}
-        runs.update({name: (lambda a=attack, args=extra.get(name, ()): a(images, *args))
-                     for name, attack in attacks.items()})
+        attacks = build_runs(model, images, steps)
+        runs = {"bare": lambda: bare_loop(model, images, steps), **attacks}
         ms = best_ms_per_iteration(runs, steps, repeats)
         for name in attacks:
             print(f"{backbone:<10} {channels}x{size}x{size:<3} {steps:>4} {ms['bare']:>10.2f} {name:<12} "

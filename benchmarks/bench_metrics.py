@@ -14,7 +14,7 @@ import torch
 
 from advhash.metrics import distance_histograms, mean_average_precision
 
-N_QUERY, N_DB, BITS, N_LABELS = 2_000, 20_000, 64, 24  # the setting of METHODS.md section 3
+N_QUERY, N_DB, BITS, N_LABELS = 2_000, 20_000, 64, 24  # ties matter here: docs/methods.md, section mAP and tie rules
 TOPK = 5_000  # mAP@5000
 REPEATS = 5  # best of REPEATS for our functions (the loops run once)
 SEED = 0

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 1. Deep hashing: supervised codes and Hamming ranking
 #
-# Deep hashing maps an image to a K-bit code $b = \mathrm{sign}(h)$, $h = \tanh(\alpha z(x))$, and retrieves
+# Deep hashing maps an image to a K-bit code $b = \mathrm{sign}(h)$, $h = \tanh(s\, z(x))$ (tanh scale $s$, `scale` in the code), and retrieves
 # by ranking the database by Hamming distance $d_H(b_q, b_j) = \tfrac12 (K - b_q^\top b_j)$. This notebook
 # trains the three supervised pairwise methods the attack papers use as victims and measures them the way
 # those papers do:
@@ -54,28 +54,20 @@ figure_dir = "build/nbval/figures/01_deep_hashing"
 metrics_dir = "build/nbval/metrics"
 
 # %%
-import time
-
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 import torch
 
 from advhash.data import load_dataset
-from advhash.metrics import (hamming_rank, mean_average_precision, precision_at_n, precision_recall_curve,
-                             precision_within_radius, random_ranking_map)
-from advhash.pipeline import project_root, write_json
+from advhash.evaluation import bit_statistics, nested_metrics, read_published, retrieval_curves, retrieval_scores
+from advhash.figures import bit_correlations, curve_panels, image_grid, show_image, show_ranking
+from advhash.metrics import hamming_rank, random_ranking_map
+from advhash.pipeline import write_json
+from advhash.report import finish_figure, save_figure, start_notebook, write_curves
 from advhash.train import encode, fit_hashing_model
 
-started = time.perf_counter()
-root = project_root()
-figure_dir, metrics_dir = root / figure_dir, root / metrics_dir
-figure_dir.mkdir(parents=True, exist_ok=True)
-sns.set_theme(style="whitegrid", context="notebook")
-pd.set_option("display.precision", 4)
-
-data = load_dataset(dataset, root=root / data_root, num_query=num_query, num_train=num_train,
+run = start_notebook(figure_dir=figure_dir, metrics_dir=metrics_dir)
+data = load_dataset(dataset, root=run.root / data_root, num_query=num_query, num_train=num_train,
                     num_database=num_database, seed=split_seed)
 k = min(topk, len(data.database))
 print(data.description)
@@ -92,16 +84,13 @@ training = dict(batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=mome
 models, histories = {}, []
 for method in methods:
     for bits in bits_list:
-        model, history = fit_hashing_model(data, method=method, bits=bits, backbone=backbone, epochs=epochs,
-                                           input_size=input_size, pairs=pairs, device=device, seed=seed,
-                                           checkpoint_dir=root / checkpoint_dir, **training)
-        models[method, bits] = model.cpu()
+        models[method, bits], history = fit_hashing_model(
+            data, method=method, bits=bits, backbone=backbone, epochs=epochs, input_size=input_size, pairs=pairs,
+            device=device, seed=seed, checkpoint_dir=run.root / checkpoint_dir, **training)
         histories += [dict(method=method, bits=bits, **record) for record in history]
-histories = pd.DataFrame(histories)
-grid = sns.relplot(data=histories, x="epoch", y="loss", hue="bits", col="method", kind="line", marker="o",
-                   facet_kws=dict(sharey=False), height=2.8, palette="viridis")
-grid.set_axis_labels("epoch", "training loss (mean over batches)")
-grid.savefig(figure_dir / "training_loss.png", dpi=110)
+save_figure(curve_panels(pd.DataFrame(histories), x="epoch", y="loss", col="method", hue="bits", xlabel="epoch",
+                         ylabel="training loss (mean over batches)", marker="o", facet_kws=dict(sharey=False),
+                         height=2.8, palette="viridis"), run.figure_dir / "training_loss.png")
 
 # %% [markdown]
 # ## mAP@k
@@ -115,17 +104,9 @@ codes = {key: (encode(model, data.query), encode(model, data.database)) for key,
 assert all(set(torch.cat(pair).unique().tolist()) <= {-1.0, 1.0} for pair in codes.values()), "codes must be +-1"
 query_labels, db_labels = data.query.labels, data.database.labels
 random_map = random_ranking_map(query_labels, db_labels, topk=k)
-rows = []
-for (method, bits), (query_codes, db_codes) in codes.items():
-    rows.append(dict(
-        method=method, bits=bits,
-        map_at_k=mean_average_precision(query_codes, db_codes, query_labels, db_labels, topk=k),
-        map_at_k_tie_aware=mean_average_precision(query_codes, db_codes, query_labels, db_labels, topk=k,
-                                                  ties="expected"),
-        map_full=mean_average_precision(query_codes, db_codes, query_labels, db_labels),
-        precision_radius_2=precision_within_radius(query_codes, db_codes, query_labels, db_labels, radius=2),
-    ))
-results = pd.DataFrame(rows)
+results = pd.DataFrame([dict(method=method, bits=bits, **retrieval_scores(query_codes, db_codes, query_labels,
+                                                                          db_labels, topk=k))
+                        for (method, bits), (query_codes, db_codes) in codes.items()])
 print(f"mAP@{k} (stable tie rule); random ranking: {random_map:.4f}")
 results.pivot(index="method", columns="bits", values="map_at_k")
 
@@ -134,39 +115,29 @@ results.set_index(["method", "bits"])
 
 # %% [markdown]
 # **Published, for comparison** (SAAT Table I, "Original" row: clean mAP@5000 of DPH with AlexNet, 224x224 photos;
-# `shared/reference/PAPER_RESULTS.md`). Other data, other backbone: the pattern to compare is the level well above
+# `notebooks/published/saat_table1.csv`). Other data, other backbone: the pattern to compare is the level well above
 # random and the flat trend over code lengths, not the values.
 
 # %%
-published_original = pd.DataFrame(
-    {16: [81.33, 76.70, 56.26], 32: [82.28, 77.47, 57.41], 48: [82.47, 77.74, 56.70], 64: [81.85, 78.11, 56.64]},
-    index=pd.Index(["FLICKR-25K (published)", "NUS-WIDE (published)", "MS-COCO (published)"], name="DPH mAP@5000 %"))
+published = read_published(run.root / "notebooks/published/saat_table1.csv").query("method == 'Original'")
+published = published.set_index(published.dataset + " (published)")[[16, 32, 48, 64]].rename_axis("DPH mAP@5000 %")
 ours = (100 * results.pivot(index="method", columns="bits", values="map_at_k")).rename(
     index=lambda method: f"{method.upper()} on {dataset} (ours)")
-pd.concat([published_original, ours]).round(2)
+pd.concat([published, ours]).round(2)
 
 # %% [markdown]
 # ## Precision-recall and precision@N curves
 
 # %%
-curve_rows, pn_rows = [], []
 ns = sorted(set(np.linspace(1, min(pn_max, len(data.database)), 25).astype(int).tolist()))
-for (method, bits), (query_codes, db_codes) in codes.items():
-    curve = precision_recall_curve(query_codes, db_codes, query_labels, db_labels)
-    curve_rows += [dict(method=method, bits=bits, radius=int(r), precision=float(p), recall=float(c))
-                   for r, p, c in zip(curve.radius, curve.precision, curve.recall)]
-    pn = precision_at_n(query_codes, db_codes, query_labels, db_labels, ns=ns)
-    pn_rows += [dict(method=method, bits=bits, n=n, precision=float(p)) for n, p in zip(ns, pn)]
-pr_curves, pn_curves = pd.DataFrame(curve_rows), pd.DataFrame(pn_rows)
-
-grid = sns.relplot(data=pr_curves, x="recall", y="precision", hue="method", col="bits", kind="line", sort=False,
-                   marker=".", height=2.8)
-grid.set_axis_labels("recall (Hamming radius 0..K)", "precision")
-grid.savefig(figure_dir / "pr_curves.png", dpi=110)
-grid = sns.relplot(data=pn_curves, x="n", y="precision", hue="method", col="bits", kind="line", height=2.8)
-grid.set_axis_labels("N (top-N retrieved)", "precision@N")
-grid.savefig(figure_dir / "precision_at_n.png", dpi=110)
-
+curves = [retrieval_curves(query_codes, db_codes, query_labels, db_labels, ns=ns, method=method, bits=bits)
+          for (method, bits), (query_codes, db_codes) in codes.items()]
+pr_curves, pn_curves = (pd.DataFrame([row for pair in curves for row in pair[i]]) for i in (0, 1))
+save_figure(curve_panels(pr_curves, x="recall", y="precision", col="bits", hue="method", sort=False, marker=".",
+                         xlabel="recall (Hamming radius 0..K)", ylabel="precision", height=2.8),
+            run.figure_dir / "pr_curves.png")
+save_figure(curve_panels(pn_curves, x="n", y="precision", col="bits", hue="method", xlabel="N (top-N retrieved)",
+                         ylabel="precision@N", height=2.8), run.figure_dir / "precision_at_n.png")
 
 # %% [markdown]
 # ## Code balance and bit correlation
@@ -174,24 +145,11 @@ grid.savefig(figure_dir / "precision_at_n.png", dpi=110)
 # constant bit) and bits are decorrelated (mean |correlation| between distinct bits).
 
 # %%
-def bit_statistics(db_codes):
-    bit_means = db_codes.mean(0)                                  # (K,)
-    correlation = torch.corrcoef(db_codes.T).nan_to_num(0.0)      # (K, K); a constant bit correlates with nothing
-    off_diagonal = correlation[~torch.eye(len(correlation), dtype=torch.bool)]
-    return dict(balance=float(bit_means.abs().mean()), mean_abs_bit_correlation=float(off_diagonal.abs().mean()))
-
-
 code_statistics = pd.DataFrame([dict(method=method, bits=bits, **bit_statistics(db_codes))
                                 for (method, bits), (_, db_codes) in codes.items()])
 display_bits = 32 if 32 in bits_list else bits_list[-1]
-fig, axes = plt.subplots(1, len(methods), figsize=(3.6 * len(methods), 3.2), squeeze=False)
-for ax, method in zip(axes[0], methods):
-    correlation = torch.corrcoef(codes[method, display_bits][1].T).nan_to_num(0.0)
-    sns.heatmap(correlation.numpy(), ax=ax, vmin=-1, vmax=1, cmap="vlag", square=True, cbar=ax is axes[0][-1],
-                xticklabels=False, yticklabels=False)
-    ax.set_title(f"{method.upper()} {display_bits} bits: bit correlation")
-fig.tight_layout()
-fig.savefig(figure_dir / "bit_correlation.png", dpi=110)
+save_figure(bit_correlations({method: codes[method, display_bits][1] for method in methods}, bits=display_bits),
+            run.figure_dir / "bit_correlation.png")
 code_statistics.set_index(["method", "bits"])
 
 # %% [markdown]
@@ -203,51 +161,30 @@ code_statistics.set_index(["method", "bits"])
 best = results[results.bits == max(bits_list)].sort_values("map_at_k").iloc[-1]
 query_codes, db_codes = codes[best.method, best.bits]
 top_indices, top_distances = hamming_rank(query_codes[:num_examples], db_codes, topk=10)
-fig, axes = plt.subplots(num_examples, 11, figsize=(13, 1.35 * num_examples), squeeze=False)
+fig, axes = image_grid(num_examples, 11, figsize=(13, 1.35 * num_examples))
 for row in range(num_examples):
     query_image, query_label, _ = data.query[row]
-    axes[row, 0].imshow(query_image.permute(1, 2, 0).squeeze(-1), cmap="gray")
-    axes[row, 0].set_title("query", fontsize=8)
-    for column, (index, distance) in enumerate(zip(top_indices[row].tolist(), top_distances[row].tolist()), 1):
-        image, label, _ = data.database[index]
-        relevant = bool(label @ query_label > 0)
-        ax = axes[row, column]
-        ax.imshow(image.permute(1, 2, 0).squeeze(-1), cmap="gray")
-        ax.set_title(f"d={distance}", fontsize=8)
-        for spine in ax.spines.values():
-            spine.set_visible(True)
-            spine.set_color("green" if relevant else "red")
-            spine.set_linewidth(3)
-for ax in axes.flat:
-    ax.set_xticks([])
-    ax.set_yticks([])
-fig.suptitle(f"{best.method.upper()}, {best.bits} bits: top-10 by Hamming distance (stable tie rule)")
-fig.tight_layout()
-fig.savefig(figure_dir / "retrieval_examples.png", dpi=110)
-
+    show_image(axes[row, 0], query_image, "query")
+    show_ranking(axes[row, 1:], data.database, top_indices[row], query_label,
+                 titles=[f"d={distance}" for distance in top_distances[row].tolist()])
+finish_figure(fig, run.figure_dir / "retrieval_examples.png",
+              title=f"{best.method.upper()}, {best.bits} bits: top-10 by Hamming distance (stable tie rule)")
 
 # %% [markdown]
 # ## Results written for DVC
 # `metrics/01_deep_hashing.json` (DVC metrics: `dvc metrics show`), the curves as CSV for `dvc plots show`.
 
 # %%
-def by_method_and_bits(column):
-    return {method: {str(bits): float(value) for bits, value in group.set_index("bits")[column].items()}
-            for method, group in results.groupby("method")}
-
-
 metrics = dict(dataset=dataset, topk=k, random_map_at_k=random_map,
-               map_at_k=by_method_and_bits("map_at_k"), map_at_k_tie_aware=by_method_and_bits("map_at_k_tie_aware"),
-               map_full=by_method_and_bits("map_full"), precision_radius_2=by_method_and_bits("precision_radius_2"))
-write_json(metrics, metrics_dir / "01_deep_hashing.json")
-plot_dir = metrics_dir / "01_deep_hashing_plots"
-plot_dir.mkdir(parents=True, exist_ok=True)
-for method in methods:
-    pr_curves.query("method == @method and bits == @display_bits")[["radius", "recall", "precision"]].round(6).to_csv(
-        plot_dir / f"pr_{method}.csv", index=False)
-    pn_curves.query("method == @method and bits == @display_bits")[["n", "precision"]].round(6).to_csv(
-        plot_dir / f"pn_{method}.csv", index=False)
-print(f"notebook ran in {time.perf_counter() - started:.0f} s")
+               **{column: nested_metrics(results, column, by="method")
+                  for column in ("map_at_k", "map_at_k_tie_aware", "map_full", "precision_radius_2")})
+write_json(metrics, run.metrics_dir / "01_deep_hashing.json")
+plot_dir = run.metrics_dir / "01_deep_hashing_plots"
+write_curves(pr_curves[pr_curves.bits == display_bits], plot_dir, by="method", name="pr_{}.csv",
+             columns=["radius", "recall", "precision"])
+write_curves(pn_curves[pn_curves.bits == display_bits], plot_dir, by="method", name="pn_{}.csv",
+             columns=["n", "precision"])
+run.finish()
 
 # %% [markdown]
 # ## Claims checked

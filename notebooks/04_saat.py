@@ -102,73 +102,47 @@ figure_dir = "build/nbval/figures/04_saat"
 metrics_dir = "build/nbval/metrics"
 
 # %%
-import time
-
-import matplotlib.pyplot as plt
 import pandas as pd
-import seaborn as sns
-import torch
 
-from advhash.attacks import DHTA, HAG, P2P, SAAT, SDHA, perturb, perturbation_stats
-from advhash.codes import (brute_force_minimum, center_codes, mainstay_code_objective, mainstay_codes,
-                           sample_target_labels)
+from advhash.codes import center_codes, mainstay_code_objective, mainstay_codes
 from advhash.data import load_dataset
-from advhash.defenses import build_defense, fit_defended_model
-from advhash.metrics import mean_average_precision, precision_recall_curve, random_ranking_map, targeted_map
-from advhash.pipeline import project_root, write_json
-from advhash.train import encode, fit_hashing_model
+from advhash.defenses import fit_defense
+from advhash.evaluation import (attack_scores, build_attacks, closed_form_gap, code_distances, curve_rows,
+                                distance_margins, evaluate_attack, nested_metrics, query_set, read_published,
+                                retrieval_map)
+from advhash.figures import (curve_panels, distance_histograms, model_palette, robustness_bars, sweep_panels,
+                             tradeoff_plot)
+from advhash.fitting import fit_defended_victims, fit_victims
+from advhash.metrics import precision_recall_curve, random_ranking_map
+from advhash.pipeline import write_json
+from advhash.report import save_figure, start_notebook, write_curves
+from advhash.victim import Victim
 
-started = time.perf_counter()
-root = project_root()
-figure_dir, metrics_dir = root / figure_dir, root / metrics_dir
-figure_dir.mkdir(parents=True, exist_ok=True)
-sns.set_theme(style="whitegrid", context="notebook")
-pd.set_option("display.precision", 4)
+run = start_notebook(figure_dir=figure_dir, metrics_dir=metrics_dir)
 eps, step = eps_255 / 255, attack_step_255 / 255
-training = dict(batch_size=batch_size, optimizer=optimizer, momentum=momentum, weight_decay=weight_decay)
-data = load_dataset(dataset, root=root / data_root, num_query=num_query, num_train=num_train,
+data = load_dataset(dataset, root=run.root / data_root, num_query=num_query, num_train=num_train,
                     num_database=num_database, seed=split_seed)
 k = min(topk, len(data.database))
-attacked = torch.arange(min(num_attacked, len(data.query)))
-clean_images, query_labels = data.query.batch(attacked)[:2]
-db_labels, train_labels = data.database.labels, data.train.labels
-random_map = random_ranking_map(query_labels, db_labels, topk=k)
-target_labels = sample_target_labels(query_labels, db_labels, min_items=dhta_anchors,
-                                     generator=torch.Generator().manual_seed(seed))
+queries = query_set(data, num_attacked, target_min_items=dhta_anchors, seed=seed)
+random_map = random_ranking_map(queries.labels, data.database.labels, topk=k)
 story_bits = pr_bits if pr_bits in bits_list else bits_list[0]
+training = dict(batch_size=batch_size, optimizer=optimizer, momentum=momentum, weight_decay=weight_decay, pairs=pairs,
+                device=device, checkpoint_dir=run.root / checkpoint_dir,
+                reuse_from=[run.root / folder for folder in reuse_checkpoints_from])
+defense_settings = dict(saat=dict(weight=saat_weight, quantization_weight=saat_quantization_weight),
+                        atrdh=dict(weight=atrdh_weight), cgat=dict(weight=cgat_weight, variant=center_variant))
 
 
-def defended(name, base, bits, budget_255=train_eps_255):
-    """Fine-tune ``base`` with the defense ``name`` ("finetune": the hashing loss alone) at a training budget
-    (pixel levels; the step scales with it)."""
-    settings = dict(saat=dict(weight=saat_weight, quantization_weight=saat_quantization_weight),
-                    atrdh=dict(weight=atrdh_weight), cgat=dict(weight=cgat_weight, variant=center_variant))
-    step_255 = train_step_255 * budget_255 / train_eps_255
-    defense = None if name == "finetune" else build_defense(
-        name, num_train=len(data.train), bits=bits, num_classes=data.num_classes, eps=budget_255 / 255,
-        alpha=step_255 / 255, steps=train_steps, **settings.get(name, {}))
-    model, _ = fit_defended_model(data, base, defense, method=method, epochs=adv_epochs, lr=adv_lr,
-                                  lr_milestones=tuple(adv_lr_milestones), pairs=pairs, device=device, seed=seed,
-                                  checkpoint_dir=root / checkpoint_dir,
-                                  reuse_from=[root / folder for folder in reuse_checkpoints_from], **training)
-    return model.cpu().eval()
-
-
-models = {}
-for bits in bits_list:
-    clean_model, _ = fit_hashing_model(data, method=method, bits=bits, backbone=backbone, epochs=epochs, lr=lr,
-                                       lr_milestones=tuple(lr_milestones), input_size=input_size, pairs=pairs,
-                                       device=device, seed=seed, checkpoint_dir=root / checkpoint_dir,
-                                       reuse_from=[root / folder for folder in reuse_checkpoints_from], **training)
-    models["undefended", bits] = clean_model.cpu().eval()
-    for name in defenses:
-        models[name, bits] = defended(name, models["undefended", bits], bits)
-db_codes = {id(model): encode(model, data.database) for model in models.values()}
-train_codes = {id(model): encode(model, data.train) for model in models.values()}
+fine_tuning = dict(eps=train_eps_255 / 255, alpha=train_step_255 / 255, steps=train_steps, settings=defense_settings,
+                   method=method, epochs=adv_epochs, lr=adv_lr, lr_milestones=tuple(adv_lr_milestones), seed=seed,
+                   **training)
+clean = fit_victims({dataset: data}, {bits: (dataset, method, bits, seed, backbone) for bits in bits_list}, train=True,
+                    epochs=epochs, lr=lr, lr_milestones=tuple(lr_milestones), input_size=input_size, **training)
+victims = fit_defended_victims(data, clean, defenses, **fine_tuning)[0]     # (model, bits) -> Victim
 model_names = ["undefended", *defenses]
-palette = dict(zip(["undefended", "finetune", "atrdh", "cgat", "saat"], sns.color_palette("deep", 5)))
-print(f"{len(models)} models ({method.upper()}, {backbone}); defenses fine-tuned {adv_epochs} epochs at "
-      f"eps {train_eps_255}/255; evaluation eps {eps_255}/255 on {len(attacked)} queries; "
+palette = model_palette()    # one colour per model, every figure
+print(f"{len(victims)} models ({method.upper()}, {backbone}); defenses fine-tuned {adv_epochs} epochs at "
+      f"eps {train_eps_255}/255; evaluation eps {eps_255}/255 on {len(queries)} queries; "
       f"mAP@{k} of a random ranking: {random_map:.3f}")
 
 # %% [markdown]
@@ -180,30 +154,17 @@ print(f"{len(models)} models ({method.upper()}, {backbone}); defenses fine-tuned
 # differ only in how positives are weighted (cosine vs Jaccard), so on multi-label data they differ in a few bits.
 
 # %%
-story_model = models["undefended", story_bits]
-story_db, story_train = db_codes[id(story_model)], train_codes[id(story_model)]
-query_mainstays = mainstay_codes(query_labels, story_train, train_labels)
-query_centers = center_codes(query_labels, story_train, train_labels, variant="paper")
-code_kinds = {"query code b_q": encode(story_model, clean_images), "mainstay code b_m": query_mainstays,
-              "center code c_q": query_centers}
-relevant = (query_labels @ db_labels.T > 0)                                        # (n_q, n_db)
-distance_rows = []
-for kind, codes in code_kinds.items():
-    distances = (story_bits - codes @ story_db.T) / 2                              # d_H (n_q, n_db)
-    for relation, mask in (("positives", relevant), ("negatives", ~relevant)):
-        distance_rows.append(pd.DataFrame(dict(code=kind, relation=relation, distance=distances[mask].numpy())))
-distances = pd.concat(distance_rows, ignore_index=True)
-grid = sns.displot(data=distances, x="distance", hue="relation", col="code", stat="density", common_norm=False,
-                   discrete=True, height=3.0, aspect=1.2)
-grid.set_axis_labels(f"Hamming distance ({story_bits} bits)", "density")
-grid.savefig(figure_dir / "mainstay_code_distances.png", dpi=110)
-distance_summary = distances.groupby(["code", "relation"]).distance.mean().unstack()
-distance_summary["margin (neg - pos)"] = distance_summary.negatives - distance_summary.positives
+story = victims["undefended", story_bits]
+query_mainstays = mainstay_codes(queries.labels, story.train_codes, story.train_labels)
+query_centers = center_codes(queries.labels, story.train_codes, story.train_labels, variant="paper")
+distances = code_distances({"query code b_q": story.encode(queries.images), "mainstay code b_m": query_mainstays,
+                            "center code c_q": query_centers}, story, queries.labels)
+save_figure(distance_histograms(distances, bits=story_bits), run.figure_dir / "mainstay_code_distances.png")
 mainstay_vs_center = ((query_mainstays != query_centers).sum(1)).float()
 print(f"bits in which the mainstay and center codes differ ({story_bits} bits): mean "
       f"{mainstay_vs_center.mean():.2f}, max {int(mainstay_vs_center.max())}, identical for "
       f"{(mainstay_vs_center == 0).float().mean():.0%} of the queries")
-distance_summary
+distance_margins(distances)
 
 # %% [markdown]
 # **Brute-force check of Theorem 1.** With $K$ = `brute_force_bits` (the first bits of the training codes of the
@@ -212,14 +173,12 @@ distance_summary
 
 # %%
 check_bits = min(brute_force_bits, bits_list[0])
-table = train_codes[id(models["undefended", bits_list[0]])][:, :check_bits]
-closed = mainstay_codes(query_labels, table, train_labels)
-best, _ = brute_force_minimum(lambda c: mainstay_code_objective(c, query_labels, table, train_labels), check_bits)
-closed_value = torch.diagonal(mainstay_code_objective(closed, query_labels, table, train_labels))
-brute_force = pd.DataFrame([dict(bits=check_bits, candidates=2**check_bits, queries=len(closed),
-                                 max_gap=(closed_value - best).abs().max().item())])
+first = victims["undefended", bits_list[0]]
+table, table_labels = first.train_codes[:, :check_bits], first.train_labels
+brute_force = pd.DataFrame([closed_form_gap(mainstay_codes(queries.labels, table, table_labels),
+                                            lambda c: mainstay_code_objective(c, queries.labels, table, table_labels),
+                                            check_bits)])
 brute_force
-
 
 # %% [markdown]
 # ## 2. Attacks on the undefended models (Table I layout)
@@ -233,67 +192,34 @@ brute_force
 # score this.
 
 # %%
-def attacker_codes(model, labels):
-    """The attacker's mainstay codes for ``labels``, from the attacked model's own training codes."""
-    return mainstay_codes(labels, train_codes[id(model)], train_labels)
-
-
-def nontargeted_attacks(model):
-    """HAG, SDHA and SAAT with their budgets: {name: (attack, per-image argument or None)}."""
-    return {"HAG": (HAG(model, eps=eps, alpha=step, steps=baseline_steps), None),
-            "SDHA": (SDHA(model, train_codes[id(model)], train_labels, eps=eps, lr=sdha_lr, steps=sdha_steps),
-                     query_labels),
-            "SAAT": (SAAT(model, eps=eps, alpha=step, steps=attack_steps, seed=seed), attacker_codes(model, query_labels))}
-
-
-def targeted_attacks(model):
-    grow = dict(eps=eps, alpha=step, steps=baseline_steps, seed=seed, scale_schedule="grow")
-    p2p, dhta = P2P(model, **grow), DHTA(model, num_anchors=dhta_anchors, **grow)
-    return {"P2P": (p2p, p2p.anchors(target_labels, db_codes[id(model)], db_labels)),
-            "DHTA": (dhta, dhta.anchors(target_labels, db_codes[id(model)], db_labels)),
-            "SAAT": (SAAT(model, eps=eps, alpha=step, steps=attack_steps, seed=seed, targeted=True),
-                     attacker_codes(model, target_labels))}
-
-
-def run_attack(attack, argument):
-    return perturb(attack, clean_images, *([] if argument is None else [argument]), batch_size=attack_batch_size)
-
-
-def query_map(model, codes, labels=query_labels):
-    return mean_average_precision(codes, db_codes[id(model)], labels, db_labels, topk=k)
-
-
-def target_map(model, codes):
-    return targeted_map(codes, db_codes[id(model)], target_labels, db_labels, topk=k)
-
-
-adversarial_codes, sizes, adversarial_examples, table1_rows = {}, [], {}, []
-for bits in bits_list:
-    model = models["undefended", bits]
-    clean_codes = encode(model, clean_images)
-    adversarial_codes["Original", "mAP", bits] = adversarial_codes["Original", "t-MAP", bits] = clean_codes
-    for metric, attacks in (("mAP", nontargeted_attacks(model)), ("t-MAP", targeted_attacks(model))):
-        for name, (attack, argument) in attacks.items():
-            adversarial = run_attack(attack, argument)
-            adversarial_examples["undefended", bits, metric, name] = adversarial
-            adversarial_codes[name, metric, bits] = encode(model, adversarial)
-            sizes.append(dict(model="undefended", bits=bits, attack=f"{name} ({metric})",
-                              **perturbation_stats(clean_images, adversarial)))
-    adversarial_codes["theory", "mAP", bits] = -attacker_codes(model, query_labels)
-    adversarial_codes["theory", "t-MAP", bits] = attacker_codes(model, target_labels)
-    for (name, metric, code_bits), codes in adversarial_codes.items():
-        if code_bits == bits:
-            value = query_map(model, codes) if metric == "mAP" else target_map(model, codes)
-            table1_rows.append(dict(method=name, metric=metric, bits=bits, value=100 * value))
-table1 = pd.DataFrame(table1_rows).pivot_table(index=["metric", "method"], columns="bits", values="value", sort=False)
-table1 = table1.reindex([("mAP", m) for m in ("Original", "HAG", "SDHA", "SAAT", "theory")] +
-                        [("t-MAP", m) for m in ("Original", "P2P", "DHTA", "SAAT", "theory")])
-published1 = pd.read_csv(root / "notebooks/published/saat_table1.csv", comment="#")
-published1.columns = [int(c) if c.isdigit() else c for c in published1.columns]
+nontargeted = {"HAG": dict(attack="hag", eps=eps, alpha=step, steps=baseline_steps),
+               "SDHA": dict(attack="sdha", eps=eps, lr=sdha_lr, steps=sdha_steps),
+               "SAAT": dict(attack="saat", eps=eps, alpha=step, steps=attack_steps, seed=seed)}
+grow = dict(eps=eps, alpha=step, steps=baseline_steps, seed=seed, scale_schedule="grow")
+targeted = {"P2P": dict(attack="p2p", **grow), "DHTA": dict(attack="dhta", num_anchors=dhta_anchors, **grow),
+            "SAAT": dict(attack="saat", eps=eps, alpha=step, steps=attack_steps, seed=seed)}
+undefended = {key: victim for key, victim in victims.items() if key[0] == "undefended"}
+runs = {"mAP": {}, "t-MAP": {}}       # metric -> {(model, bits, attack): AttackResult}
+table1_codes = {(metric, "Original", bits): victim.encode(queries.images)       # (metric, method, bits) -> codes
+                for (_, bits), victim in undefended.items() for metric in ("mAP", "t-MAP")}
+for metric, settings in (("mAP", nontargeted), ("t-MAP", targeted)):
+    attack_scores(undefended, queries, settings, topk=k, targeted=settings if metric == "t-MAP" else (),
+                  batch_size=attack_batch_size, runs=runs[metric])
+    table1_codes.update({(metric, name, bits): result.codes for (_, bits, name), result in runs[metric].items()})
+for (_, bits), victim in undefended.items():    # theory: the mainstay code itself as the adversarial code
+    table1_codes["mAP", "theory", bits] = -mainstay_codes(queries.labels, victim.train_codes, victim.train_labels)
+    table1_codes["t-MAP", "theory", bits] = mainstay_codes(queries.target_labels, victim.train_codes,
+                                                           victim.train_labels)
+table1 = pd.DataFrame([dict(metric=metric, method=name, bits=bits, value=100 * retrieval_map(
+    victims["undefended", bits], codes, queries.labels if metric == "mAP" else queries.target_labels, topk=k,
+    targeted=metric == "t-MAP")) for (metric, name, bits), codes in table1_codes.items()])
+table1 = table1.pivot_table(index=["metric", "method"], columns="bits", values="value", sort=False).reindex(
+    [("mAP", m) for m in ("Original", "HAG", "SDHA", "SAAT", "theory")] +
+    [("t-MAP", m) for m in ("Original", "P2P", "DHTA", "SAAT", "theory")])
+published1 = read_published(run.root / "notebooks/published/saat_table1.csv")
 flickr1 = published1[published1.dataset == "FLICKR-25K"].set_index(["metric", "method"])[bits_list]
-side_by_side1 = pd.concat({f"ours, {dataset} (x100)": table1,
-                           "PUBLISHED, FLICKR-25K (SAAT Table I)": flickr1.reindex(table1.index)}, axis=1)
-side_by_side1
+pd.concat({f"ours, {dataset} (x100)": table1, "PUBLISHED, FLICKR-25K (SAAT Table I)": flickr1.reindex(table1.index)},
+          axis=1)
 
 # %% [markdown]
 # The published table on all three datasets (PUBLISHED, the paper's DPH victims on real photos; ProS-GAN and THA are
@@ -301,7 +227,8 @@ side_by_side1
 
 # %%
 published_rows = list(dict.fromkeys(zip(published1.metric, published1.method)))   # the paper's row order
-published1.pivot_table(index=["metric", "method"], columns="dataset", values=bits_list, sort=False).reindex(published_rows)
+published1.pivot_table(index=["metric", "method"], columns="dataset", values=bits_list,
+                       sort=False).reindex(published_rows)
 
 # %% [markdown]
 # ## 3. Defenses under the non-targeted attacks (Table II layout)
@@ -310,25 +237,13 @@ published1.pivot_table(index=["metric", "method"], columns="dataset", values=bit
 # compares ATRDH with SAAT training; the undefended model and the clean fine-tune are the baselines.
 
 # %%
-table2_rows = []
-for (name, bits), model in models.items():
-    row = dict(defense=name, bits=bits, Original=query_map(model, encode(model, clean_images)))
-    for attack_name, (attack, argument) in nontargeted_attacks(model).items():
-        if name == "undefended":
-            adversarial = adversarial_examples["undefended", bits, "mAP", attack_name]
-        else:
-            adversarial = run_attack(attack, argument)
-            adversarial_examples[name, bits, "mAP", attack_name] = adversarial
-            sizes.append(dict(model=name, bits=bits, attack=f"{attack_name} (mAP)",
-                              **perturbation_stats(clean_images, adversarial)))
-        row[attack_name] = query_map(model, encode(model, adversarial))
-    table2_rows.append(row)
-results = pd.DataFrame(table2_rows)
+results = attack_scores(victims, queries, nontargeted, topk=k, batch_size=attack_batch_size, runs=runs["mAP"],
+                        columns=("defense", "bits"))[0].rename(columns=dict(clean="Original"))
+results = results[["defense", "bits", "Original", *nontargeted]]
 table2 = (results.melt(id_vars=["defense", "bits"], var_name="attack", value_name="value")
           .assign(value=lambda t: 100 * t["value"])
           .pivot_table(index=["defense", "attack"], columns="bits", values="value", sort=False))
-published2 = pd.read_csv(root / "notebooks/published/saat_table2.csv", comment="#")
-published2.columns = [int(c) if c.isdigit() else c for c in published2.columns]
+published2 = read_published(run.root / "notebooks/published/saat_table2.csv")
 flickr2 = (published2[published2.dataset == "FLICKR-25K"]
            .assign(defense=lambda t: t.defense.str.lower()).set_index(["defense", "attack"])[bits_list])
 pd.concat({f"ours, {dataset} (x100)": table2, "PUBLISHED, FLICKR-25K (SAAT Table II)": flickr2.reindex(table2.index)},
@@ -336,21 +251,18 @@ pd.concat({f"ours, {dataset} (x100)": table2, "PUBLISHED, FLICKR-25K (SAAT Table
 
 # %%
 long = results.melt(id_vars=["defense", "bits"], value_vars=["Original", "HAG", "SDHA", "SAAT"], var_name="attack")
-grid = sns.catplot(data=long, x="attack", y="value", hue="defense", col="bits", kind="bar", hue_order=model_names,
-                   palette=palette, height=3.2, aspect=0.9)
-grid.set_axis_labels("", f"mAP@{k} (higher: more robust)")
-grid.set_titles("{col_name} bits")
-grid.figure.suptitle(f"eps {eps_255}/255; dotted: random ranking", y=1.04, fontsize=10)
-for ax in grid.axes.flat:
-    ax.axhline(random_map, color="grey", linestyle=":", linewidth=1)
-grid.savefig(figure_dir / "defenses.png", dpi=110)
+save_figure(robustness_bars(long, hue="defense", hue_order=model_names, palette=palette, baseline=random_map,
+                            ylabel=f"mAP@{k} (higher: more robust)",
+                            title=f"eps {eps_255}/255; dotted: random ranking"),
+            run.figure_dir / "defenses.png")
 
 # %% [markdown]
 # The size of every perturbation (L-inf in pixel levels out of 255, mean per-image L2 in [0, 1] units, mean PSNR in
 # dB). SDHA weighs the perturbation's MSE against its objective, so its perturbations tend to be smaller in L2:
 
 # %%
-sizes = pd.DataFrame(sizes)
+sizes = pd.DataFrame([dict(model=model, bits=bits, attack=f"{name} ({metric})", **result.sizes)
+                      for metric, metric_runs in runs.items() for (model, bits, name), result in metric_runs.items()])
 sizes.pivot_table(index="attack", columns="model", values=["linf_255", "l2", "psnr"], sort=False)
 
 # %% [markdown]
@@ -360,22 +272,15 @@ sizes.pivot_table(index="attack", columns="model", values=["linf_255", "l2", "ps
 # target label (a strong targeted attack pushes it up).
 
 # %%
-pr_rows = []
-pr_model = models["undefended", story_bits]
-for (name, metric, bits), codes in adversarial_codes.items():
-    if bits != story_bits:
-        continue
-    labels = query_labels if metric == "mAP" else target_labels
-    curve = precision_recall_curve(codes, db_codes[id(pr_model)], labels, db_labels)
-    pr_rows += [dict(method=name, panel="non-targeted (query labels)" if metric == "mAP" else
-                     "targeted (target labels)", radius=int(r), precision=float(p), recall=float(c))
-                for r, p, c in zip(curve.radius, curve.precision, curve.recall)]
-pr = pd.DataFrame(pr_rows)
-grid = sns.relplot(data=pr, x="recall", y="precision", hue="method", col="panel", kind="line", marker=".",
-                   sort=False, height=3.4, aspect=1.1)
-grid.set_titles("{col_name}")
-grid.figure.suptitle(f"undefended {method.upper()}, {story_bits} bits, eps {eps_255}/255", y=1.04, fontsize=10)
-grid.savefig(figure_dir / "pr_curves.png", dpi=110)
+pr = pd.DataFrame([row for (metric, name, bits), codes in table1_codes.items() if bits == story_bits
+                   for row in curve_rows(precision_recall_curve(
+                       codes, story.db_codes, queries.labels if metric == "mAP" else queries.target_labels,
+                       story.db_labels), method=name,
+                       panel="non-targeted (query labels)" if metric == "mAP" else "targeted (target labels)")])
+save_figure(curve_panels(pr, x="recall", y="precision", col="panel", hue="method", marker=".", sort=False, height=3.4,
+                         aspect=1.1, xlabel="recall", ylabel="precision", panel_titles="{col_name}",
+                         title=f"undefended {method.upper()}, {story_bits} bits, eps {eps_255}/255"),
+            run.figure_dir / "pr_curves.png")
 
 # %% [markdown]
 # ## 5. Attack strength vs the budget and vs the iterations
@@ -384,37 +289,24 @@ grid.savefig(figure_dir / "pr_curves.png", dpi=110)
 # the total).
 
 # %%
-strength_rows = []
-story_clean = query_map(story_model, encode(story_model, clean_images))
-story_train_codes, story_mainstays = train_codes[id(story_model)], attacker_codes(story_model, query_labels)
+def strength(eps_value, steps):
+    """The non-targeted attacks at budget ``eps_value`` (sign step eps / 8) and ``steps`` iterations."""
+    return {"HAG": dict(attack="hag", eps=eps_value, alpha=eps_value / 8, steps=steps),
+            "SDHA": dict(attack="sdha", eps=eps_value, lr=sdha_lr, steps=steps),
+            "SAAT": dict(attack="saat", eps=eps_value, alpha=eps_value / 8, steps=steps, seed=seed)}
 
 
-def strength_attacks(eps_value, steps):
-    sign_step = eps_value / 8
-    return {"HAG": (HAG(story_model, eps=eps_value, alpha=sign_step, steps=steps), None),
-            "SDHA": (SDHA(story_model, story_train_codes, train_labels, eps=eps_value, lr=sdha_lr, steps=steps),
-                     query_labels),
-            "SAAT": (SAAT(story_model, eps=eps_value, alpha=sign_step, steps=steps, seed=seed), story_mainstays)}
-
-
-for value in sorted(eps_sweep_255):
-    for name, (attack, argument) in strength_attacks(value / 255, attack_steps).items():
-        strength_rows.append(dict(sweep="eps", x=value, attack=name,
-                                  map=query_map(story_model, encode(story_model, run_attack(attack, argument)))))
-for steps in sorted(iteration_sweep):
-    for name, (attack, argument) in strength_attacks(eps, steps).items():
-        strength_rows.append(dict(sweep="iterations", x=steps, attack=name,
-                                  map=query_map(story_model, encode(story_model, run_attack(attack, argument)))))
+story_clean = retrieval_map(story, story.encode(queries.images), queries.labels, topk=k)
+sweeps = [("eps", value, strength(value / 255, attack_steps)) for value in sorted(eps_sweep_255)]
+sweeps += [("iterations", steps, strength(eps, steps)) for steps in sorted(iteration_sweep)]
+strength_rows = [dict(sweep=s, x=0, attack=a, map=story_clean) for s in ("eps", "iterations") for a in nontargeted]
+strength_rows += [dict(sweep=sweep, x=x, attack=name, map=evaluate_attack(attack, story, queries, topk=k,
+                                                                         batch_size=attack_batch_size).score)
+                  for sweep, x, settings in sweeps for name, attack in build_attacks(story, settings).items()]
 strength = pd.DataFrame(strength_rows)
-start_rows = [dict(sweep=s, x=0, attack=a, map=story_clean) for s in ("eps", "iterations") for a in ("HAG", "SDHA", "SAAT")]
-strength = pd.concat([pd.DataFrame(start_rows), strength], ignore_index=True)
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
-for ax, (sweep, label) in zip(axes, (("eps", "eps (pixel levels / 255)"), ("iterations", "iterations"))):
-    sns.lineplot(data=strength[strength.sweep == sweep], x="x", y="map", hue="attack", marker="o", ax=ax)
-    ax.axhline(random_map, color="grey", linestyle=":", linewidth=1)
-    ax.set(xlabel=label, ylabel=f"mAP@{k} (lower: stronger)", title=f"undefended, {story_bits} bits")
-fig.tight_layout()
-fig.savefig(figure_dir / "attack_strength.png", dpi=110)
+save_figure(sweep_panels(strength, panels={"eps": "eps (pixel levels / 255)", "iterations": "iterations"},
+                         ylabel=f"mAP@{k} (lower: stronger)", title=f"undefended, {story_bits} bits",
+                         baseline=random_map), run.figure_dir / "attack_strength.png")
 strength.pivot_table(index=["sweep", "x"], columns="attack", values="map")
 
 # %% [markdown]
@@ -425,83 +317,60 @@ strength.pivot_table(index=["sweep", "x"], columns="attack", values="map")
 # the clean fine-tune are the reference points.
 
 # %%
-tradeoff_rows = []
-base = models["undefended", story_bits]
-
-
-def clean_and_robust(model):
-    db_codes[id(model)], train_codes[id(model)] = encode(model, data.database), encode(model, data.train)
-    attack, argument = nontargeted_attacks(model)["SAAT"]
-    return dict(clean=query_map(model, encode(model, clean_images)),
-                robust=query_map(model, encode(model, run_attack(attack, argument))))
-
-
-for name in ["undefended", "finetune"]:
-    if (name, story_bits) in models:
-        tradeoff_rows.append(dict(defense=name, train_eps_255=0, **clean_and_robust(models[name, story_bits])))
+tradeoff_victims = {(name, 0): victims[name, story_bits] for name in ["undefended", "finetune"]
+                    if (name, story_bits) in victims}      # (defense, training budget) -> victim
 for name in tradeoff_defenses:
     for value in sorted(tradeoff_train_eps_255):
-        model = models.get((name, story_bits)) if value == train_eps_255 else None
-        model = model if model is not None else defended(name, base, story_bits, budget_255=value)
-        tradeoff_rows.append(dict(defense=name, train_eps_255=value, **clean_and_robust(model)))
-tradeoff = pd.DataFrame(tradeoff_rows)
-fig, ax = plt.subplots(figsize=(6.5, 4.2))
-sns.lineplot(data=tradeoff[tradeoff.train_eps_255 > 0], x="clean", y="robust", hue="defense", marker="o",
-             sort=False, palette=palette, ax=ax)
-sns.scatterplot(data=tradeoff[tradeoff.train_eps_255 == 0], x="clean", y="robust", hue="defense", marker="X",
-                s=120, palette=palette, ax=ax, legend=False)
-for row in tradeoff.itertuples():
-    ax.annotate(f"{row.train_eps_255}" if row.train_eps_255 else row.defense, (row.clean, row.robust),
-                textcoords="offset points", xytext=(4, 4), fontsize=8)
-ax.set(xlabel=f"clean mAP@{k}", ylabel=f"mAP@{k} under the SAAT attack (eps {eps_255}/255)",
-       title=f"{story_bits} bits; labels: training eps (/255)")
-fig.tight_layout()
-fig.savefig(figure_dir / "tradeoff.png", dpi=110)
+        victim = victims.get((name, story_bits)) if value == train_eps_255 else None
+        budget = dict(eps=value / 255, alpha=train_step_255 * value / train_eps_255 / 255)   # step scales with eps
+        tradeoff_victims[name, value] = victim or Victim.build(fit_defense(name, data, story.model,
+                                                                           **dict(fine_tuning, **budget))[0], data)
+tradeoff = attack_scores(tradeoff_victims, queries, {"robust": nontargeted["SAAT"]}, topk=k,
+                         batch_size=attack_batch_size, columns=("defense", "train_eps_255"))[0]
+tradeoff = tradeoff[["defense", "train_eps_255", "clean", "robust"]]
+save_figure(tradeoff_plot(tradeoff, palette=palette, xlabel=f"clean mAP@{k}",
+                          ylabel=f"mAP@{k} under the SAAT attack (eps {eps_255}/255)",
+                          title=f"{story_bits} bits; labels: training eps (/255)"), run.figure_dir / "tradeoff.png")
 tradeoff.pivot_table(index="train_eps_255", columns="defense", values=["clean", "robust"])
-
 
 # %% [markdown]
 # ## Results written for DVC
 
 # %%
-def per_bits(frame, column):
-    return {str(bits): float(value) for bits, value in frame.set_index("bits")[column].items()}
-
-
 metrics = dict(eps_255=eps_255, train_eps_255=train_eps_255, attack_steps=attack_steps, sdha_steps=sdha_steps,
                adv_epochs=adv_epochs, random_map=random_map,
                table1={f"{metric} {name}": {str(bits): float(v) / 100 for bits, v in row.items()}
                        for (metric, name), row in table1.iterrows()},
-               table2={name: {column: per_bits(group, column) for column in ["Original", "HAG", "SDHA", "SAAT"]}
+               table2={name: {column: nested_metrics(group, column, by="defense")[name]
+                              for column in ["Original", "HAG", "SDHA", "SAAT"]}
                        for name, group in results.groupby("defense")},
                tradeoff=[{key: (float(v) if key != "defense" else v) for key, v in row.items()}
                          for row in tradeoff.to_dict("records")],
                mainstay_center_bits_differ=float(mainstay_vs_center.mean()),
                brute_force_max_gap=float(brute_force.max_gap.max()), linf_255_max=float(sizes.linf_255.max()))
-write_json(metrics, metrics_dir / "04_saat.json")
-plots_dir = metrics_dir / "04_saat_plots"
-plots_dir.mkdir(parents=True, exist_ok=True)
-for name, group in pr.groupby(["panel", "method"]):
-    panel = "targeted" if name[0].startswith("targeted") else "nontargeted"
-    group[["radius", "recall", "precision"]].to_csv(plots_dir / f"pr_{panel}_{name[1].lower()}.csv", index=False,
-                                                    float_format="%.6f")
-for name, group in strength[strength.sweep == "eps"].groupby("attack"):
-    group.rename(columns=dict(x="eps_255"))[["eps_255", "map"]].to_csv(plots_dir / f"eps_{name.lower()}.csv",
-                                                                       index=False, float_format="%.6f")
-tradeoff.to_csv(plots_dir / "tradeoff.csv", index=False, float_format="%.6f")
-print(f"notebook ran in {time.perf_counter() - started:.0f} s")
+write_json(metrics, run.metrics_dir / "04_saat.json")
+pr["kind"] = pr.panel.map(lambda panel: "targeted" if panel.startswith("targeted") else "nontargeted")
+write_curves(pr.assign(method=pr.method.str.lower()), run.metrics_dir / "04_saat_plots", by=["kind", "method"],
+             name="pr_{}_{}.csv", columns=["radius", "recall", "precision"])
+eps_curves = strength[strength.sweep == "eps"].rename(columns=dict(x="eps_255"))
+write_curves(eps_curves.assign(attack=eps_curves.attack.str.lower()), run.metrics_dir / "04_saat_plots", by="attack",
+             name="eps_{}.csv", columns=["eps_255", "map"])
+tradeoff.to_csv(run.metrics_dir / "04_saat_plots" / "tradeoff.csv", index=False, float_format="%.6f")
+run.finish()
 
 # %% [markdown]
 # ## Claims checked
 
 # %%
 assert sizes.linf_255.max() <= eps_255 + 1e-3, f"an attack left the eps-ball: L-inf {sizes.linf_255.max():.3f}/255"
-assert all((images - clean_images).abs().max() <= eps + 1e-6 for images in adversarial_examples.values())
+assert all((result.adversarial - queries.images).abs().max() <= eps + 1e-6
+           for metric_runs in runs.values() for result in metric_runs.values())
 assert brute_force.max_gap.max() < 1e-5, f"the closed-form mainstay code is not optimal:\n{brute_force}"
 mean_map = table1.xs("mAP").mean(axis=1)
 for baseline in ("HAG", "SDHA"):
     assert mean_map["SAAT"] <= mean_map[baseline], \
-        f"the SAAT attack should be at least as strong as {baseline}: mAP {mean_map['SAAT']:.2f} vs {mean_map[baseline]:.2f}"
+        (f"the SAAT attack should be at least as strong as {baseline}: mAP {mean_map['SAAT']:.2f} vs "
+         f"{mean_map[baseline]:.2f}")
 by = results.set_index(["defense", "bits"])
 if "saat" in defenses:
     for attack_name in ("HAG", "SDHA", "SAAT"):

@@ -94,84 +94,52 @@ figure_dir = "build/nbval/figures/05_cgat"
 metrics_dir = "build/nbval/metrics"
 
 # %%
-import time
-
-import matplotlib.pyplot as plt
 import pandas as pd
-import seaborn as sns
-import torch
 
-from advhash.attacks import DHTA, HAG, P2P, CenterGuidedAttack, HammingPGD, perturb, perturbation_stats
-from advhash.codes import brute_force_minimum, center_code_objective, center_codes, sample_target_labels
+from advhash.codes import center_code_objective, center_codes
 from advhash.data import load_dataset
-from advhash.defenses import build_defense, fit_defended_model
-from advhash.metrics import mean_average_precision, random_ranking_map, targeted_map
-from advhash.pipeline import project_root, write_json
-from advhash.train import encode, fit_hashing_model
+from advhash.evaluation import (attack_budgets, attack_scores, budget_sweep, build_attacks, closed_form_gap,
+                                code_distances, defense_gain, distance_margins, evaluate_attack, nested_metrics,
+                                query_set, retrieval_map)
+from advhash.figures import curve_panels, distance_histograms, model_palette, robustness_bars, robustness_sweep
+from advhash.fitting import fit_defended_victims, fit_victims
+from advhash.metrics import random_ranking_map
+from advhash.pipeline import write_json
+from advhash.report import save_figure, start_notebook, write_curves
+from advhash.victim import Victim
 
-started = time.perf_counter()
-root = project_root()
-figure_dir, metrics_dir = root / figure_dir, root / metrics_dir
-figure_dir.mkdir(parents=True, exist_ok=True)
-sns.set_theme(style="whitegrid", context="notebook")
-pd.set_option("display.precision", 4)
+run = start_notebook(figure_dir=figure_dir, metrics_dir=metrics_dir)
 eps, step, pgd_step = eps_255 / 255, attack_step_255 / 255, pgd_step_255 / 255
-training = dict(batch_size=batch_size, optimizer=optimizer, momentum=momentum, weight_decay=weight_decay)
-data = load_dataset(dataset, root=root / data_root, num_query=num_query, num_train=num_train,
+training = dict(batch_size=batch_size, optimizer=optimizer, momentum=momentum, weight_decay=weight_decay, pairs=pairs,
+                device=device, checkpoint_dir=run.root / checkpoint_dir)
+data = load_dataset(dataset, root=run.root / data_root, num_query=num_query, num_train=num_train,
                     num_database=num_database, seed=split_seed)
 k = min(topk, len(data.database))
-attacked = torch.arange(min(num_attacked, len(data.query)))
-clean_images, query_labels = data.query.batch(attacked)[:2]
-db_labels, train_labels = data.database.labels, data.train.labels
-random_map = random_ranking_map(query_labels, db_labels, topk=k)
-target_labels = sample_target_labels(query_labels, db_labels, min_items=dhta_anchors,
-                                     generator=torch.Generator().manual_seed(seed))
-
-
-def retrieval_map(model, images, labels=query_labels):
-    """mAP@k of (adversarial) query images against the model's own clean database codes."""
-    return mean_average_precision(encode(model, images), db_codes[id(model)], labels, db_labels, topk=k)
-
-
-def attack_center_codes(model, labels=query_labels):
-    """The attacker's center codes: from the attacked model's codes of the training set."""
-    return center_codes(labels, encode(model, data.train), train_labels, variant=center_variant)
+queries = query_set(data, num_attacked, target_min_items=dhta_anchors, seed=seed)
+random_map = random_ranking_map(queries.labels, data.database.labels, topk=k)
+center = dict(attack="center", eps=eps, alpha=step, seed=seed, variant=center_variant)   # the CgAT attack's settings
 
 
 def curve_point(model):
     """Clean and center-attacked mAP on the first curve_queries queries (training curves)."""
-    images, labels = clean_images[:curve_queries], query_labels[:curve_queries]
-    db_codes[id(model)] = encode(model, data.database)
-    attack = CenterGuidedAttack(model, eps=eps, alpha=step, steps=curve_steps, seed=seed)
-    adversarial = perturb(attack, images, attack_center_codes(model, labels), batch_size=attack_batch_size)
-    return dict(clean_map=retrieval_map(model, images, labels), adversarial_map=retrieval_map(model, adversarial, labels))
+    victim, subset = Victim.build(model, data), queries.head(curve_queries)
+    attack = build_attacks(victim, {"center": dict(center, steps=curve_steps)})["center"]
+    return dict(clean_map=retrieval_map(victim, victim.encode(subset.images), subset.labels, topk=k),
+                adversarial_map=evaluate_attack(attack, victim, subset, topk=k, batch_size=attack_batch_size).score)
 
 
-db_codes, models, histories = {}, {}, []
-for bits in bits_list:
-    clean_model, _ = fit_hashing_model(data, method=method, bits=bits, backbone=backbone, epochs=epochs, lr=lr,
-                                       lr_milestones=tuple(lr_milestones), input_size=input_size, pairs=pairs, device=device, seed=seed,
-                                       checkpoint_dir=root / checkpoint_dir,
-                                       reuse_from=[root / folder for folder in reuse_checkpoints_from], **training)
-    models["undefended", bits] = clean_model.cpu().eval()
-    start = dict(epoch=0, **curve_point(models["undefended", bits]))
-    for name in defenses:
-        settings = dict(cgat=dict(weight=cgat_weight, variant=center_variant), atrdh=dict(weight=atrdh_weight))
-        defense = None if name == "finetune" else build_defense(
-            name, num_train=len(data.train), bits=bits, num_classes=data.num_classes, eps=train_eps_255 / 255,
-            alpha=train_step_255 / 255, steps=train_steps, **settings.get(name, {}))
-        robust, history = fit_defended_model(data, models["undefended", bits], defense, method=method,
-                                             epochs=adv_epochs, lr=adv_lr,
-                                             lr_milestones=tuple(adv_lr_milestones), pairs=pairs, device=device, seed=seed,
-                                             checkpoint_dir=root / checkpoint_dir, evaluate=curve_point, **training)
-        models[name, bits] = robust.cpu().eval()
-        histories += [dict(defense=name, bits=bits, **row) for row in [start, *history]]
-for model in models.values():
-    db_codes[id(model)] = encode(model, data.database)
+clean = fit_victims({dataset: data}, {bits: (dataset, method, bits, seed, backbone) for bits in bits_list}, train=True,
+                    epochs=epochs, lr=lr, lr_milestones=tuple(lr_milestones), input_size=input_size,
+                    reuse_from=[run.root / folder for folder in reuse_checkpoints_from], **training)
+victims, histories = fit_defended_victims(data, clean, defenses, evaluate=curve_point, eps=train_eps_255 / 255,
+                                          alpha=train_step_255 / 255, steps=train_steps, method=method,
+                                          epochs=adv_epochs, lr=adv_lr, lr_milestones=tuple(adv_lr_milestones),
+                                          settings=dict(cgat=dict(weight=cgat_weight, variant=center_variant),
+                                                        atrdh=dict(weight=atrdh_weight)), seed=seed, **training)
 model_names = ["undefended", *defenses]
-palette = dict(zip(model_names, sns.color_palette("deep", len(model_names))))   # one colour per model, every figure
-print(f"{len(models)} models ({method.upper()}, {backbone}); defenses fine-tuned {adv_epochs} epochs at "
-      f"eps {train_eps_255}/255; evaluation eps {eps_255}/255 on {len(attacked)} queries; "
+palette = model_palette()    # one colour per model, every figure
+print(f"{len(victims)} models ({method.upper()}, {backbone}); defenses fine-tuned {adv_epochs} epochs at "
+      f"eps {train_eps_255}/255; evaluation eps {eps_255}/255 on {len(queries)} queries; "
       f"mAP@{k} of a random ranking: {random_map:.3f}")
 
 # %% [markdown]
@@ -183,22 +151,13 @@ print(f"{len(models)} models ({method.upper()}, {backbone}); defenses fine-tuned
 
 # %%
 story_bits = 32 if 32 in bits_list else bits_list[0]
-story_model = models["undefended", story_bits]
-query_codes, story_db = encode(story_model, clean_images), db_codes[id(story_model)]
-code_kinds = {"query code b_q": query_codes, "center code c_q": attack_center_codes(story_model)}
-relevant = (query_labels @ db_labels.T > 0)                                        # (n_q, n_db)
-distance_rows = []
-for kind, codes in code_kinds.items():
-    distances = (story_bits - codes @ story_db.T) / 2                              # d_H (n_q, n_db)
-    for relation, mask in (("positives", relevant), ("negatives", ~relevant)):
-        distance_rows.append(pd.DataFrame(dict(code=kind, relation=relation, distance=distances[mask].numpy())))
-distances = pd.concat(distance_rows, ignore_index=True)
-grid = sns.displot(data=distances, x="distance", hue="relation", col="code", stat="density", common_norm=False,
-                   discrete=True, height=3.2, aspect=1.3)
-grid.set_axis_labels(f"Hamming distance ({story_bits} bits)", "density")
-grid.savefig(figure_dir / "center_code_distances.png", dpi=110)
-distance_summary = distances.groupby(["code", "relation"]).distance.mean().unstack()
-distance_summary["margin (neg - pos)"] = distance_summary.negatives - distance_summary.positives
+story = victims["undefended", story_bits]
+distances = code_distances({"query code b_q": story.encode(queries.images),
+                            "center code c_q": center_codes(queries.labels, story.train_codes, story.train_labels,
+                                                            variant=center_variant)}, story, queries.labels)
+save_figure(distance_histograms(distances, bits=story_bits, height=3.2, aspect=1.3),
+            run.figure_dir / "center_code_distances.png")
+distance_summary = distance_margins(distances)
 distance_summary
 
 # %% [markdown]
@@ -209,20 +168,13 @@ distance_summary
 
 # %%
 check_bits = min(brute_force_bits, bits_list[0])
-table = encode(models["undefended", bits_list[0]], data.train)[:, :check_bits]
-brute_rows = []
-for variant in ("paper", "official"):
-    closed = center_codes(query_labels, table, train_labels, variant=variant)
-    defined = (closed != 0).all(1)
-    objective = lambda candidates: center_code_objective(candidates, query_labels, table, train_labels, variant=variant)
-    best, _ = brute_force_minimum(objective, check_bits)
-    closed_value = torch.diagonal(center_code_objective(closed, query_labels, table, train_labels, variant=variant))
-    gap = (closed_value - best)[defined]
-    brute_rows.append(dict(variant=variant, bits=check_bits, candidates=2**check_bits, queries=int(defined.sum()),
-                           zero_codes=int((~defined).sum()), max_gap=gap.abs().max().item()))
-brute_force = pd.DataFrame(brute_rows).set_index("variant")
+first = victims["undefended", bits_list[0]]
+table, table_labels = first.train_codes[:, :check_bits], first.train_labels
+brute_force = pd.DataFrame([dict(variant=variant, **closed_form_gap(
+    center_codes(queries.labels, table, table_labels, variant=variant),
+    lambda c, variant=variant: center_code_objective(c, queries.labels, table, table_labels, variant=variant),
+    check_bits)) for variant in ("paper", "official")]).set_index("variant")
 brute_force
-
 
 # %% [markdown]
 # ## 2. Robustness: undefended, ATRDH and CgAT under five attacks
@@ -235,47 +187,20 @@ brute_force
 # as queries, what an attack reaching its anchor exactly would get (on these CPU-trained models it is far from 1).
 
 # %%
-def evaluation_attacks(model):
-    """Each attack with its budget: (attack, per-image codes or None, metric)."""
-    grow = dict(eps=eps, alpha=step, steps=attack_steps, seed=seed, scale_schedule="grow")
-    center = CenterGuidedAttack(model, random_start=True, **grow)
-    p2p, dhta = P2P(model, **grow), DHTA(model, num_anchors=dhta_anchors, **grow)
-    return {
-        "center": (center, attack_center_codes(model), "map"),
-        "HAG": (HAG(model, eps=eps, alpha=step, steps=attack_steps), None, "map"),
-        "PGD": (HammingPGD(model, eps=eps, alpha=pgd_step, steps=pgd_steps, seed=seed), None, "map"),
-        "P2P": (p2p, p2p.anchors(target_labels, db_codes[id(model)], db_labels), "tmap"),
-        "DHTA": (dhta, dhta.anchors(target_labels, db_codes[id(model)], db_labels), "tmap"),
-    }
-
-
-rows, sizes, adversarial_examples = [], [], {}
-for (name, bits), model in models.items():
-    attacks = evaluation_attacks(model)
-    row = dict(model=name, bits=bits, clean=retrieval_map(model, clean_images),
-               **{"t-MAP clean": targeted_map(encode(model, clean_images), db_codes[id(model)], target_labels,
-                                              db_labels, topk=k),
-                  "t-MAP anchor": targeted_map(attacks["DHTA"][1], db_codes[id(model)], target_labels, db_labels,
-                                               topk=k)})
-    for label, (attack, codes, metric) in attacks.items():
-        adversarial = perturb(attack, clean_images, *([codes] if codes is not None else []),
-                              batch_size=attack_batch_size)
-        adversarial_examples[name, bits, label] = adversarial
-        adv_codes = encode(model, adversarial)
-        row[label] = (mean_average_precision(adv_codes, db_codes[id(model)], query_labels, db_labels, topk=k)
-                      if metric == "map" else targeted_map(adv_codes, db_codes[id(model)], target_labels, db_labels,
-                                                           topk=k))
-        sizes.append(dict(model=name, bits=bits, attack=label, **perturbation_stats(clean_images, adversarial)))
-    rows.append(row)
-results = pd.DataFrame(rows)
+grow = dict(eps=eps, alpha=step, steps=attack_steps, seed=seed, scale_schedule="grow")
+attack_settings = {"center": dict(center, random_start=True, **grow),
+                   "HAG": dict(attack="hag", eps=eps, alpha=step, steps=attack_steps),
+                   "PGD": dict(attack="pgd", eps=eps, alpha=pgd_step, steps=pgd_steps, seed=seed),
+                   "P2P": dict(attack="p2p", **grow), "DHTA": dict(attack="dhta", num_anchors=dhta_anchors, **grow)}
 map_attacks, tmap_attacks = ["center", "HAG", "PGD"], ["P2P", "DHTA"]
-budgets = pd.DataFrame([dict(attack="center", steps=attack_steps, step_255=attack_step_255, random_start=True),
-                        dict(attack="HAG", steps=attack_steps, step_255=attack_step_255, random_start=False),
-                        dict(attack="PGD", steps=pgd_steps, step_255=pgd_step_255, random_start=True),
-                        dict(attack="P2P", steps=attack_steps, step_255=attack_step_255, random_start=False),
-                        dict(attack="DHTA", steps=attack_steps, step_255=attack_step_255, random_start=False)]
-                       ).assign(eps_255=eps_255).set_index("attack")
-display(budgets)
+results, runs = attack_scores(victims, queries, attack_settings, topk=k, targeted=tmap_attacks,
+                              batch_size=attack_batch_size)        # runs: (model, bits, attack) -> AttackResult
+results["t-MAP clean"] = [retrieval_map(victim, victim.encode(queries.images), queries.target_labels, topk=k,
+                                        targeted=True) for victim in victims.values()]
+results["t-MAP anchor"] = [retrieval_map(victim, build_attacks(victim, attack_settings, ["DHTA"])["DHTA"].anchors(
+    queries.target_labels, victim.db_codes, victim.db_labels), queries.target_labels, topk=k, targeted=True)
+    for victim in victims.values()]
+display(attack_budgets(build_attacks(victims["undefended", bits_list[0]], attack_settings)))
 table = results.set_index(["model", "bits"])[["clean", *map_attacks, "t-MAP clean", *tmap_attacks, "t-MAP anchor"]]
 table.columns = pd.MultiIndex.from_tuples([("mAP (higher: more robust)", c) for c in ["clean", *map_attacks]] +
                                           [("t-MAP (lower: more robust)", c)
@@ -287,23 +212,17 @@ table
 # in dB):
 
 # %%
-sizes = pd.DataFrame(sizes)
+sizes = pd.DataFrame([dict(model=name, bits=bits, attack=label, **result.sizes)
+                      for (name, bits, label), result in runs.items()])
 sizes.pivot_table(index=["model", "bits"], columns="attack", values=["linf_255", "l2", "psnr"])
 
 # %%
 long = results.melt(id_vars=["model", "bits"], value_vars=map_attacks + tmap_attacks, var_name="attack")
-long["metric"] = long.attack.map(lambda a: "mAP (higher: more robust)" if a in map_attacks
-                                 else "t-MAP (lower: more robust)")
-grid = sns.catplot(data=long, x="attack", y="value", hue="model", col="bits", kind="bar", hue_order=model_names,
-                   palette=palette, height=3.2, aspect=0.9)
-grid.set_axis_labels("", f"mAP@{k} / t-MAP@{k}")
-grid.set_titles("{col_name} bits")
-grid.figure.suptitle(f"eps {eps_255}/255. center, HAG, PGD: mAP (higher: more robust)\n"
-                     "P2P, DHTA: t-MAP (lower: more robust). Dotted: random ranking", y=1.08, fontsize=10)
-for ax in grid.axes.flat:
-    ax.axhline(random_map, color="grey", linestyle=":", linewidth=1)
-grid.savefig(figure_dir / "robustness.png", dpi=110)
-
+save_figure(robustness_bars(long, hue="model", hue_order=model_names, palette=palette, baseline=random_map,
+                            ylabel=f"mAP@{k} / t-MAP@{k}",
+                            title=f"eps {eps_255}/255. center, HAG, PGD: mAP (higher: more robust)\n"
+                                  "P2P, DHTA: t-MAP (lower: more robust). Dotted: random ranking"),
+            run.figure_dir / "robustness.png")
 
 # %% [markdown]
 # ## 3. CgAT against ATRDH
@@ -314,22 +233,11 @@ grid.savefig(figure_dir / "robustness.png", dpi=110)
 # relative, so both of ours are shown.
 
 # %%
-def improvement(better, worse):
-    """Per (attack, bits): gain of ``better`` over ``worse`` in points and relative to ``worse``."""
-    by = results.set_index(["model", "bits"])
-    out = []
-    for bits in bits_list:
-        for attack in map_attacks + tmap_attacks:
-            a, b = by.loc[(better, bits), attack], by.loc[(worse, bits), attack]
-            gain = (a - b) if attack in map_attacks else (b - a)
-            out.append(dict(attack=attack, bits=bits, points=100 * gain, relative=100 * gain / max(b, 1e-12)))
-    return pd.DataFrame(out)
-
-
+higher_is_better = {attack: attack in map_attacks for attack in map_attacks + tmap_attacks}
 headline = {}
 for better, worse in (("cgat", "atrdh"), ("cgat", "finetune"), ("cgat", "undefended"), ("atrdh", "undefended")):
     if better in defenses and (worse == "undefended" or worse in defenses):
-        gains = improvement(better, worse)
+        gains = defense_gain(results, better, worse, higher_is_better=higher_is_better)
         headline[f"{better} over {worse}"] = dict(points=gains.points.mean(), relative=gains.relative.mean())
 headline_table = pd.DataFrame(headline).T.rename(columns=dict(points="mean gain (points)",
                                                               relative="mean gain (% of the baseline)"))
@@ -345,34 +253,15 @@ published_headline
 # and code length: adversarial training trades clean accuracy for robustness.
 
 # %%
-sweep_rows = []
-for name in model_names:
-    model = models[name, story_bits]
-    centers = attack_center_codes(model)
-    clean = retrieval_map(model, clean_images)
-    sweep_rows += [dict(model=name, attack=label, eps_255=0, map=clean) for label in ("center", "HAG")]
-    for value in sorted(eps_sweep_255):
-        for label, attack in (("center", CenterGuidedAttack(model, eps=value / 255, alpha=value / 8 / 255,
-                                                            steps=attack_steps, seed=seed, scale_schedule="grow")),
-                              ("HAG", HAG(model, eps=value / 255, alpha=value / 8 / 255, steps=attack_steps))):
-            args = (centers,) if label == "center" else ()
-            adversarial = perturb(attack, clean_images, *args, batch_size=attack_batch_size)
-            sweep_rows.append(dict(model=name, attack=label, eps_255=value, map=retrieval_map(model, adversarial)))
-sweep = pd.DataFrame(sweep_rows)
-fig, axes = plt.subplots(1, 2, figsize=(13, 3.8))
-sns.lineplot(data=sweep, x="eps_255", y="map", hue="model", style="attack", marker="o", hue_order=model_names,
-             palette=palette, ax=axes[0])
-axes[0].axvline(train_eps_255, color="grey", linestyle=":", linewidth=1)
-axes[0].set(xlabel="eps (pixel levels / 255)", ylabel=f"mAP@{k} under attack",
-            title=f"robustness vs eps, {story_bits} bits")
-sns.scatterplot(data=results, x="clean", y="center", hue="model", style="bits", hue_order=model_names,
-                palette=palette, s=80, ax=axes[1])
-axes[1].set(xlabel=f"clean mAP@{k}", ylabel=f"mAP@{k}, center attack",
-            title=f"clean vs robust (center attack, eps {eps_255}/255)")
-for ax in axes:
-    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title_fontsize=8)
-fig.tight_layout()
-fig.savefig(figure_dir / "robustness_vs_eps.png", dpi=110)
+sweep_settings = {"center": dict(attack="center", seed=seed, variant=center_variant, steps=attack_steps,
+                                 scale_schedule="grow"), "HAG": dict(attack="hag", steps=attack_steps)}
+sweep = pd.concat([budget_sweep(victims[name, story_bits], queries, settings, [0, *sorted(eps_sweep_255)],
+                                step_fraction=1 / 8, topk=k, batch_size=attack_batch_size).assign(model=name,
+                                                                                                  attack=label)
+                   for name in model_names for label, settings in sweep_settings.items()], ignore_index=True)
+save_figure(robustness_sweep(sweep, results, attack="center", palette=palette, hue_order=model_names, k=k,
+                             bits=story_bits, budget_255=train_eps_255, eps_255=eps_255),
+            run.figure_dir / "robustness_vs_eps.png")
 sweep.pivot_table(index="eps_255", columns=["attack", "model"], values="map")
 
 # %% [markdown]
@@ -381,15 +270,13 @@ sweep.pivot_table(index="eps_255", columns=["attack", "model"], values="map")
 # the clean and center-attacked mAP (`curve_steps` iterations) of the first `curve_queries` queries.
 
 # %%
-curves = pd.DataFrame(histories)
+curves = pd.DataFrame(histories).rename(columns=dict(key="bits"))
 curve_long = curves.melt(id_vars=["defense", "bits", "epoch"], value_vars=["loss", "clean_map", "adversarial_map"],
                          var_name="quantity").dropna()
-grid = sns.relplot(data=curve_long, x="epoch", y="value", hue="defense", style="bits", col="quantity", kind="line",
-                   marker="o", palette={name: palette[name] for name in defenses}, hue_order=defenses,
-                   facet_kws=dict(sharey=False), height=3.2)
-grid.set_axis_labels("epoch of fine-tuning", "")
-grid.set_titles("{col_name}")
-grid.savefig(figure_dir / "training_curves.png", dpi=110)
+save_figure(curve_panels(curve_long, x="epoch", y="value", col="quantity", hue="defense", style="bits", marker="o",
+                         palette={name: palette[name] for name in defenses}, hue_order=defenses, height=3.2,
+                         facet_kws=dict(sharey=False), xlabel="epoch of fine-tuning", ylabel="",
+                         panel_titles="{col_name}"), run.figure_dir / "training_curves.png")
 curves.pivot_table(index="epoch", columns=["defense", "bits"], values=["clean_map", "adversarial_map"])
 
 # %% [markdown]
@@ -399,38 +286,32 @@ curves.pivot_table(index="epoch", columns=["defense", "bits"], values=["clean_ma
 # %%
 curves[curves.epoch > 0].groupby(["defense", "bits"]).seconds.mean().unstack("bits")
 
-
 # %% [markdown]
 # ## Results written for DVC
 
 # %%
-def nested(column):
-    return {name: {str(bits): float(value) for bits, value in group.set_index("bits")[column].items()}
-            for name, group in results.groupby("model")}
-
-
 metrics = dict(eps_255=eps_255, train_eps_255=train_eps_255, attack_steps=attack_steps, adv_epochs=adv_epochs,
-               random_map=random_map, **{f"map_{c.lower()}": nested(c) for c in ["clean", *map_attacks]},
-               **{f"tmap_{c.lower().replace('t-map ', '')}": nested(c) for c in ["t-MAP clean", "t-MAP anchor", *tmap_attacks]},
+               random_map=random_map, **{f"map_{c.lower()}": nested_metrics(results, c, by="model")
+                                         for c in ["clean", *map_attacks]},
+               **{f"tmap_{c.lower().replace('t-map ', '')}": nested_metrics(results, c, by="model")
+                  for c in ["t-MAP clean", "t-MAP anchor", *tmap_attacks]},
                improvement={key: {k2: float(v2) for k2, v2 in value.items()} for key, value in headline.items()},
-               brute_force_max_gap=float(brute_force.max_gap.max()),
-               linf_255_max=float(sizes.linf_255.max()))
-write_json(metrics, metrics_dir / "05_cgat.json")
-plots_dir = metrics_dir / "05_cgat_plots"
-plots_dir.mkdir(parents=True, exist_ok=True)
-for name, group in sweep[sweep.attack == "center"].groupby("model"):
-    group[["eps_255", "map"]].to_csv(plots_dir / f"eps_{name}.csv", index=False, float_format="%.6f")
-curves.to_csv(plots_dir / "training_curves.csv", index=False, float_format="%.6f")
-print(f"notebook ran in {time.perf_counter() - started:.0f} s")
+               brute_force_max_gap=float(brute_force.max_gap.max()), linf_255_max=float(sizes.linf_255.max()))
+write_json(metrics, run.metrics_dir / "05_cgat.json")
+write_curves(sweep[sweep.attack == "center"], run.metrics_dir / "05_cgat_plots", by="model", name="eps_{}.csv",
+             columns=["eps_255", "map"])
+curves.to_csv(run.metrics_dir / "05_cgat_plots" / "training_curves.csv", index=False, float_format="%.6f")
+run.finish()
 
 # %% [markdown]
 # ## Claims checked
 
 # %%
 assert sizes.linf_255.max() <= eps_255 + 1e-3, f"an attack left the eps-ball: L-inf {sizes.linf_255.max():.3f}/255"
-assert all((images - clean_images).abs().max() <= eps + 1e-6 for images in adversarial_examples.values())
+assert all((result.adversarial - queries.images).abs().max() <= eps + 1e-6 for result in runs.values())
 assert brute_force.max_gap.max() < 1e-5, f"the closed-form center code is not optimal:\n{brute_force}"
-assert (distance_summary["margin (neg - pos)"]["center code c_q"] >= distance_summary["margin (neg - pos)"]["query code b_q"]), \
+margins = distance_summary["margin (neg - pos)"]
+assert margins["center code c_q"] >= margins["query code b_q"], \
     "the center code should separate positives from negatives at least as well as the query's own code"
 by = results.set_index(["model", "bits"])
 baselines = [name for name in ("undefended", "finetune") if name in model_names]

@@ -1,7 +1,16 @@
-"""Tiny data, models and code tables shared by the tests (the fixtures live in conftest.py)."""
+"""Tiny data, models and code tables shared by the tests (the fixtures live in conftest.py), and the
+independent references that tests of more than one library module compare against."""
 
+import hashlib
+import itertools
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
 import torch
 
+import advhash.data.fashion as fashion
 from advhash.data import HashingData, InMemorySplit
 from advhash.models import HashingModel
 
@@ -97,3 +106,161 @@ def stripes_pairs(n, *, classes=4, tags_per_class=3, seed=0, multi_label=False, 
                                                                                      generator=g) < 0.8)
     noise_tags = (torch.rand(n, 2, generator=g) < 0.3).float()
     return InMemorySplit(split.images, split.labels, texts=torch.cat([class_tags, noise_tags], dim=1))
+
+
+def random_codes(n=6, seed=0, bits=BITS):
+    """Random {-1, +1} codes (n, bits): guide codes for ``attack.run(images, codes)``."""
+    return torch.where(torch.rand(n, bits, generator=torch.Generator().manual_seed(seed)) < 0.5, -1.0, 1.0)
+
+
+def one_hot_labels(n, classes=4):
+    """Single-label multi-hot rows (n, classes), cycling through the classes."""
+    return torch.eye(classes)[torch.arange(n) % classes]
+
+
+def table_victim(model, *, m=40, classes=4, seed=0):
+    """An ``advhash.Victim`` of ``model`` whose training set and database are one random {-1, +1} code
+    table of ``m`` items with cycling one-hot labels (``m / classes`` items a class, >= 9 for DHTA): enough
+    for every guided attack to compute its guide codes, without training anything."""
+    from advhash.victim import Victim
+    codes, labels = random_codes(m, seed=seed, bits=model.bits), one_hot_labels(m, classes)
+    return Victim(model, train_codes=codes, train_labels=labels, db_codes=codes.clone(), db_labels=labels.clone())
+
+
+def mean_hamming(codes, guide):
+    """Mean number of differing bits per row, counted bit by bit."""
+    return sum(sum(a != b for a, b in zip(row, g)) for row, g in zip(codes.tolist(), guide.tolist())) / len(codes)
+
+
+# ---------------------------------------------------------------- retrieval metrics (tests/test_metrics_*.py)
+# Independent references: plain numpy loops in the style of the published code (stable argsort).
+
+def retrieval_problem(seed=0, n_query=40, n_db=300, bits=8, n_labels=6, label_rate=0.15, empty_rows=True):
+    """Random {-1, +1} codes and multi-hot labels (numpy), with some all-zero label rows."""
+    rng = np.random.default_rng(seed)
+    query_codes = np.where(rng.random((n_query, bits)) < 0.5, -1.0, 1.0).astype(np.float32)
+    db_codes = np.where(rng.random((n_db, bits)) < 0.5, -1.0, 1.0).astype(np.float32)
+    query_labels = (rng.random((n_query, n_labels)) < label_rate).astype(np.float32)
+    db_labels = (rng.random((n_db, n_labels)) < label_rate).astype(np.float32)
+    if empty_rows:
+        query_labels[:3] = 0  # queries that are relevant to nothing
+        db_labels[::7] = 0
+    return query_codes, db_codes, query_labels, db_labels
+
+
+def distances_loop(query_codes, db_codes):
+    """Hamming distances by counting differing bits, (n_q, n_db) numpy."""
+    return np.array([[int(np.sum(q != b)) for b in db_codes] for q in query_codes])
+
+
+def calc_top_map_loop(query_codes, db_codes, query_labels, db_labels, topk):
+    """DeepHash-pytorch CalcTopMap, per-query APs, with np.argsort(kind="stable")."""
+    bits = query_codes.shape[1]
+    topk = db_codes.shape[0] if topk is None else topk
+    aps = []
+    for i in range(query_codes.shape[0]):
+        gnd = (query_labels[i] @ db_labels.T > 0).astype(np.float32)
+        hamm = 0.5 * (bits - query_codes[i] @ db_codes.T)
+        ind = np.argsort(hamm, kind="stable")
+        tgnd = gnd[ind][0:topk]
+        tsum = int(np.sum(tgnd))
+        if tsum == 0:
+            aps.append(0.0)
+            continue
+        count = np.linspace(1, tsum, tsum)
+        tindex = np.asarray(np.where(tgnd == 1)) + 1.0
+        aps.append(float(np.mean(count / tindex)))
+    return np.array(aps)
+
+
+# ---------------------------------------------------------------- representative codes (tests/test_codes_*.py)
+# Independent references: label sets and Jaccard with Python loops, every code of {-1, +1}^K from itertools.
+
+def label_classes(label_row):
+    """The set of classes a multi-hot label row carries."""
+    return {c for c, v in enumerate(label_row) if v}
+
+
+def jaccard_loop(a, b):
+    """|a and b| / |a or b| of two label rows by set arithmetic; 0 when both are empty."""
+    a, b = label_classes(a), label_classes(b)
+    return len(a & b) / len(a | b) if a | b else 0.0
+
+
+def every_code(bits):
+    """Every code of {-1, +1}^bits in binary counting order, (2^bits, bits) numpy."""
+    return np.array(list(itertools.product([-1.0, 1.0], repeat=bits)))
+
+
+# ---------------------------------------------------------------- defenses (tests/test_defenses*.py)
+
+DEFENSE_BITS, DEFENSE_CLASSES = 8, 4   # the stripes the defense tests fine-tune on (conftest's ``base``)
+SMALL_PROTOTYPES = (32,)  # ATRDH's prototype network, instead of the published (4096, 512)
+
+
+def small_defense(name, num_train, **kwargs):
+    """A defense by name, with ATRDH's prototype network kept small."""
+    from advhash.defenses import build_defense
+    if name == "atrdh":
+        kwargs.setdefault("prototype_hidden", SMALL_PROTOTYPES)
+    return build_defense(name, num_train=num_train, bits=DEFENSE_BITS, num_classes=DEFENSE_CLASSES, **kwargs)
+
+
+# ---------------------------------------------------------------- cross-modal (tests/test_crossmodal_*.py)
+
+def log1p_exp(v):
+    """log(1 + e^v) of a Python float, for the likelihood references."""
+    return math.log1p(math.exp(v))
+
+
+DCMH_TRAINING = dict(batch_size=32, lr=0.001, optimizer="adam", weight_decay=0.0, eta=0.1)   # eta: see test_dcmh_learns
+SSAH_TRAINING = dict(batch_size=32, image_lr=3e-3, text_lr=1e-3, label_lr=1e-2, label_passes=3, hidden=256,
+                     adversarial_gradient=False)
+
+
+# ---------------------------------------------------------------- data (tests/test_data_*.py)
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"      # <repo>/../shared: developers' and CI's data
+needs_fashion = pytest.mark.skipif(not fashion.DEBIAN_DIR.is_dir(),
+                                   reason=f"Fashion-MNIST not installed at {fashion.DEBIAN_DIR} "
+                                          f"(apt-get install dataset-fashion-mnist)")
+
+
+def folder_digest(folder):
+    """{file name: sha256} of a folder's files."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+# ---------------------------------------------------------------- mainstay codes (tests/test_codes_mainstay.py,
+# tests/test_defenses_saat.py): SAAT's cosine weights and Theorem 1 with Python loops
+
+def cosine_loop(a, b):
+    """Cosine similarity of two label rows; 0 when either is empty."""
+    dot = sum(x * y for x, y in zip(a, b))
+    norms = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    return dot / norms if norms else 0.0
+
+
+def mainstay_weights_loop(label, table_labels):
+    """SAAT weights of one item: positives share a class, w_j = cos / sum_P cos; negatives 1 / |N|.
+    Lists of (table index, weight)."""
+    positives = [j for j, y in enumerate(table_labels) if any(a and b for a, b in zip(label, y))]
+    negatives = [j for j in range(len(table_labels)) if j not in positives]
+    cosines = {j: cosine_loop(label, table_labels[j]) for j in positives}
+    total = sum(cosines.values())
+    return [(j, cosines[j] / total) for j in positives], [(j, 1.0 / len(negatives)) for j in negatives]
+
+
+def reference_mainstay_codes(labels, table_codes, table_labels):
+    """SAAT Theorem 1 one item and bit at a time: sign(sum_P w b - mean_N b), a tie (|sum| <= 1e-9) is +1."""
+    codes = []
+    table_codes, table_labels = table_codes.tolist(), table_labels.tolist()
+    for label in labels.tolist():
+        positives, negatives = mainstay_weights_loop(label, table_labels)
+        code = []
+        for k in range(len(table_codes[0])):
+            direction = sum(w * table_codes[j][k] for j, w in positives)
+            direction -= sum(w * table_codes[j][k] for j, w in negatives)
+            code.append(1.0 if direction >= -1e-9 else -1.0)
+        codes.append(code)
+    return torch.tensor(codes)

@@ -1,4 +1,5 @@
-"""Hashing losses against their formulas written out independently, and their training signal."""
+"""Hashing losses (advhash.losses) against their formulas written out independently, and their training
+signal."""
 
 import math
 
@@ -16,6 +17,7 @@ def _batch(seed=0, n=6, bits=8, classes=3):
 
 
 def _similarity_loop(labels):
+    """S_ij = 1[y_i . y_j > 0] one pair at a time (the library's is ``advhash.metrics.relevance``)."""
     n = len(labels)
     return [[1.0 if float(labels[i] @ labels[j]) > 0 else 0.0 for j in range(n)] for i in range(n)]
 
@@ -58,10 +60,15 @@ def test_hashnet_matches_class_balanced_formula():
 
 def test_hashnet_continuation_schedule():
     loss = HashNetLoss(num_train=4, bits=8, num_classes=2)
-    assert loss.alpha(0) == 1.0
-    assert loss.alpha(199) == 1.0
-    assert loss.alpha(200) == pytest.approx(math.sqrt(2.0))
-    assert loss.alpha(1000) == pytest.approx(math.sqrt(6.0))
+    assert loss.scale(0) == 1.0
+    assert loss.scale(199) == 1.0
+    assert loss.scale(200) == pytest.approx(math.sqrt(2.0))
+    assert loss.scale(1000) == pytest.approx(math.sqrt(6.0))
+
+
+def test_the_tanh_scale_is_one_without_a_schedule():
+    assert DPSHLoss(num_train=4, bits=8, num_classes=2).scale(5000) == 1.0
+    assert DPHLoss(num_train=4, bits=8, num_classes=2).scale(0) == 1.0
 
 
 @pytest.mark.parametrize("name", ["dph", "dpsh", "hashnet"])

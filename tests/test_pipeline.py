@@ -9,21 +9,27 @@ from pathlib import Path
 import pytest
 import yaml
 
-from advhash.pipeline import NOTEBOOK_SECTIONS, project_root, read_params, write_json
+from advhash.pipeline import (NOTEBOOK_SECTIONS, build_notebook, main, project_root, read_params, write_json,
+                              write_notebooks)
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.py"))   # the sources; each builds notebooks/<stem>.ipynb
 PROFILES = sorted((ROOT / "profiles").glob("*.yaml")) + [ROOT / "params.yaml"]
 
 
-def _parameters(notebook: Path) -> dict:
-    cells = json.loads(notebook.read_text())["cells"]
-    tagged = [cell for cell in cells if "parameters" in cell.get("metadata", {}).get("tags", [])]
-    assert len(tagged) == 1, f"{notebook.name} needs exactly one cell tagged 'parameters'"
-    tree = ast.parse("".join(tagged[0]["source"]))
+def _parameters_cell(source: Path) -> str:
+    """The source of the one cell tagged 'parameters' in the notebook built from ``source``."""
+    cells = build_notebook(source.stem, ROOT).cells
+    tagged = [cell for cell in cells if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{source.name} needs exactly one cell tagged 'parameters' (# %% tags=[\"parameters\"])"
+    return tagged[0].source
+
+
+def _parameters(source: Path) -> dict:
+    tree = ast.parse(_parameters_cell(source))
     names = {}
     for node in tree.body:
-        assert isinstance(node, ast.Assign), f"{notebook.name}: the parameters cell holds assignments only"
+        assert isinstance(node, ast.Assign), f"{source.name}: the parameters cell holds assignments only"
         names[node.targets[0].id] = ast.literal_eval(node.value)   # literals only: papermill recomputes nothing
     return names
 
@@ -36,21 +42,81 @@ def test_every_notebook_is_in_the_pipeline():
     for stem, section in NOTEBOOK_SECTIONS.items():
         assert f"run {stem}" in commands, f"dvc.yaml has no stage running {stem}"
         assert any(section in stage.get("params", []) for stage in stages.values())
+        stage = next(stage for stage in stages.values() if stage["cmd"].endswith(f"run {stem}"))
+        assert f"notebooks/{stem}.py" in stage["deps"], f"the stage running {stem} must depend on its .py source"
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
 def test_source_notebooks_carry_no_outputs(notebook):
-    for cell in json.loads(notebook.read_text())["cells"]:
+    built = notebook.with_suffix(".ipynb")
+    for cell in json.loads(built.read_text())["cells"]:
         if cell["cell_type"] == "code":
             assert not cell["outputs"] and cell["execution_count"] is None, (
-                f"{notebook.name} has outputs; clear them (Kernel > Restart and Clear Outputs) before committing")
+                f"{built.name} has outputs; rebuild it from {notebook.name} with `make notebooks`")
+
+
+def test_notebooks_are_built_from_their_sources():
+    stale = write_notebooks(ROOT, check=True)
+    assert not stale, (
+        f"{', '.join(f'notebooks/{stem}.ipynb' for stem in stale)} differ from what their notebooks/*.py sources "
+        f"build; run `make notebooks` (python -m advhash.pipeline build) and commit the .ipynb with the .py")
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_built_notebook_has_one_parameters_cell_and_no_outputs(notebook):
+    built = build_notebook(notebook.stem, ROOT)
+    tagged = [cell for cell in built.cells if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1 and tagged[0].cell_type == "code"
+    for cell in built.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None
+    assert built.metadata == {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                              "language_info": {"name": "python"}}
+    assert [cell.id for cell in built.cells] == [cell.id for cell in build_notebook(notebook.stem, ROOT).cells]
+
+
+def _tiny_project(root: Path) -> Path:
+    """A minimal project root: dvc.yaml, pyproject.toml and a two-cell source for every notebook."""
+    (root / "dvc.yaml").write_text("stages: {}\n")
+    (root / "pyproject.toml").write_text("")
+    (root / "notebooks").mkdir()
+    for stem in NOTEBOOK_SECTIONS:
+        (root / "notebooks" / f"{stem}.py").write_text(
+            f'# %% [markdown]\n# # {stem}\n\n# %% tags=["parameters"]\nsteps = 3  # how many\n\n# %%\nprint(steps)\n')
+    return root
+
+
+def test_a_source_edit_makes_its_notebook_stale(tmp_path, monkeypatch, capsys):
+    root = _tiny_project(tmp_path)
+    assert write_notebooks(root, check=True) == list(NOTEBOOK_SECTIONS)      # nothing built yet
+    assert not list((root / "notebooks").glob("*.ipynb")), "check must write nothing"
+    assert write_notebooks(root) == list(NOTEBOOK_SECTIONS)
+    first = (root / "notebooks" / "02_hag.ipynb").read_bytes()
+    assert first.endswith(b"\n") and write_notebooks(root, check=True) == []
+    # the jupytext.toml pairing for JupyterLab does not change the build
+    shutil.copy(ROOT / "notebooks" / "jupytext.toml", root / "notebooks" / "jupytext.toml")
+    assert write_notebooks(root, check=True) == []
+
+    source = root / "notebooks" / "02_hag.py"
+    source.write_text(source.read_text().replace("steps = 3", "steps = 4"))
+    assert write_notebooks(root, check=True) == ["02_hag"]
+    monkeypatch.chdir(root)
+    with pytest.raises(SystemExit) as stopped:
+        main(["build", "--check"])
+    assert "notebooks/02_hag.ipynb" in str(stopped.value.code) and "make notebooks" in str(stopped.value.code)
+    assert (root / "notebooks" / "02_hag.ipynb").read_bytes() == first    # --check wrote nothing
+
+    main(["build"])
+    assert "wrote notebooks/02_hag.ipynb" in capsys.readouterr().out
+    assert write_notebooks(root, check=True) == []
+    assert "steps = 4" in "".join(json.loads((root / "notebooks" / "02_hag.ipynb").read_text())["cells"][1]["source"])
 
 
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.name)
 def test_profiles_set_exactly_the_notebook_parameters(profile):
     params = yaml.safe_load(profile.read_text())
     for stem, section in NOTEBOOK_SECTIONS.items():
-        names = _parameters(ROOT / "notebooks" / f"{stem}.ipynb")
+        names = _parameters(ROOT / "notebooks" / f"{stem}.py")
         assert set(params[section]) == set(names), (
             f"{profile.name} [{section}] differs from the parameters cell of {stem}: "
             f"missing {set(names) - set(params[section])}, unknown {set(params[section]) - set(names)}")
@@ -85,8 +151,6 @@ def test_dvc_pipeline_parses():
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
 def test_parameter_comments_parse_in_papermill(notebook):
     """papermill reads `name = value  # comment` lines; an '=' inside the comment makes it drop the line."""
-    cells = json.loads(notebook.read_text())["cells"]
-    source = next(cell for cell in cells if "parameters" in cell.get("metadata", {}).get("tags", []))["source"]
-    for line in "".join(source).splitlines():
+    for line in _parameters_cell(notebook).splitlines():
         _, _, comment = line.partition("#")
         assert "=" not in comment, f"{notebook.name}: '=' in the comment of parameter line {line!r}"

@@ -1,10 +1,10 @@
-"""The training loop: seeded determinism, resume after interruption, atomic checkpoints."""
+"""The training loop (advhash.train): seeded determinism, resume after interruption, checkpoints that load
+with weights_only, reuse of another folder's finished checkpoint, code extraction."""
 
 import pytest
 import torch
 
-import advhash.checkpoint as checkpoint_module
-from advhash.checkpoint import load_checkpoint, save_checkpoint
+from advhash.checkpoint import load_checkpoint
 from advhash.losses import build_loss
 from advhash.models import HashingModel
 from advhash.train import encode, epoch_order, load_trained_model, train_hashing
@@ -94,27 +94,6 @@ def test_checkpoints_load_with_weights_only(tmp_path):
     assert set(state) >= {"model", "optimizer", "loss", "epoch", "history", "run_config"}
 
 
-def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    path = tmp_path / "state.pt"
-    save_checkpoint({"epoch": 1}, path)
-
-    def broken_save(obj, file):
-        file.write(b"partial")
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(checkpoint_module.torch, "save", broken_save)
-    with pytest.raises(KeyboardInterrupt):
-        save_checkpoint({"epoch": 2}, path)
-    monkeypatch.undo()
-    assert load_checkpoint(path)["epoch"] == 1
-    assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]
-
-
-def test_missing_checkpoint_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="train the model first"):
-        load_checkpoint(tmp_path / "nothing.pt")
-
-
 def test_loss_built_for_another_split_size_is_refused():
     split = StripesSplit(n=40)
     model = HashingModel("small_cnn", bits=8, in_channels=1)
@@ -155,3 +134,13 @@ def test_finished_checkpoint_in_another_folder_is_reused_read_only(tmp_path):
     fit_hashing_model(data, method="dph", bits=8, epochs=1, checkpoint_dir=second_dir, reuse_from=(first_dir,),
                       batch_size=16)
     assert len(list(second_dir.iterdir())) == 1
+
+
+def test_checkpoint_name_hashes_the_settings_and_never_changes(tmp_path):
+    """A kept (DVC persist) checkpoint folder is matched by file name: these settings always give this name."""
+    from helpers import stripes, stripes_data
+    from advhash.train import fit_hashing_model
+
+    data = stripes_data(stripes(64), stripes(16, seed=1))
+    fit_hashing_model(data, method="hashnet", bits=8, epochs=1, checkpoint_dir=tmp_path, batch_size=32)
+    assert [path.name for path in tmp_path.iterdir()] == ["hashnet_8bits_small_cnn_af3bbd06.pt"]

@@ -1,19 +1,28 @@
-"""Atomic checkpoints, loaded with ``weights_only=True``.
+"""Atomic checkpoints, loaded with ``weights_only=True``, and the helpers that name them.
 
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so that
 ``torch.load(..., weights_only=True)`` can read it without unpickling arbitrary objects. It is written
 to a temporary file in the same folder and moved into place with ``os.replace``, so an interrupted
 write never leaves a truncated checkpoint behind: the previous one stays intact.
+
+A checkpoint's file name says what was trained, so that a run with other settings never resumes or loads
+it: ``<what>_<bits>bits_<backbone>_<settings_tag(settings)>.pt``, where the settings dict holds every setting
+and names the training items (:func:`train_items_tag`, with :func:`split_digest` for splits made in memory)
+and the model a fine-tune started from (:func:`model_digest`). These names are what a kept (DVC ``persist``)
+checkpoint folder is matched by, so the helpers must never change their output.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
@@ -44,8 +53,33 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
 def settings_tag(settings: dict[str, Any], length: int = 8) -> str:
     """A short stable hash of a settings dict, for checkpoint file names: runs with other settings get
     other files, so a kept (DVC ``persist``) checkpoint folder never mixes them up."""
-    import hashlib
-    import json
-
     text = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:length]
+
+
+def train_items_tag(train_split) -> str | int:
+    """Which items a model was trained on, for checkpoint names: a hash of the split's source indices
+    (its size where it has none)."""
+    items = getattr(train_split, "source_indices", None)
+    return len(train_split) if items is None else settings_tag(list(map(int, items)))
+
+
+def model_digest(model: nn.Module) -> str:
+    """A short hash of a model's weights: names the defended checkpoint after the model it started from."""
+    digest = hashlib.sha1()
+    for key, value in model.state_dict().items():
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:8]
+
+
+def split_digest(split) -> str:
+    """A short hash of a split's labels, texts and in-memory images (e.g. CMLA's augmented training set,
+    whose items have no source indices to name them by)."""
+    digest = hashlib.sha1()
+    for name in ("images", "labels", "texts"):
+        value = getattr(split, name, None)
+        if isinstance(value, torch.Tensor):
+            digest.update(name.encode())
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:8]

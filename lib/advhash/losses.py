@@ -1,7 +1,7 @@
 """Supervised pairwise hashing losses: DPH, DPSH and HashNet.
 
-Pairwise similarity is S_ij = 1[y_i . y_j > 0] (share a label). Two ways to form the pairs
-(``pairs=``):
+Pairwise similarity is S_ij = 1[y_i . y_j > 0] (share a label, ``advhash.metrics.relevance``). Two ways
+to form the pairs (``pairs=``):
 
 - ``"table"``: the batch's relaxed codes u = h(x) (B, K) against the table U (n_train, K) of the latest
   relaxed codes of every training item (DPSH's Algorithm 1; TADH/SAAT reuse it for DPH and HashNet).
@@ -14,7 +14,7 @@ Pairwise similarity is S_ij = 1[y_i . y_j > 0] (share a label). Two ways to form
   with the table vs 0.61 within the batch after 20 epochs, 16 bits, small CNN), so the CPU profile
   uses ``"batch"``; the paper profile keeps each method's own form.
 
-Formulas as in ``shared/reference/METHODS.md`` section 1; each class names its equation.
+Formulas, sources and departures: ``docs/methods.md``, sections DPH, DPSH and HashNet; each class names its equation.
 """
 
 from __future__ import annotations
@@ -23,10 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def pairwise_similarity(labels_a: torch.Tensor, labels_b: torch.Tensor) -> torch.Tensor:
-    """S_ij = 1[y_i . y_j > 0] as float, shape (n_a, n_b)."""
-    return (labels_a @ labels_b.T > 0).to(labels_a.dtype)
+from .metrics import relevance
 
 
 class PairwiseHashingLoss(nn.Module):
@@ -56,8 +53,8 @@ class PairwiseHashingLoss(nn.Module):
         self.register_buffer("label_table", torch.zeros(num_train, num_classes))  # Y (n_train, L)
         self.register_buffer("seen", torch.zeros(num_train, dtype=torch.bool))
 
-    def alpha(self, step: int) -> float:
-        """Scale of the tanh(alpha * z) activation at optimizer step ``step`` (1 unless the method
+    def scale(self, step: int) -> float:
+        """Scale of the tanh(scale * z) activation at optimizer step ``step`` (1 unless the method
         schedules it)."""
         return 1.0
 
@@ -77,7 +74,7 @@ class PairwiseHashingLoss(nn.Module):
             table_codes, table_labels = u, labels
         else:
             table_codes, table_labels = self.code_table[self.seen], self.label_table[self.seen]
-        similarity = pairwise_similarity(labels, table_labels)  # (B, n_seen)
+        similarity = relevance(labels, table_labels).to(labels.dtype)  # S (B, n_seen)
         loss = self.pair_loss(u, table_codes, similarity)
         if self.quantization_weight:
             loss = loss + self.quantization_weight * (u - torch.sign(u).detach()).pow(2).mean()
@@ -90,7 +87,7 @@ class DPHLoss(PairwiseHashingLoss):
 
         L = sum_ij (u_i . U_j / K - (2 S_ij - 1))^2 / (B * n),
 
-    the mean over the B x n pairs (METHODS.md section 1, "DPH loss"; TADH model/dph.py).
+    the mean over the B x n pairs (``docs/methods.md``, section DPH; TADH model/dph.py).
     """
 
     def pair_loss(self, u, table, similarity):
@@ -104,8 +101,9 @@ class DPSHLoss(PairwiseHashingLoss):
 
         L = -mean_ij (S_ij theta_ij - log(1 + e^theta_ij)) + eta * mean((u - sign(u))^2).
 
-    Mean-normalized like DeepHash-pytorch and CgAT (hashing_loss.py), with eta = 0.001 as there;
-    TADH sums instead and uses eta = 50 on ||b - u||^2 / (N B) (METHODS.md section 1).
+    Mean-normalized like DeepHash-pytorch and CgAT (hashing_loss.py); eta = 0.001 by default (DeepHash-pytorch's
+    DPSH config: 0.1);
+    TADH and SAAT sum instead, SAAT with eta = 50 on ||b - u||^2 / (N B) (``docs/methods.md``, section DPSH).
     """
 
     def __init__(self, *, num_train, bits, num_classes, quantization_weight: float = 0.001, pairs=None):
@@ -123,7 +121,8 @@ class HashNetLoss(PairwiseHashingLoss):
 
         L = sum_ij w_ij (log(1 + e^theta_ij) - S_ij theta_ij) / |S|,  w_ij = |S|/|S1| if S_ij else |S|/|S0|,
 
-    with the continuation tanh(beta z), beta = (1 + 0.005 t)^0.5 raised every 200 optimizer steps
+    with the continuation tanh(beta z) (beta: the paper's name of the tanh scale, ``scale(step)`` here),
+    beta = (1 + 0.005 t)^0.5 raised every 200 optimizer steps
     (HashNet's schedule, reused by DeepHash-pytorch, TADH, SAAT and CgAT). Pairs are formed within the
     batch by default, as in the paper; TADH and SAAT use the training table (``pairs="table"``).
 
@@ -141,8 +140,9 @@ class HashNetLoss(PairwiseHashingLoss):
         self.similarity_scale = similarity_scale
         self.step_size, self.gamma, self.power = step_size, gamma, power
 
-    def alpha(self, step: int) -> float:
-        """HashNet continuation: beta = (1 + gamma * t)^power, t rounded down to a multiple of step_size."""
+    def scale(self, step: int) -> float:
+        """HashNet continuation: the tanh scale (HashNet's paper calls it beta) at step t, (1 + gamma * t)^power,
+        t rounded down to a multiple of step_size."""
         return (1.0 + self.gamma * (step // self.step_size) * self.step_size) ** self.power
 
     def pair_loss(self, u, table, similarity):

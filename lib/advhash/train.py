@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from .checkpoint import load_checkpoint, save_checkpoint, settings_tag
+from .checkpoint import load_checkpoint, save_checkpoint, settings_tag, train_items_tag
 from .losses import PairwiseHashingLoss, build_loss
 from .models import HashingModel, binarize, build_model
 from .utils import progress, resolve_device
@@ -122,7 +122,7 @@ def train_hashing(model: HashingModel, loss: PairwiseHashingLoss, train_split, *
         for images, labels, indices in iterate_batches(train_split, order, batch_size):
             images, labels, indices = images.to(device), labels.to(device), indices.to(device)
             if defense is None:
-                value = loss(model(images, alpha=loss.alpha(step)), labels, indices)
+                value = loss(model(images, scale=loss.scale(step)), labels, indices)
             else:
                 value = defense.batch_loss(model, loss, images, labels, indices, step=step)
             opt.zero_grad(set_to_none=True)
@@ -204,13 +204,6 @@ def load_trained_model(checkpoint_path: str | Path, *, device: str | torch.devic
     model = build_model(state["run_config"]["model"])
     model.load_state_dict(state["model"])
     return model.to(device).eval()
-
-
-def train_items_tag(train_split) -> str | int:
-    """Which items a model was trained on, for checkpoint names: a hash of the split's source indices
-    (its size where it has none)."""
-    items = getattr(train_split, "source_indices", None)
-    return len(train_split) if items is None else settings_tag(list(map(int, items)))
 
 
 def reuse_checkpoint(model: HashingModel, checkpoint_path: Path, folders, *, epochs: int,

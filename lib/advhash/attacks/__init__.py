@@ -10,13 +10,18 @@
 - ``SDHA``          Lu et al., "A Smart Adversarial Attack on Deep Hashing Based Image Retrieval", ICMR 2021:
   away from (or toward) the codes of the relevant training items, Adam on pixels (SAAT's baseline)
 
-``build_attack("hag", model, eps=8/255)`` picks one by name (``ATTACKS``); ``perturb`` runs an
-attack over many images in batches.
+Every attack is built on a victim and called the same way (torchattacks style):
+
+    victim = Victim.build(model, data)                   # the model and its training / database codes
+    attack = build_attack("saat", victim, eps=8/255)     # or SAAT(victim, ...); ATTACKS lists the names
+    adv_images = attack(images, labels)                  # labels: the queries' multi-hot labels
+    attack.set_targets(target_labels)                    # targeted attacks (P2P, DHTA, SAAT, SDHA), once
+    adv_images = perturb(attack, images, labels, batch_size=128)   # many images, in batches
 """
 
 from __future__ import annotations
 
-from .base import HashingAttack, combine_perturbations, perturb, perturbation_stats
+from .base import HashingAttack, check_labels, combine_perturbations, perturb, perturbation_stats
 from .hag import HAG, hag_loss, hag_scale
 from .center import CenterGuidedAttack
 from .guided import CodeGuidedAttack, code_alignment_loss
@@ -30,14 +35,15 @@ ATTACKS: dict[str, type[HashingAttack]] = {"pgd": HammingPGD, "hag": HAG, "cente
                                            "sdha": SDHA}
 
 
-def build_attack(name: str, model, **kwargs) -> HashingAttack:
-    """Build the attack called ``name`` (a key of ``ATTACKS``) on ``model``; kwargs go to its class."""
+def build_attack(name: str, victim, **kwargs) -> HashingAttack:
+    """Build the attack called ``name`` (a key of ``ATTACKS``) on ``victim`` (an ``advhash.Victim`` or a
+    bare model); kwargs go to its class."""
     if name not in ATTACKS:
         raise ValueError(f"unknown attack {name!r}; choose one of {sorted(ATTACKS)}")
-    return ATTACKS[name](model, **kwargs)
+    return ATTACKS[name](victim, **kwargs)
 
 
-__all__ = ["ATTACKS", "build_attack", "HashingAttack", "HammingPGD", "HAG", "hag_loss", "hag_scale",
+__all__ = ["ATTACKS", "build_attack", "HashingAttack", "check_labels", "HammingPGD", "HAG", "hag_loss", "hag_scale",
            "hamming_pgd_loss", "CodeGuidedAttack", "code_alignment_loss", "CenterGuidedAttack", "P2P", "DHTA",
            "SAAT", "saat_loss",
            "SDHA", "sdha_bit_distance", "sdha_surrogate_distance", "sdha_rank_weight", "sdha_surrogate_loss",

@@ -1,13 +1,24 @@
 """The shared base of every attack: argument checks, device, model mode, projection, bookkeeping.
 
-An attack is a small class with ``forward(images, ...)`` (torchattacks style). The base class
-``HashingAttack`` does everything else around it:
+An attack is a small class (torchattacks style) built on a victim, and every attack is called the same way:
 
-- checks the arguments (``eps`` in [0, 1] pixel units, e.g. 8/255) and the images ([0, 1] floats);
+    attack = SAAT(victim, eps=8/255)            # victim: advhash.Victim.build(model, data), or a bare model
+    adv_images = attack(images, labels)         # labels: the queries' multi-hot labels (N, L)
+    attack.set_targets(target_labels)           # targeted attacks (P2P, DHTA, SAAT, SDHA): once, (N, L)
+    adv_images = perturb(attack, images, labels, batch_size=128)   # many images, in batches
+
+The codes an attack steers by (CgAT's center codes, SAAT's mainstay codes, P2P/DHTA's anchor codes,
+SDHA's relevant training codes) come from the victim the attack is built with (:meth:`HashingAttack.guide`),
+computed once for all the images of a call. The base class ``HashingAttack`` does everything else:
+
+- checks the arguments (``eps`` in [0, 1] pixel units, e.g. 8/255), the images ([0, 1] floats) and labels;
 - moves the images to the model's device and back;
 - puts the model in ``model_mode`` for the attack and restores every module's own mode afterwards;
 - projects onto the L-inf ball and [0, 1], and checks the result really lies there;
 - keeps ``snapshots`` (attack strength vs iterations from one run) and a per-iteration ``history``.
+
+The adversarial trainers steer by their own code tables, which change every batch: they call
+:meth:`HashingAttack.run` with the per-image guide codes directly.
 
 Free functions: :func:`perturb` (many images in batches), :func:`perturbation_stats` and
 :func:`combine_perturbations` (HAG's ensemble of perturbations r1 + r2 + ...).
@@ -19,9 +30,9 @@ import math
 from typing import Any, Iterable, Sequence
 
 import torch
-from torch import nn
 
 from ..models import binarize
+from ..victim import Victim, as_victim
 
 MODEL_MODES = ("eval", "train")
 _TOLERANCE = 1e-6  # float32 rounding of images +- eps
@@ -31,8 +42,9 @@ class HashingAttack:
     """Base class of the attacks on deep hashing models (L-inf, [0, 1] images).
 
     Arguments:
-        model: an ``advhash.models.HashingModel`` (anything with ``hash_logits(images) -> z`` and
-            ``forward(images, alpha) -> tanh(alpha * z)``), taking raw [0, 1] images.
+        model: the victim, an ``advhash.Victim`` (a hashing model with its codes of the training set and
+            the database: what the guided attacks steer by) or a bare hashing model (anything with
+            ``hash_logits(images) -> z``), taking raw [0, 1] images.
         eps: maximum perturbation in [0, 1] pixel units (Default: 8/255).
         alpha: step size of one iteration (Default: 2/255).
         steps: number of iterations (Default: 10); 0 returns the start point.
@@ -43,6 +55,11 @@ class HashingAttack:
             Every module's previous mode is restored after the call.
         seed: seed of the attack's own ``torch.Generator`` (random start): a fresh attack with the
             same seed reproduces a run; successive calls of one attack continue its random stream.
+
+    The call: ``attack(images, labels=None, snapshot_steps=())``; ``labels`` (N, L) are the queries'
+    multi-hot labels (the non-targeted guided attacks need them; HAG and PGD ignore them). A targeted
+    attack takes its target labels once, ``attack.set_targets(target_labels)`` (N, L), one row per image
+    of the next calls (``perturb`` cuts them into its batches).
 
     After a call:
         ``snapshots``: {step: adversarial images (cpu)} for every step in ``snapshot_steps``;
@@ -55,7 +72,10 @@ class HashingAttack:
     Shape: images (N, C, H, W) float in [0, 1] -> adversarial images of the same shape, dtype and device.
     """
 
-    def __init__(self, model: nn.Module, *, eps: float = 8 / 255, alpha: float = 2 / 255, steps: int = 10,
+    #: targets: "never" (HAG, PGD, the center attack), "optional" (SAAT, SDHA) or "required" (P2P, DHTA)
+    target_mode = "never"
+
+    def __init__(self, model, *, eps: float = 8 / 255, alpha: float = 2 / 255, steps: int = 10,
                  random_start: bool = False, model_mode: str = "eval", seed: int = 0):
         if not (isinstance(eps, (int, float)) and 0 <= eps <= 1):
             raise ValueError(f"eps is in [0,1] pixel units, e.g. 8/255 for 8 grey levels; got eps={eps!r}")
@@ -65,10 +85,12 @@ class HashingAttack:
             raise ValueError(f"steps must be an integer >= 0 (number of iterations); got {steps!r}")
         if model_mode not in MODEL_MODES:
             raise ValueError(f"model_mode must be one of {MODEL_MODES}; got {model_mode!r}")
-        self.model = model
+        self.victim: Victim = as_victim(model)
+        self.model = self.victim.model
         self.eps, self.alpha, self.steps = float(eps), float(alpha), steps
         self.random_start, self.model_mode, self.seed = random_start, model_mode, seed
         self.generator = torch.Generator().manual_seed(seed)
+        self.target_labels: torch.Tensor | None = None
         self.snapshots: dict[int, torch.Tensor] = {}
         self.history: list[dict[str, float]] = []
         self._snapshot_steps: frozenset[int] = frozenset()
@@ -78,9 +100,59 @@ class HashingAttack:
         return (f"{type(self).__name__}(eps={self.eps * 255:.3g}/255, alpha={self.alpha * 255:.3g}/255, "
                 f"steps={self.steps}, random_start={self.random_start}, model_mode={self.model_mode!r})")
 
+    # --- targets ----------------------------------------------------------------------------------
+    def set_targets(self, target_labels: torch.Tensor | None) -> "HashingAttack":
+        """Make the attack targeted at ``target_labels`` (N, L) multi-hot, one row per image of the next
+        calls (``advhash.codes.sample_target_labels`` draws them); ``None`` makes it non-targeted again
+        (where it can be). Returns the attack."""
+        if target_labels is None:
+            if self.target_mode == "required":
+                raise ValueError(f"{type(self).__name__} is a targeted attack; it needs target labels")
+        else:
+            if self.target_mode == "never":
+                raise ValueError(f"{type(self).__name__} is a non-targeted attack; it takes no target labels "
+                                 "(targeted attacks: P2P, DHTA, SAAT, SDHA)")
+            target_labels = check_labels(target_labels, name="target_labels")
+        self.target_labels = target_labels
+        return self
+
+    @property
+    def targeted(self) -> bool:
+        return self.target_labels is not None
+
     # --- the call -------------------------------------------------------------------------------
-    def __call__(self, images: torch.Tensor, *args, snapshot_steps: Iterable[int] = (), **kwargs) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor | None = None, *,
+                 snapshot_steps: Iterable[int] = ()) -> torch.Tensor:
         check_images(images)
+        return self.run(images, self.prepare(len(images), labels), snapshot_steps=snapshot_steps)
+
+    def prepare(self, count: int, labels: torch.Tensor | None) -> torch.Tensor | None:
+        """The per-image guide rows of ``count`` images with ``labels``: :meth:`guide` after the checks
+        that labels and targets have one row per image."""
+        if labels is not None:
+            labels = check_labels(labels)
+            if len(labels) != count:
+                raise ValueError(f"labels need one row per image: {len(labels)} rows for {count} images")
+        if self.target_mode == "required" and self.target_labels is None:
+            raise ValueError(f"{type(self).__name__} is a targeted attack: call attack.set_targets(target_labels) "
+                             "first (advhash.codes.sample_target_labels draws them)")
+        if self.target_labels is not None and len(self.target_labels) != count:
+            raise ValueError(f"set_targets gave {len(self.target_labels)} target rows for {count} images: one "
+                             "target row per attacked image")
+        return self.guide(labels, self.target_labels)
+
+    def guide(self, labels: torch.Tensor | None, targets: torch.Tensor | None) -> torch.Tensor | None:
+        """What steers each image, one row per image (e.g. center, mainstay or anchor codes), computed
+        once from the victim for all images of a call: ``None`` here (the attack needs only the image)."""
+        return None
+
+    def run(self, images: torch.Tensor, guide: torch.Tensor | None = None, *,
+            snapshot_steps: Iterable[int] = ()) -> torch.Tensor:
+        """Attack ``images`` steered by ``guide`` (one row per image, as :meth:`guide` makes them, or
+        given directly, e.g. by an adversarial trainer from its own code table)."""
+        check_images(images)
+        if guide is not None and len(guide) != len(images):
+            raise ValueError(f"the guide needs one row per image: {len(guide)} rows for {len(images)} images")
         steps = set(snapshot_steps)
         bad = sorted(s for s in steps if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= self.steps)
         if bad:
@@ -89,10 +161,11 @@ class HashingAttack:
         self.snapshots, self.history, self._stats = {}, [], []
         device = next(self.model.parameters()).device
         clean = images.to(device)
+        guide = None if guide is None else guide.to(device)
         modes = [(module, module.training) for module in self.model.modules()]
         self.model.train(self.model_mode == "train")
         try:
-            adversarial = self.forward(clean, *args, **kwargs).detach()
+            adversarial = self.forward(clean, guide).detach()
         finally:
             for module, training in modes:
                 module.training = training
@@ -102,7 +175,7 @@ class HashingAttack:
             f"{type(self).__name__} left the eps-ball or [0, 1] (L-inf distance {distance.item():.3g})"
         return adversarial.to(images.device)
 
-    def forward(self, images: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, guide: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
 
     # --- helpers for forward --------------------------------------------------------------------
@@ -162,34 +235,62 @@ def check_images(images: Any) -> None:
                          f"range [{images.min().item():.3g}, {images.max().item():.3g}]")
 
 
-def perturb(attack: HashingAttack, images: torch.Tensor, *per_image: torch.Tensor, batch_size: int = 128,
-            **kwargs) -> torch.Tensor:
-    """Run ``attack`` over many images in batches of ``batch_size``. ``per_image`` tensors (one row
-    per image, e.g. the center codes or target codes a guided attack steers by) are cut into the same
-    batches and passed positionally after the images; ``kwargs`` (e.g. ``snapshot_steps``) go to
-    every call unchanged.
+def check_labels(labels: Any, *, name: str = "labels") -> torch.Tensor:
+    """Labels must be a 2-D multi-hot 0/1 matrix (N, L); returned as float32."""
+    labels = torch.as_tensor(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"{name} must be multi-hot rows (N, L), one per image; got shape {tuple(labels.shape)}")
+    labels = labels.float()
+    if labels.numel() and not ((labels == 0) | (labels == 1)).all():
+        raise ValueError(f"{name} must hold 0/1 values (multi-hot); got values "
+                         f"{sorted(set(labels.unique().tolist()) - {0.0, 1.0})[:5]}")
+    return labels
+
+
+def perturb(attack, images: torch.Tensor, labels: torch.Tensor | None = None, *per_image: torch.Tensor,
+            batch_size: int = 128, **kwargs) -> torch.Tensor:
+    """Run ``attack`` over many images in batches of ``batch_size``: the same call as
+    ``attack(images, labels)``, with the same result for every batch size where the attack treats
+    images independently. A :class:`HashingAttack` computes its guide rows (and takes its targets)
+    once for all images, then attacks batch by batch; ``kwargs`` (e.g. ``snapshot_steps``) go to every
+    batch unchanged. Any other attack called as ``attack(images, labels, *per_image)`` (e.g.
+    ``advhash.crossmodal.CMLA``, which also takes the paired modality's codes) gets ``labels`` and the
+    ``per_image`` tensors cut into the same batches.
 
     Afterwards ``attack.snapshots[t]`` holds the step-t iterates of all images (concatenated in
     order) and ``attack.history`` one entry per iteration, each value averaged over the batches
     weighted by batch size, i.e. the mean over all images (``step`` and ``scale`` are the same in
-    every batch). Any attack with this calling convention works, e.g. ``advhash.crossmodal.CMLA``.
-    The random start continues the attack's random stream from batch to batch.
+    every batch). The random start continues the attack's random stream from batch to batch.
     """
     if not isinstance(batch_size, int) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
-    for index, rows in enumerate(per_image):
-        if not isinstance(rows, torch.Tensor) or len(rows) != len(images):
-            size = len(rows) if isinstance(rows, torch.Tensor) else type(rows).__name__
+    if isinstance(attack, HashingAttack) and labels is not None:
+        labels = check_labels(labels)
+    rows = ([] if labels is None else [labels]) + list(per_image)
+    for index, tensor in enumerate(rows):
+        if not isinstance(tensor, torch.Tensor) or len(tensor) != len(images):
+            size = len(tensor) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
             raise ValueError(f"per-image argument {index} must be a tensor with one row per image "
                              f"({len(images)}); got {size}")
+    if isinstance(attack, HashingAttack):
+        if per_image:
+            raise ValueError(f"{type(attack).__name__} takes (images, labels); its guide codes come from its victim")
+        check_images(images)
+        guide = attack.prepare(len(images), labels)
+
+        def attack_batch(start: int, stop: int) -> torch.Tensor:
+            return attack.run(images[start:stop], None if guide is None else guide[start:stop], **kwargs)
+    else:
+        def attack_batch(start: int, stop: int) -> torch.Tensor:
+            return attack(images[start:stop], *(tensor[start:stop] for tensor in rows), **kwargs)
     outputs, snapshots, histories, sizes = [], {}, [], []
     for start in range(0, len(images), batch_size):
-        batch = images[start:start + batch_size]
-        outputs.append(attack(batch, *(rows[start:start + batch_size] for rows in per_image), **kwargs))
+        stop = min(start + batch_size, len(images))
+        outputs.append(attack_batch(start, stop))
         for step, snap in attack.snapshots.items():
             snapshots.setdefault(step, []).append(snap)
         histories.append(attack.history)
-        sizes.append(len(batch))
+        sizes.append(stop - start)
     attack.snapshots = {step: torch.cat(parts) for step, parts in sorted(snapshots.items())}
     attack.history = _average_histories(histories, sizes)
     return torch.cat(outputs) if outputs else images.clone()

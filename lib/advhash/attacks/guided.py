@@ -34,7 +34,9 @@ class CodeGuidedAttack(HashingAttack):
         keep_history: fill ``history`` (Default: True); adversarial training turns it off, which saves
             the forward pass of the clean images that the flipped-bit count needs.
 
+    Subclasses say where each image's guide code comes from (:meth:`guide`, from the victim);
     ``forward(images, guide_codes)`` with guide_codes (N, K) in {-1, 0, +1}; a zero bit guides nothing.
+    ``run(images, guide_codes)`` attacks with guide codes given directly (the adversarial trainers).
     """
 
     toward: bool = False
@@ -59,7 +61,12 @@ class CodeGuidedAttack(HashingAttack):
         """The objective minimized by each step (subclasses may override): :func:`code_alignment_loss`."""
         return code_alignment_loss(adv_relaxed, guide_codes, toward=self.toward)
 
-    def forward(self, images: torch.Tensor, guide_codes: torch.Tensor) -> torch.Tensor:
+    def guide(self, labels, targets) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, images: torch.Tensor, guide_codes: torch.Tensor | None) -> torch.Tensor:
+        if guide_codes is None:
+            raise ValueError(f"{type(self).__name__} steers by a guide code per image: call attack(images, labels)")
         bits = getattr(self.model, "bits", None)
         if guide_codes.ndim != 2 or guide_codes.shape[0] != images.shape[0] or (bits and guide_codes.shape[1] != bits):
             raise ValueError(f"guide codes must have one row of {bits} bits per image, shape ({images.shape[0]}, "

@@ -2,12 +2,12 @@
 
 The paper's objective (section III): for a query x_q and its adversarial example x_adv,
 
-    min L(x_adv, x_q) = || (1/m) F'(x_q) F'(x_adv)^T + 1 ||^2,   F(x) = tanh(alpha H(x)),
+    min L(x_adv, x_q) = || (1/m) F'(x_q) F'(x_adv)^T + 1 ||^2,   F(x) = tanh(scale H(x)),
     F' = w ⊙ F,   w_k = 1[ |F_k(x_adv) - sign(F_k(x_q))| < 1 + t ],
 
 i.e. drive the inner product of the two relaxed codes to -m (every bit flipped), dropping a bit
-from the objective once it has flipped past the threshold t (mask), and growing the tanh scale
-alpha during the attack against vanishing gradients (HAG; a fixed alpha is the paper's HAG*).
+from the objective once it has flipped past the threshold t (mask), and growing the tanh scale (the
+paper's alpha) during the attack against vanishing gradients (HAG; a fixed scale is the paper's HAG*).
 
 Where the published code (SAAT's hag.py / util.py) differs, it is an option here, off by default:
 ``normalize="mask"`` (divide by sum(w) instead of m), ``balance_weight`` (SAAT adds
@@ -31,9 +31,9 @@ _GROW_PHASES = ((5, 0.1), (6, 0.2), (7, 0.3), (8, 0.5), (9, 0.7), (10, 1.0))
 
 
 def hag_scale(step: int, steps: int) -> float:
-    """HAG's growing tanh scale alpha at iteration ``step`` (0-based) of ``steps``: 0.1 for the
+    """HAG's growing tanh scale (the paper's alpha) at iteration ``step`` (0-based) of ``steps``: 0.1 for the
     first 50 % of the iterations, then 0.2, 0.3, 0.5, 0.7 for each next 10 %, 1.0 for the last
-    10 % (the paper's update of the hash activation, F = tanh(alpha H); the published schedule of
+    10 % (the paper's update of the hash activation, F = tanh(scale H); the published schedule of
     SAAT util.py, whose boundaries at 2,000 iterations are 1000, 1200, 1400, 1600, 1800)."""
     if not 0 <= step < steps:
         raise ValueError(f"step must be in [0, steps); got step={step}, steps={steps}")
@@ -80,7 +80,8 @@ class HAG(HashingAttack):
     Distance Measure : Linf
 
     Arguments:
-        model: hashing model (``advhash.models.HashingModel``) taking [0, 1] images.
+        model: the victim (``advhash.Victim``) or a bare hashing model taking [0, 1] images; HAG needs
+            only the query's own code.
         eps: maximum perturbation, [0, 1] units (Default: 8/255).
         alpha: sign-gradient step size (Default: 1/255).
         steps: number of iterations (Default: 100; the paper's profile uses 2,000).
@@ -104,7 +105,7 @@ class HAG(HashingAttack):
 
     Examples::
         >>> attack = HAG(model, eps=8/255, alpha=1/255, steps=100)
-        >>> adv_images = attack(images, snapshot_steps=(0, 10, 50, 100))
+        >>> adv_images = attack(images, labels, snapshot_steps=(0, 10, 50, 100))   # labels unused
         >>> [row["grad_norm"] for row in attack.history]      # vanishing gradients, grow vs fixed
     """
 
@@ -134,7 +135,7 @@ class HAG(HashingAttack):
         """The tanh scale of iteration ``step``."""
         return hag_scale(step, self.steps) if self.scale_schedule == "grow" else self.fixed_scale
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, guide: None = None) -> torch.Tensor:
         with torch.no_grad():
             clean_logits = self.model.hash_logits(images)                       # (N, K), computed once
         clean_codes = binarize(clean_logits)

@@ -26,7 +26,7 @@ class HammingPGD(HashingAttack):
     Distance Measure : Linf
 
     Arguments:
-        model: hashing model (``advhash.models.HashingModel``) taking [0, 1] images.
+        model: the victim (``advhash.Victim``) or a bare hashing model taking [0, 1] images.
         eps: maximum perturbation, [0, 1] units (Default: 8/255).
         alpha: step size (Default: 2/255).
         steps: number of steps (Default: 10).
@@ -40,8 +40,8 @@ class HammingPGD(HashingAttack):
 
     Examples::
         >>> attack = HammingPGD(model, eps=8/255, alpha=2/255, steps=10)
-        >>> adv_images = attack(images)
-        >>> mean_average_precision(encode(model, adv_images), db_codes, query_labels, db_labels)
+        >>> adv_images = attack(images, labels)                 # labels unused: PGD needs the image only
+        >>> mean_average_precision(victim.encode(adv_images), victim.db_codes, labels, victim.db_labels)
     """
 
     def __init__(self, model, *, eps: float = 8 / 255, alpha: float = 2 / 255, steps: int = 10,
@@ -49,7 +49,7 @@ class HammingPGD(HashingAttack):
         super().__init__(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start,
                          model_mode=model_mode, seed=seed)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, guide: None = None) -> torch.Tensor:
         clean_codes = self.clean_codes(images)                                  # (N, K)
         adv = self.start_point(images)
         for step in range(self.steps):

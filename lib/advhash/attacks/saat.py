@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from ..codes import mainstay_codes
 from .guided import CodeGuidedAttack, code_alignment_loss
 
 SAAT_LOSSES = ("masked", "inner")
@@ -12,7 +13,7 @@ SAAT_LOSSES = ("masked", "inner")
 
 def saat_loss(adv_relaxed: torch.Tensor, guide_codes: torch.Tensor, *, toward: bool = False,
               threshold: float = -0.5) -> torch.Tensor:
-    """The masked objective of the SAAT code (base.py / pgd.py; METHODS.md section 1):
+    """The masked objective of the SAAT code (``docs/methods.md``, section SAAT attack):
 
         s = h(x_adv) * g  (per bit, (N, K); -s when moving toward g),   w = 1[s > threshold],
         L = mean_i  sum_k w_ik (s_ik + 2) s_ik / sum_k w_ik,
@@ -33,20 +34,19 @@ class SAAT(CodeGuidedAttack):
     Wang, Wu, IEEE TIFS 2023, https://arxiv.org/abs/2310.14637).
 
     Non-targeted (Default): maximizes the Hamming distance between the adversarial code and the query's
-    **mainstay code** b_m (``advhash.codes.mainstay_codes``); targeted (``targeted=True``): minimizes it to
-    the mainstay code of a target label. Relaxed by ``tanh(scale z)`` with HAG's growing scale. The
+    **mainstay code** b_m (``advhash.codes.mainstay_codes``, from the victim's codes of the training set);
+    targeted (after ``attack.set_targets(target_labels)``): minimizes it to the mainstay code of the target label. Relaxed by ``tanh(scale z)`` with HAG's growing scale. The
     objective is the published code's masked form (:func:`saat_loss`, ``loss="masked"``, Default) or
     the plain relaxed distance of section III-D (``loss="inner"``: mean(h * b_m), :func:`code_alignment_loss`).
 
     Distance Measure : Linf
 
     Arguments:
-        model: hashing model (``advhash.models.HashingModel``) taking [0, 1] images.
+        model: the victim (``advhash.Victim``: the model with its codes of the training set).
         eps: maximum perturbation, [0, 1] units (Default: 8/255).
         alpha: sign-gradient step size (Default: 1/255).
         steps: number of iterations (Default: 100).
         random_start: (Default: True, as the SAAT code).
-        targeted: move toward the guide codes instead of away (Default: False).
         loss: "masked" (Default) or "inner".
         threshold: the mask's threshold on s = h * b (Default: -0.5).
         scale_schedule: "grow" (Default) or "fixed"; fixed_scale: its scale (Default: 1.0).
@@ -55,16 +55,18 @@ class SAAT(CodeGuidedAttack):
 
     Shape:
         - images: (N, C, H, W) float in [0, 1].
-        - mainstay_codes: (N, K) in {-1, +1}.
+        - labels: (N, L) multi-hot labels of the queries (their mainstay codes steer a non-targeted attack).
         - output: (N, C, H, W) adversarial images in [0, 1], within eps of the images.
 
     Examples::
-        >>> mainstays = mainstay_codes(query_labels, encode(model, data.train), data.train.labels)
-        >>> adv_images = perturb(SAAT(model, eps=8/255, steps=100), images, mainstays)
+        >>> victim = Victim.build(model, data)
+        >>> adv_images = perturb(SAAT(victim, eps=8/255, steps=100), images, labels)
+        >>> targeted = SAAT(victim, eps=8/255).set_targets(target_labels)
+        >>> adv_images = perturb(targeted, images, labels)
     """
 
     def __init__(self, model, *, eps: float = 8 / 255, alpha: float = 1 / 255, steps: int = 100,
-                 random_start: bool = True, targeted: bool = False, loss: str = "masked", threshold: float = -0.5,
+                 random_start: bool = True, loss: str = "masked", threshold: float = -0.5,
                  scale_schedule: str = "grow", fixed_scale: float = 1.0, model_mode: str = "eval", seed: int = 0,
                  keep_history: bool = True):
         super().__init__(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start,
@@ -74,12 +76,23 @@ class SAAT(CodeGuidedAttack):
             raise ValueError(f"loss must be one of {SAAT_LOSSES}; got {loss!r}")
         if not -1 <= threshold <= 1:
             raise ValueError(f"threshold (on s = h * b in [-1, 1]) must be in [-1, 1]; got {threshold!r}")
-        self.toward, self.loss_name, self.threshold = bool(targeted), loss, float(threshold)
+        self.loss_name, self.threshold = loss, float(threshold)
+
+    target_mode = "optional"
+
+    @property
+    def toward(self) -> bool:
+        """Targeted attacks move toward the target's mainstay code, the others away from the query's."""
+        return self.targeted
+
+    def guide(self, labels, targets):
+        """The mainstay code of each target (targeted) or query (N, K), from the victim's training codes."""
+        if targets is None and labels is None:
+            raise ValueError("SAAT steers each query away from its mainstay code: call attack(images, labels)")
+        table_codes, table_labels = self.victim.require("train", "SAAT")
+        return mainstay_codes(targets if targets is not None else labels, table_codes, table_labels)
 
     def loss(self, adv_relaxed, guide_codes):
         if self.loss_name == "inner":
             return code_alignment_loss(adv_relaxed, guide_codes, toward=self.toward)
         return saat_loss(adv_relaxed, guide_codes, toward=self.toward, threshold=self.threshold)
-
-    def forward(self, images, mainstay_codes):
-        return super().forward(images, mainstay_codes)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import torch
 
+from ..metrics import relevance
 from ..models import binarize
 from .base import HashingAttack
 from .hag import SCALE_SCHEDULES, hag_scale
@@ -100,21 +101,19 @@ class SDHA(HashingAttack):
     r"""SDHA in "A Smart Adversarial Attack on Deep Hashing Based Image Retrieval" (Lu, Chen, Sun, Wang, Wang,
     Yang, ICMR 2021, https://dl.acm.org/doi/10.1145/3460426.3463640), as SAAT's experiments run it.
 
-    Non-targeted (Default): pushes the query's code away from the codes of the training items relevant to
-    it, weighting the nearest ones most; targeted (``targeted=True``, ``forward(images, target_labels)``):
+    Non-targeted (Default): pushes the query's code away from the victim's codes of the training items
+    relevant to it, weighting the nearest ones most; targeted (after ``attack.set_targets(target_labels)``):
     pulls it toward the codes of the items of the target label. Adam on the pixels against the
     perturbation's MSE plus the surrogate (module docstring: formulas, constants, provenance).
 
     Distance Measure : Linf (the box), plus the L2 penalty of the objective
 
     Arguments:
-        model: hashing model (``advhash.models.HashingModel``) taking [0, 1] images.
-        table_codes: (M, K) the attacker's sign codes of the training items (``encode(model, data.train)``).
-        table_labels: (M, L) their multi-hot labels.
+        model: the victim (``advhash.Victim``: the model with its codes of the training set, the
+            attacker's code table r_j).
         eps: maximum perturbation, [0, 1] units (Default: 8/255).
         lr: Adam's learning rate on the pixels (Default: 0.01).
         steps: number of iterations (Default: 100).
-        targeted: (Default: False).
         sigma: the surrogate's sigmoid slope (Default: 5 non-targeted, 10 targeted).
         z: exponent of the rank weight (Default: 0.5 non-targeted, -0.3 targeted).
         surrogate_weight: c, the surrogate weighs c / K against the MSE (Default: 25).
@@ -123,38 +122,34 @@ class SDHA(HashingAttack):
 
     Shape:
         - images: (N, C, H, W) float in [0, 1].
-        - labels: (N, L) multi-hot: the queries' labels, or the target labels when targeted.
+        - labels: (N, L) multi-hot labels of the queries (non-targeted: their relevant items steer).
         - output: (N, C, H, W) adversarial images in [0, 1], within eps of the images.
 
     Examples::
-        >>> attack = SDHA(model, encode(model, data.train), data.train.labels, eps=8/255)
-        >>> adv_images = perturb(attack, images, query_labels)
+        >>> attack = SDHA(Victim.build(model, data), eps=8/255)
+        >>> adv_images = perturb(attack, images, labels)
     """
 
-    def __init__(self, model, table_codes: torch.Tensor, table_labels: torch.Tensor, *, eps: float = 8 / 255,
-                 lr: float = 0.01, steps: int = 100, targeted: bool = False, sigma: float | None = None,
-                 z: float | None = None, surrogate_weight: float = 25.0, scale_schedule: str = "grow",
-                 fixed_scale: float = 1.0, model_mode: str = "eval", seed: int = 0):
+    target_mode = "optional"
+
+    def __init__(self, model, *, eps: float = 8 / 255, lr: float = 0.01, steps: int = 100,
+                 sigma: float | None = None, z: float | None = None, surrogate_weight: float = 25.0,
+                 scale_schedule: str = "grow", fixed_scale: float = 1.0, model_mode: str = "eval", seed: int = 0):
         super().__init__(model, eps=eps, alpha=lr, steps=steps, random_start=False, model_mode=model_mode, seed=seed)
-        table_codes, table_labels = torch.as_tensor(table_codes), torch.as_tensor(table_labels)
-        if table_codes.ndim != 2 or table_labels.ndim != 2 or len(table_codes) != len(table_labels):
-            raise ValueError(f"table_codes (M, K) and table_labels (M, L) need one row per training item; got "
-                             f"{tuple(table_codes.shape)} and {tuple(table_labels.shape)}")
-        bits = getattr(model, "bits", None)
-        if bits and table_codes.shape[1] != bits:
-            raise ValueError(f"table_codes have {table_codes.shape[1]} bits, the model {bits}: encode the training "
-                             "set with the attacked model")
-        if not ((table_codes == 1) | (table_codes == -1)).all():
-            raise ValueError("table_codes must be sign codes in {-1, +1} (encode(model, data.train))")
         if scale_schedule not in SCALE_SCHEDULES:
             raise ValueError(f"scale_schedule must be one of {SCALE_SCHEDULES}; got {scale_schedule!r}")
         if not surrogate_weight > 0:
             raise ValueError(f"surrogate_weight must be > 0; got {surrogate_weight!r}")
-        self.table_codes, self.table_labels = table_codes.float(), table_labels.float()
-        self.targeted = bool(targeted)
-        self.sigma = float(sigma if sigma is not None else (10.0 if targeted else 5.0))
-        self.z = float(z if z is not None else (-0.3 if targeted else 0.5))
+        self._sigma, self._z = sigma, z
         self.surrogate_weight, self.scale_schedule, self.fixed_scale = float(surrogate_weight), scale_schedule, fixed_scale
+
+    @property
+    def sigma(self) -> float:
+        return float(self._sigma if self._sigma is not None else (10.0 if self.targeted else 5.0))
+
+    @property
+    def z(self) -> float:
+        return float(self._z if self._z is not None else (-0.3 if self.targeted else 0.5))
 
     def __repr__(self) -> str:
         return (f"SDHA(eps={self.eps * 255:.3g}/255, lr={self.alpha}, steps={self.steps}, targeted={self.targeted}, "
@@ -163,18 +158,39 @@ class SDHA(HashingAttack):
     def scale(self, step: int) -> float:
         return hag_scale(step, self.steps) if self.scale_schedule == "grow" else self.fixed_scale
 
+    def table(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The attacker's code table: the victim's sign codes of the training items (M, K) and labels (M, L)."""
+        table_codes, table_labels = self.victim.require("train", "SDHA")
+        bits = getattr(self.model, "bits", None)
+        if bits and table_codes.shape[1] != bits:
+            raise ValueError(f"the victim's training codes have {table_codes.shape[1]} bits, the model {bits}: "
+                             "encode the training set with the attacked model")
+        if not ((table_codes == 1) | (table_codes == -1)).all():
+            raise ValueError("the victim's training codes must be sign codes in {-1, +1} (encode(model, data.train))")
+        return table_codes.float(), table_labels.float()
+
+    def guide(self, labels, targets):
+        """SDHA steers by labels: the target labels when targeted, else the queries' own (N, L)."""
+        guide = targets if targets is not None else labels
+        if guide is None:
+            raise ValueError("SDHA pushes each query away from its relevant training items: call attack(images, labels)")
+        table_labels = self.table()[1]
+        if guide.shape[1] != table_labels.shape[1]:
+            raise ValueError(f"labels must be (N, {table_labels.shape[1]}) multi-hot like the training labels; got "
+                             f"{tuple(guide.shape)}")
+        return guide
+
     def relevance(self, labels: torch.Tensor) -> torch.Tensor:
         """(N, M) bool: training items sharing a label with each row of ``labels``."""
-        if labels.ndim != 2 or labels.shape[1] != self.table_labels.shape[1]:
-            raise ValueError(f"labels must be (N, {self.table_labels.shape[1]}) multi-hot like the table's; got "
-                             f"{tuple(labels.shape)}")
-        return labels.float() @ self.table_labels.to(labels.device).T > 0
+        table_labels = self.table()[1]
+        return relevance(labels, table_labels.to(labels.device))
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if labels.shape[0] != images.shape[0]:
-            raise ValueError(f"one label row per image: {labels.shape[0]} rows for {images.shape[0]} images")
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        if labels is None:
+            raise ValueError("SDHA steers by labels, one row per image: call attack(images, labels) or "
+                             "attack.run(images, labels)")
         labels = labels.to(images.device)
-        table = self.table_codes.to(images.device)
+        table = self.table()[0].to(images.device)
         relevant = self.relevance(labels)
         clean_codes = self.clean_codes(images)                                      # (N, K)
         orphans = ~relevant.any(1)

@@ -13,7 +13,7 @@ class DHTA(CodeGuidedAttack):
     ECCV 2020, https://arxiv.org/abs/2004.07955).
 
     Targeted: moves the query's code toward the **anchor code** of a target label, the majority vote
-    of the codes of ``num_anchors`` (n_t = 9) database items with that label
+    of the victim's codes of ``num_anchors`` (n_t = 9) database items with that label
     (``advhash.codes.anchor_codes``; :meth:`anchors` builds them), by minimizing
     ``-mean(tanh(scale z(x_adv)) * a)`` (Eq. 6, :func:`code_alignment_loss`) with HAG's growing scale.
     The paper takes L2-normalized gradient steps in normalized input space (eps 0.032 there); here,
@@ -23,7 +23,7 @@ class DHTA(CodeGuidedAttack):
     Distance Measure : Linf
 
     Arguments:
-        model: hashing model (``advhash.models.HashingModel``) taking [0, 1] images.
+        model: the victim (``advhash.Victim``: the model with its codes of the database).
         eps: maximum perturbation, [0, 1] units (Default: 8/255).
         alpha: sign-gradient step size (Default: 1/255).
         steps: number of iterations (Default: 100; the paper: 2,000).
@@ -37,17 +37,18 @@ class DHTA(CodeGuidedAttack):
 
     Shape:
         - images: (N, C, H, W) float in [0, 1].
-        - target_codes: (N, K) in {-1, +1}, the anchor codes.
+        - labels: (N, L) the queries' labels (unused: the targets steer); ``set_targets(target_labels)`` first.
         - output: (N, C, H, W) adversarial images in [0, 1], within eps of the images.
 
     Examples::
-        >>> targets = sample_target_labels(query_labels, db_labels, min_items=9)
-        >>> attack = DHTA(model, eps=8/255, steps=100)
-        >>> adv_images = perturb(attack, images, attack.anchors(targets, db_codes, db_labels))
-        >>> targeted_map(encode(model, adv_images), db_codes, targets, db_labels)
+        >>> targets = sample_target_labels(labels, victim.db_labels, min_items=9)
+        >>> attack = DHTA(victim, eps=8/255, steps=100).set_targets(targets)
+        >>> adv_images = perturb(attack, images, labels)
+        >>> targeted_map(victim.encode(adv_images), victim.db_codes, targets, victim.db_labels)
     """
 
     toward = True
+    target_mode = "required"
     num_anchors = 9
 
     def __init__(self, model, *, eps: float = 8 / 255, alpha: float = 1 / 255, steps: int = 100,
@@ -67,8 +68,12 @@ class DHTA(CodeGuidedAttack):
         generator = torch.Generator().manual_seed(self.seed)
         return anchor_codes(target_labels, db_codes, db_labels, num_anchors=self.num_anchors, generator=generator)
 
-    def forward(self, images, target_codes):
-        return super().forward(images, target_codes)
+    def guide(self, labels, targets):
+        """The anchor code of each target label (N, K), from the victim's database codes."""
+        if targets is None:
+            raise ValueError(f"{type(self).__name__} is a targeted attack: call attack.set_targets(target_labels) first")
+        db_codes, db_labels = self.victim.require("db", type(self).__name__)
+        return self.anchors(targets, db_codes, db_labels)
 
 
 class P2P(DHTA):
@@ -78,8 +83,7 @@ class P2P(DHTA):
     defaults as :class:`DHTA` (``num_anchors`` defaults to 1).
 
     Examples::
-        >>> attack = P2P(model, eps=8/255, steps=100)
-        >>> adv_images = perturb(attack, images, attack.anchors(targets, db_codes, db_labels))
+        >>> adv_images = perturb(P2P(victim, eps=8/255, steps=100).set_targets(targets), images, labels)
     """
 
     num_anchors = 1

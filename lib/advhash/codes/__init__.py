@@ -2,6 +2,8 @@
 
 - ``center_codes``  CgAT's center code (Wang et al., WWW 2023, Theorem 1)
 - ``mainstay_codes``  SAAT's mainstay code (Yuan et al., TIFS 2023, DMFL, Theorem 1)
+- ``representative.py``: what the two share: the weighted sum whose sign both are, ``label_jaccard``,
+  ``label_cosine``
 - ``anchor_codes``  the anchor code of P2P and DHTA (Bai et al., ECCV 2020): a target label's code
 - ``all_codes`` / ``brute_force_minimum``: exhaustive search over {-1, +1}^K, the independent check
   of every closed form on small K
@@ -11,8 +13,9 @@ Hamming distance throughout: d_H(b, b') = (K - b . b') / 2 for codes in {-1, +1}
 
 from .anchor import anchor_codes, sample_target_labels
 from .brute_force import all_codes, brute_force_minimum
-from .center import CENTER_WEIGHTS, center_code_objective, center_codes, label_cosine, label_jaccard
+from .center import CENTER_WEIGHTS, center_code_objective, center_codes
 from .mainstay import mainstay_code_objective, mainstay_codes
+from .representative import label_cosine, label_jaccard
 
 __all__ = ["center_codes", "center_code_objective", "label_jaccard", "label_cosine", "CENTER_WEIGHTS",
            "mainstay_codes", "mainstay_code_objective", "anchor_codes",

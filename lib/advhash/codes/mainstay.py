@@ -11,7 +11,8 @@ irrelevant ones, the relevant ones weighted by how similar their labels are:
     b_m = sign( sum_{j in P} w_j b_j  -  (1 / |N|) sum_{j in N} b_j )          (Theorem 1),
 
 with cos the cosine similarity of the label vectors, P the items with cos > 0 (sharing a label) and N
-those with cos = 0; the SAAT code computes exactly this (adv_attack.py, METHODS.md section 1). It is
+those with cos = 0; the SAAT code computes this (adv_attack.py; ``docs/methods.md``, section Mainstay
+codes, for its tied bits). It is
 CgAT's center code (``center.py``) with cosine instead of Jaccard weights on the positives: on
 single-label data the two coincide. An empty side contributes an empty sum; a tied bit is +1.
 """
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from .center import _check, representative_directions, representative_objective
+from .representative import check_table, representative_directions, representative_objective
 
 
 def mainstay_codes(labels: torch.Tensor, table_codes: torch.Tensor, table_labels: torch.Tensor) -> torch.Tensor:
@@ -37,7 +38,7 @@ def mainstay_codes(labels: torch.Tensor, table_codes: torch.Tensor, table_labels
     Example:
         >>> mainstays = mainstay_codes(query_labels, encode(model, data.train), data.train.labels)
     """
-    _check(labels, table_codes, table_labels, "paper")
+    check_table(labels, table_codes, table_labels)
     codes = torch.empty(labels.shape[0], table_codes.shape[1], device=labels.device)
     for rows, direction, _, _ in representative_directions(labels, table_codes, table_labels, "cosine"):
         codes[rows] = torch.where(direction >= 0, 1.0, -1.0)
@@ -48,5 +49,5 @@ def mainstay_code_objective(candidates: torch.Tensor, labels: torch.Tensor, tabl
                             table_labels: torch.Tensor) -> torch.Tensor:
     """psi(b) of SAAT's DMFL, the objective ``mainstay_codes`` minimizes in closed form, for candidate codes
     (C, K) in {-1, +1} -> values (n, C)."""
-    _check(labels, table_codes, table_labels, "paper")
+    check_table(labels, table_codes, table_labels)
     return representative_objective(candidates, labels, table_codes, table_labels, "cosine")

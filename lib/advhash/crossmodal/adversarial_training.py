@@ -18,7 +18,8 @@ from ..attacks import perturb
 from ..data import InMemorySplit
 from ..train import encode
 from .cmla import CMLA
-from .dcmh import fit_dcmh, require_texts
+from .dcmh import fit_dcmh
+from .fitting import require_texts
 from .models import CrossModalHashing
 from .ssah import SSAHModel, fit_ssah
 

@@ -13,7 +13,8 @@ the clean codes B^t of the paired texts and B^v of the clean images, S_ij = 1[i,
     min_delta  J_inter + beta * J_intra + lambda * mean |delta|,
 
 pairs (i, j) within the batch, and the same with the roles of image and text swapped for a text attack.
-This is the objective of the official code (``demo_learn_AdversarialSampls.py``; METHODS.md), the
+This is the objective of the official code (``demo_learn_AdversarialSampls.py``; ``docs/methods.md``,
+section CMLA, lists where it departs), the
 paper's J_inter / J_intra with its ||o^ - o||_p term as an L1 mean; all weights 1; Adam from delta = 0
 (learning rate 0.5 on the 0-255 pixel scale, i.e. 0.5/255 here, and 0.002 on tag vectors), 500 iterations.
 
@@ -32,7 +33,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .dcmh import label_similarity
+from ..metrics import relevance
 
 CONSTRAINTS = ("penalty", "clip")
 MODALITIES = ("image", "text")
@@ -125,7 +126,7 @@ class CMLA:
 
     def loss(self, adv_relaxed, perturbation, labels, other_codes, own_codes) -> dict[str, torch.Tensor]:
         """The three terms and their weighted sum (``total``), for a batch."""
-        similarity = label_similarity(labels, labels)
+        similarity = relevance(labels, labels).float()
         terms = dict(inter=cmla_inter_loss(adv_relaxed, other_codes, similarity),
                      intra=cmla_intra_loss(adv_relaxed, own_codes, similarity),
                      distortion=perturbation.abs().mean())

@@ -11,9 +11,10 @@ Theta_ij = 1/2 F_i . G_j:
 
 Each epoch alternates: the image network is trained batch by batch with the text outputs G fixed (the
 buffer of the last text pass), then the text network with F fixed, then B is recomputed. The official
-code (``WendellGul/DCMH``, METHODS.md) keeps F and G as buffers of all n training outputs, starts them
-from N(0, 1), normalizes each batch's objective by (batch size x n), uses gamma = eta = 1 and batches of
-128; it trains with SGD at learning rates falling from 10^-1.5 to 10^-3 (``pairs="table"``).
+code (``WendellGul/DCMH``; ``docs/methods.md``, section DCMH) keeps F and G as buffers of all n training
+outputs, starts them from N(0, 1), normalizes each batch's objective by (batch size x n), uses
+gamma = eta = 1 and batches of 128; it trains with SGD at learning rates falling linearly from 10^-1.5 to
+10^-6 over 500 epochs (``pairs="table"``).
 
 ``pairs="batch"`` forms the pairs and the balance term within the batch instead: a batch of images is
 paired with the text network's current outputs for the same items (no gradient), and the balance term
@@ -31,8 +32,6 @@ therefore trains the table form with eta = 0 and says so; the paper profile keep
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -40,17 +39,13 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import save_checkpoint, settings_tag
-from ..defenses.base import model_digest
+from ..checkpoint import save_checkpoint
+from ..metrics import relevance
 from ..models import binarize
-from ..train import append_epoch, epoch_order, make_optimizer, resume_networks, train_items_tag
+from ..train import append_epoch, epoch_order, make_optimizer, resume_networks
 from ..utils import progress, resolve_device
+from .fitting import fit_cross_modal, require_texts
 from .models import CrossModalHashing
-
-
-def label_similarity(labels_a: torch.Tensor, labels_b: torch.Tensor) -> torch.Tensor:
-    """S_ij = 1 when items i and j share a label, else 0: (n, L), (m, L) -> (n, m) float."""
-    return (labels_a.float() @ labels_b.float().T > 0).float()
 
 
 def dcmh_objective(image_outputs: torch.Tensor, text_outputs: torch.Tensor, similarity: torch.Tensor,
@@ -81,26 +76,6 @@ def dcmh_batch_loss(outputs: torch.Tensor, other_outputs: torch.Tensor, similari
     quantization = (codes - outputs).pow(2).sum()
     balance = (outputs.sum(0) + rest_sum).pow(2).sum()
     return (likelihood + gamma * quantization + eta * balance) / (outputs.shape[0] * other_outputs.shape[0])
-
-
-def require_texts(split, what: str = "the training split") -> torch.Tensor:
-    """The split's tag vectors, or a clear error when the dataset has no text modality."""
-    if getattr(split, "texts", None) is None:
-        raise ValueError(f"{what} has no texts: cross-modal hashing needs a dataset with a tag modality "
-                         "(fashion-mosaic, or the DCMH-style .mat files with YAll)")
-    return split.texts
-
-
-def split_digest(split) -> str:
-    """A short hash of a split's labels, texts and in-memory images (e.g. CMLA's augmented training set,
-    whose items have no source indices to name them by)."""
-    digest = hashlib.sha1()
-    for name in ("images", "labels", "texts"):
-        value = getattr(split, name, None)
-        if isinstance(value, torch.Tensor):
-            digest.update(name.encode())
-            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:8]
 
 
 @torch.no_grad()
@@ -151,7 +126,7 @@ def train_dcmh(model: CrossModalHashing, train_split, *, epochs: int, batch_size
     run_config = dict(model=model.config, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
                       weight_decay=weight_decay, gamma=gamma, eta=eta, pairs=pairs, seed=seed, num_train=n,
                       start_from_model=start_from_model)
-    similarity = label_similarity(labels, labels).to(device)                        # (n, n)
+    similarity = relevance(labels, labels).float().to(device)                       # S (n, n)
     read = {"image": lambda indices: train_split.batch(indices)[0],                  # images read a batch at a time
             "text": lambda indices: texts[indices]}
     if start_from_model:
@@ -201,31 +176,6 @@ def train_dcmh(model: CrossModalHashing, train_split, *, epochs: int, batch_size
                                  epoch=epoch + 1, history=history, run_config=run_config), checkpoint_path)
     model.eval()
     return history
-
-
-def fit_cross_modal(data, build: Callable[[int], torch.nn.Module], train: Callable[..., list[dict[str, Any]]], *,
-                    bits: int, epochs: int, backbone: str, base, train_split, checkpoint_dir, name: str, device,
-                    seed: int, training: dict[str, Any]):
-    """What ``fit_dcmh`` and ``fit_ssah`` share: copy ``base`` (to fine-tune it) or seed and ``build(in_channels)``
-    a new model; name its checkpoint ``<checkpoint_dir>/<name>_<bits>bits_<backbone>_<tag>.pt``, the tag hashing
-    the data, the training items (and their content, for splits made in memory), the base model's weights and every
-    setting; then ``train`` it (resuming, or only loading a finished checkpoint). Returns (model, history)."""
-    require_texts(train_split)
-    if base is not None:
-        model = copy.deepcopy(base)
-    else:
-        torch.manual_seed(seed)
-        model = build(data.image_shape[0] if data.image_shape else 3)
-    if model.bits != bits:
-        raise ValueError(f"the base model has {model.bits} bits, not {bits}")
-    checkpoint_path = None
-    if checkpoint_dir is not None:
-        settings = dict(data=data.name, train_items=train_items_tag(train_split), content=split_digest(train_split),
-                        config=model.config, base=None if base is None else model_digest(base), seed=seed, **training)
-        checkpoint_path = Path(checkpoint_dir) / f"{name}_{bits}bits_{backbone}_{settings_tag(settings)}.pt"
-    history = train(model, train_split, epochs=epochs, seed=seed, start_from_model=base is not None,
-                    checkpoint_path=checkpoint_path, device=device, **training)
-    return model.eval(), history
 
 
 def fit_dcmh(data, *, bits: int, epochs: int, backbone: str = "small_cnn", input_size: int | None = None,

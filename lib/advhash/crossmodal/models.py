@@ -7,8 +7,8 @@ Hamming space (DCMH, Jiang and Li, CVPR 2017; SSAH; CMLA attacks them).
 - ``CrossModalHashing``: the pair (``image``: an ``advhash.models.HashingModel``, ``text``), saved and
   loaded as one module.
 
-Both expose the same interface as the image models: ``hash_logits(x) -> z`` (N, K), ``forward(x, alpha)
--> tanh(alpha z)``, ``codes(x) -> sign(z)`` and ``bits``, so ``advhash.train.encode`` and the metrics
+Both expose the same interface as the image models: ``hash_logits(x) -> z`` (N, K), ``forward(x, scale)
+-> tanh(scale z)``, ``codes(x) -> sign(z)`` and ``bits``, so ``advhash.train.encode`` and the metrics
 work on either modality.
 """
 
@@ -49,9 +49,9 @@ class TextHashingModel(nn.Module):
             raise ValueError(f"texts must be (N, {self.text_dim}) tag vectors; got {tuple(texts.shape)}")
         return self.layers(texts)
 
-    def forward(self, texts: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
-        """Relaxed codes h = tanh(alpha * z), shape (N, bits)."""
-        return torch.tanh(alpha * self.hash_logits(texts))
+    def forward(self, texts: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        """Relaxed codes h = tanh(scale * z), shape (N, bits)."""
+        return torch.tanh(scale * self.hash_logits(texts))
 
     @torch.no_grad()
     def codes(self, texts: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ import torch
 
 from ..metrics import mean_average_precision
 from ..train import encode
-from .dcmh import require_texts
+from .fitting import require_texts
 
 TASKS = {"image->text": ("image", "text"), "text->image": ("text", "image"),
          "image->image": ("image", "image"), "text->text": ("text", "text")}

@@ -19,9 +19,11 @@ Gamma = 1/2 H^o H^l^T (a batch of b items against the n buffered label items) an
 tell the label network's features (class 1) from the image's / the text's (class 0); J_adv = - log D(F^o)
 pushes the modality's features to pass for the label network's. B = sign(H^l), the label network's codes.
 Each epoch: a pass of the label network, one of the discriminators, one of the image network and one of the
-text network (``train_ssah``). Each term is averaged over its batch (and pairs), as the official code does.
+text network (``train_ssah``). Each term is averaged over its batch (and pairs); the official code sums some of
+them (``tf.nn.l2_loss``, 1/2 sum): a known departure (``docs/methods.md``, section SSAH).
 
-The official code (``lelan-li/SSAH``, TensorFlow; METHODS.md) departs from the paper in ways offered here:
+The official code (``lelan-li/SSAH``, TensorFlow; ``docs/methods.md``, section SSAH) departs from the paper
+in ways offered here:
 
 - ``pairwise="squared"``: J_pair is the mean *squared* residual (S Theta - log(1 + e^Theta))^2, with
   S scaled by 0.999; the default ``"likelihood"`` is the paper's negative log-likelihood.
@@ -55,10 +57,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import save_checkpoint
+from ..metrics import relevance
 from ..models import HashingModel, binarize
 from ..train import append_epoch, epoch_order, make_optimizer, resume_networks
 from ..utils import progress, resolve_device
-from .dcmh import fit_cross_modal, label_similarity, require_texts
+from .fitting import fit_cross_modal, require_texts
 from .models import PairedModalities
 
 SEMANTIC_DIM = 512                      # SSAH's SEMANTIC_EMBED
@@ -94,9 +97,9 @@ class SemanticHashing:
         """The pre-activation z (N, bits)."""
         return self.hash_layer(self.semantic(x)[1])
 
-    def forward(self, x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
-        """Relaxed codes H = tanh(alpha * z), shape (N, bits)."""
-        return torch.tanh(alpha * self.hash_logits(x))
+    def forward(self, x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        """Relaxed codes H = tanh(scale * z), shape (N, bits)."""
+        return torch.tanh(scale * self.hash_logits(x))
 
     @torch.no_grad()
     def codes(self, x: torch.Tensor) -> torch.Tensor:
@@ -297,7 +300,8 @@ def train_ssah(model: SSAHModel, train_split, *, epochs: int, batch_size: int = 
         epochs, batch_size (SSAH: 128).
         image_lr, text_lr, label_lr, discriminator_lr: Adam learning rates (defaults: the official first rates).
         weight_decay: Adam's, for every network.
-        alpha, gamma, beta, eta, delta: the weights of equation (1) (SSAH: all 1).
+        alpha, gamma, beta, eta, delta: the weights of equation (1) (SSAH: all 1), the paper's names (alpha here
+            weighs the feature pairs: neither a tanh scale nor a step size).
         pairwise: "likelihood" (Default, the paper) or "squared" (the official code).
         adversarial_gradient: True (Default, the paper) lets J_adv train the modality networks; False is the
             official code, where it does not.
@@ -324,6 +328,7 @@ def train_ssah(model: SSAHModel, train_split, *, epochs: int, batch_size: int = 
     model.to(device)
     n = len(train_split)
     torch.manual_seed(seed)
+    # alpha here is SSAH's loss weight in equation (1) (the paper's name), not a tanh scale or an attack's step
     weights = dict(alpha=alpha, gamma=gamma, beta=beta, eta=eta, delta=delta)
     rates = dict(label=label_lr, image=image_lr, text=text_lr, discriminators=discriminator_lr)
     groups = dict(label=model.label.parameters(), image=model.image.parameters(), text=model.text.parameters(),
@@ -335,7 +340,7 @@ def train_ssah(model: SSAHModel, train_split, *, epochs: int, batch_size: int = 
                       weights=weights, pairwise=pairwise, adversarial_gradient=adversarial_gradient,
                       label_passes=label_passes, seed=seed,
                       num_train=n, start_from_model=start_from_model)
-    similarity = label_similarity(labels, labels).to(device)                        # (n, n)
+    similarity = relevance(labels, labels).float().to(device)                       # S (n, n)
     labels = labels.to(device)
     read = {"image": lambda indices: train_split.batch(indices)[0], "text": lambda indices: texts[indices],
             "label": lambda indices: labels[indices.to(labels.device)]}

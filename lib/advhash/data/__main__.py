@@ -1,7 +1,7 @@
 """Command line: materialize datasets into the on-disk format, or print a dataset's summary.
 
     python -m advhash.data materialize fashion-mnist fashion-mosaic --root data
-    python -m advhash.data materialize cifar10 --root data --source ../shared/data/cifar10-jpeg.zip
+    python -m advhash.data materialize cifar10 --root data --source path/to/cifar10-jpeg.zip
     python -m advhash.data summary fashion-mosaic --root data
 """
 

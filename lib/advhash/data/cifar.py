@@ -144,7 +144,7 @@ def load_cifar10(root: str | os.PathLike = "data", *, source: str | os.PathLike 
     500 train a class, class-balanced; database = the other 59,000).
 
     Example:
-        >>> data = load_cifar10("data", source="../shared/data/cifar10-jpeg.zip")
+        >>> data = load_cifar10("data", source="path/to/cifar10-jpeg.zip")
         >>> image, label, index = data.query[0]      # (3, 32, 32) in [0, 1], one-hot (10,), 0
     """
     folder = Path(root) / NAME

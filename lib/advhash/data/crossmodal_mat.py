@@ -140,7 +140,7 @@ def load_crossmodal_mat(root: str | os.PathLike = "data", *, folder: str = "FLIC
         require_images: False loads labels and tags only.
 
     Example:
-        >>> data = load_crossmodal_mat("../shared/data", folder="mirflickr25k-labels-tags", require_images=False)
+        >>> data = load_crossmodal_mat("path/to", folder="mirflickr25k", require_images=False)
         >>> data.num_classes, data.text_dim           # (24, 1386)
     """
     if files is None:

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..attacks.guided import CodeGuidedAttack
-from ..losses import pairwise_similarity
+from ..metrics import relevance
 from ..models import binarize
 from .base import AdversarialTraining
 
@@ -48,7 +48,7 @@ def prototype_loss(prototypes: torch.Tensor, target_labels: torch.Tensor, table_
                    table_labels: torch.Tensor, *, quantization_weight: float = 1e-4) -> torch.Tensor:
     """mean_ij (p_i . B_j / K - (2 S_ij - 1))^2 + q * mean((p - sign p)^2): relaxed prototypes p (N, K)
     of target labels (N, L) against the table codes B (n, K) with labels (n, L)."""
-    target = 2 * pairwise_similarity(target_labels, table_labels) - 1                   # (N, n)
+    target = 2 * relevance(target_labels, table_labels).to(target_labels.dtype) - 1     # (N, n)
     fit = (prototypes @ table_codes.T / prototypes.shape[1] - target).pow(2).mean()
     return fit + quantization_weight * (prototypes - binarize(prototypes).detach()).pow(2).mean()
 
@@ -137,12 +137,12 @@ class ATRDH(AdversarialTraining):
         self.train_prototypes(targets)
         attack = TargetedPGD(model, eps=self.eps, alpha=self.alpha, steps=self.steps, random_start=self.random_start,
                              model_mode=self.model_mode, seed=self.attack_seed(step), keep_history=False)
-        adversarial = attack(images, self.prototypes(targets))               # inner: toward p_t
+        adversarial = attack.run(images, self.prototypes(targets))               # inner: toward p_t
         hashing, relaxed, adversarial_relaxed = self.outer_forward(model, loss, images, adversarial, labels,
                                                                    indices, step=step)
         if loss.pairs == "batch":
             table_codes, table_labels = relaxed.detach(), labels
         else:
             table_codes, table_labels = loss.code_table[loss.seen], loss.label_table[loss.seen]
-        pair = loss.pair_loss(adversarial_relaxed, table_codes, pairwise_similarity(labels, table_labels))
+        pair = loss.pair_loss(adversarial_relaxed, table_codes, relevance(labels, table_labels).to(labels.dtype))
         return hashing + self.weight * pair

@@ -16,7 +16,6 @@ generator seeded by (seed, step), so an interrupted run resumes to the same weig
 from __future__ import annotations
 
 import copy
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +23,10 @@ import torch
 from torch import nn
 
 from ..attacks.base import MODEL_MODES
-from ..checkpoint import settings_tag
+from ..checkpoint import model_digest, settings_tag, train_items_tag
 from ..losses import build_loss
 from ..models import HashingModel, binarize
-from ..train import encode, reuse_checkpoint, train_hashing, train_items_tag
+from ..train import encode, reuse_checkpoint, train_hashing
 
 
 class AdversarialTraining(nn.Module):
@@ -92,11 +91,11 @@ class AdversarialTraining(nn.Module):
         """The part of the outer step every defense shares: h(x) and the hashing loss of the clean batch,
         the code table refreshed with the batch's codes, then h(x_adv), both at the loss's tanh scale.
         Returns (hashing loss, h(x) (B, K), h(x_adv) (B, K))."""
-        scale = loss.alpha(step)
-        relaxed = model(images, alpha=scale)
+        scale = loss.scale(step)
+        relaxed = model(images, scale=scale)
         hashing = loss(relaxed, labels, indices)
         self.update_codes(relaxed, indices)
-        return hashing, relaxed, model(adversarial, alpha=scale)
+        return hashing, relaxed, model(adversarial, scale=scale)
 
     def get_extra_state(self) -> dict:
         return dict(seed=self.seed)
@@ -108,15 +107,6 @@ class AdversarialTraining(nn.Module):
         raise NotImplementedError
 
 
-def model_digest(model: nn.Module) -> str:
-    """A short hash of a model's weights: names the defended checkpoint after the model it started from."""
-    digest = hashlib.sha1()
-    for key, value in model.state_dict().items():
-        digest.update(key.encode())
-        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:8]
-
-
 def fit_defended_model(data, base_model: HashingModel, defense: AdversarialTraining | None, *, method: str,
                        epochs: int, checkpoint_dir: str | Path | None = None, pairs: str | None = None,
                        device: str | torch.device = "cpu", seed: int = 0, evaluate=None, reuse_from: tuple = (),
@@ -124,8 +114,9 @@ def fit_defended_model(data, base_model: HashingModel, defense: AdversarialTrain
     """Adversarially fine-tune a copy of ``base_model`` (a clean hashing model, as CgAT, SAAT and ATRDH
     start from) with ``defense`` and the ``method`` hashing loss on ``data.train``.
 
-    ``defense=None`` fine-tunes with the hashing loss alone, for the same epochs and optimizer: the
-    control that separates what adversarial training buys from what more training buys.
+    ``defense=None`` (or ``FineTune()``, registered as "finetune") fine-tunes with the hashing loss alone,
+    for the same epochs and optimizer: the control that separates what adversarial training buys from
+    what more training buys.
 
     The checkpoint ``<checkpoint_dir>/<defense>_<method>_<bits>bits_<backbone>_<tag>.pt`` ("finetune" for
     the control) is written after every epoch; the tag hashes the base model's weights, the training
@@ -136,6 +127,8 @@ def fit_defended_model(data, base_model: HashingModel, defense: AdversarialTrain
 
     Returns the fine-tuned model (eval mode) and its per-epoch history.
     """
+    if not getattr(defense, "adversarial", True):   # the clean fine-tune control: no inner attack
+        defense = None
     model = copy.deepcopy(base_model)
     if defense is not None and defense.code_table.shape[1] != model.bits:
         raise ValueError(f"the defense was built for {defense.code_table.shape[1]} bits, the model has {model.bits}")

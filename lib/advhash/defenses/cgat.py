@@ -69,7 +69,7 @@ class CgAT(AdversarialTraining):
         attack = CenterGuidedAttack(model, eps=self.eps, alpha=self.alpha, steps=self.steps,
                                     random_start=self.random_start, model_mode=self.model_mode,
                                     seed=self.attack_seed(step), keep_history=False)
-        adversarial = attack(images, self.centers(labels))                   # inner max: away from c
+        adversarial = attack.run(images, self.centers(labels))                   # inner max: away from c
         hashing, _, adversarial_relaxed = self.outer_forward(model, loss, images, adversarial, labels, indices,
                                                              step=step)
         alignment = (adversarial_relaxed * self.centers(labels)).mean()      # <h(x_adv), c> / K, refreshed table

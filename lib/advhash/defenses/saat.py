@@ -7,7 +7,8 @@ Hashing Retrieval", IEEE TIFS 2023 (arXiv 2310.14637), the minimax objective of 
 with b_m the mainstay code of each training item (``advhash.codes.mainstay_codes``) from the current
 code table of the training set, refreshed with every batch's clean codes; the inner maximization is
 the SAAT attack (``advhash.attacks.SAAT``, masked loss) as PGD-7 at step 2/255 with random start and a
-fixed tanh scale; lambda = 1 and mu = 1e-4 as the SAAT code (adv_training.py L97-100; METHODS.md).
+fixed tanh scale; lambda = 1 and mu = 1e-4 as the SAAT code (adv_training.py L97-100; ``docs/methods.md``,
+section SAAT training).
 The SAAT code trains DPH victims (AlexNet/VGG) for 20 epochs with SGD 5e-2 from the clean model.
 """
 
@@ -57,7 +58,7 @@ class SAATTraining(AdversarialTraining):
         attack = SAAT(model, eps=self.eps, alpha=self.alpha, steps=self.steps, random_start=self.random_start,
                       scale_schedule="fixed", model_mode=self.model_mode, seed=self.attack_seed(step),
                       keep_history=False)
-        adversarial = attack(images, self.mainstays(labels))                # inner max: away from b_m
+        adversarial = attack.run(images, self.mainstays(labels))                # inner max: away from b_m
         hashing, _, adversarial_relaxed = self.outer_forward(model, loss, images, adversarial, labels, indices,
                                                              step=step)
         alignment = (adversarial_relaxed * self.mainstays(labels)).mean()   # refreshed table

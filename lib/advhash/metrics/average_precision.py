@@ -1,7 +1,7 @@
 """Mean average precision of Hamming ranking: full, @k, tie-aware and targeted (t-MAP).
 
-Definition (DeepHash-pytorch ``CalcTopMap``, SAAT ``cal_map``, CgAT; ``shared/reference/METHODS.md``
-section 3). Rank the database by Hamming distance with the stable tie rule of ``hamming.py``, keep
+Definition (DeepHash-pytorch ``CalcTopMap``, SAAT ``cal_map``, CgAT; ``docs/methods.md``, section
+mAP and tie rules). Rank the database by Hamming distance with the stable tie rule of ``hamming.py``, keep
 the first k ranks (k = n_db when ``topk`` is None, the ``CalcMap`` convention), and
 
     AP@k(q) = (1 / R_k) * sum_{p <= k, rel(p)} hits(p) / p,

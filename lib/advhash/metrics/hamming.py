@@ -1,6 +1,6 @@
 """Hamming distance, relevance and the stable Hamming ranking that every retrieval metric uses.
 
-Conventions (``shared/reference/METHODS.md`` sections 1 and 3):
+Conventions (``docs/methods.md``, sections Conventions and mAP and tie rules):
 
 * codes are {-1, +1} matrices (n, K); the distance is d(b_q, b_db) = 0.5 * (K - b_q . b_db), an
   integer in 0..K, computed with one float matmul (exact: sums of +-1 stay far below 2^24);
@@ -27,6 +27,8 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 import torch
+
+from .relevance import relevance
 
 PAIRS_PER_CHUNK = {"cpu": 2**21, "cuda": 2**25}  # query-database pairs per chunk when chunk_size=None
 LABEL_WORD_BITS = 63  # labels packed 63 to an int64 word (no sign bit) for relevance of ranked items
@@ -194,24 +196,13 @@ def stable_order(distances: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def hamming_distance(query_codes, db_codes) -> torch.Tensor:
-    """Hamming distances d_ij = 0.5 * (K - b_i . b_j) (METHODS.md section 1), int64 (n_q, n_db).
+    """Hamming distances d_ij = 0.5 * (K - b_i . b_j) (``docs/methods.md``, section Conventions), int64 (n_q, n_db).
 
     Not chunked: for large databases use ``hamming_rank`` or the metrics, which never hold the
     whole matrix.
     """
     inputs = prepare_inputs(query_codes, db_codes)
     return distance_block(inputs.query_codes, inputs.db_codes.T).to(torch.int64)
-
-
-def relevance(query_labels, db_labels) -> torch.Tensor:
-    """S_ij = 1[y_i . y_j > 0]: bool (n_q, n_db), True when query i and item j share a label."""
-    device = _common_device({"query_labels": query_labels, "db_labels": db_labels})
-    ql = check_labels(query_labels, "query_labels", device)
-    dbl = check_labels(db_labels, "db_labels", device)
-    if ql.shape[1] != dbl.shape[1]:
-        raise ValueError(f"query_labels have L={ql.shape[1]} label columns but db_labels have "
-                         f"L={dbl.shape[1]}; both must use the same label vocabulary")
-    return (ql @ dbl.T) > 0
 
 
 def hamming_rank(query_codes, db_codes, *, topk: int | None = None,
@@ -268,12 +259,10 @@ def ranked_relevance(inputs: RetrievalInputs, k: int, chunk_size: int | None) ->
     packed = -(-inputs.query_labels.shape[1] // LABEL_WORD_BITS) <= MAX_LABEL_WORDS
     if packed:
         query_words, db_words = label_words(inputs.query_labels), label_words(inputs.db_labels).T.contiguous()
-    else:
-        db_labels_t = inputs.db_labels.T.contiguous()  # (L, n_db)
     for rows in query_chunks(n_q, n_db, chunk_size, device):
         order = stable_order(distance_block(inputs.query_codes[rows], db_t), k).to(device)  # (cs, k)
         if not packed:
-            yield rows, ((inputs.query_labels[rows] @ db_labels_t) > 0).gather(1, order)
+            yield rows, relevance(inputs.query_labels[rows], inputs.db_labels).gather(1, order)
             continue
         relevant = None
         for word, db_word in enumerate(db_words):  # db_word: (n_db,)
@@ -300,11 +289,11 @@ def tie_group_histograms(inputs: RetrievalInputs, chunk_size: int | None) -> tup
     """``distance_histograms`` on validated inputs."""
     n_q, n_db, groups = inputs.query_codes.shape[0], inputs.db_codes.shape[0], inputs.bits + 1
     device = inputs.query_codes.device
-    db_t, db_labels_t = inputs.db_codes.T.contiguous(), inputs.db_labels.T.contiguous()
+    db_t = inputs.db_codes.T.contiguous()
     counts = torch.empty(n_q, groups, dtype=torch.int64, device=device)
     relevant_counts = torch.empty_like(counts)
     for rows in query_chunks(n_q, n_db, chunk_size, device):
-        relevant = (inputs.query_labels[rows] @ db_labels_t) > 0  # (cs, n_db)
+        relevant = relevance(inputs.query_labels[rows], inputs.db_labels)  # (cs, n_db)
         # One scatter: bins 0..K count irrelevant items, bins K+1..2K+1 relevant ones.
         bins = distance_block(inputs.query_codes[rows], db_t).to(torch.int64).add_(relevant, alpha=groups)
         ones = torch.ones((), dtype=torch.int64, device=device).expand_as(bins)

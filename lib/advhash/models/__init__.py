@@ -1,4 +1,4 @@
-"""Hashing models: torchvision backbones (and a small CNN) under a tanh(alpha * z) hash head."""
+"""Hashing models: torchvision backbones (and a small CNN) under a tanh(scale * z) hash head."""
 
 from .backbones import BACKBONES, SmallCNN, build_backbone
 from .hashing_model import (IMAGENET_MEAN, IMAGENET_STD, HashingModel, binarize, build_model,

@@ -1,11 +1,12 @@
-"""The deep hashing model: normalization -> backbone -> linear hash layer -> tanh(alpha * z).
+"""The deep hashing model: normalization -> backbone -> linear hash layer -> tanh(scale * z).
 
 Attacks work in [0, 1] pixel space, so normalization (and resizing to the backbone's input size,
 where one is set) happens inside the model: ``model(images)`` takes raw [0, 1] images.
 
-The hash activation is ``h = tanh(alpha * z)`` with ``alpha`` settable per call: HashNet's
-continuation grows it during training, HAG and SAAT grow it during an attack to fight vanishing
-gradients. Binary codes are ``b = sign(h)`` with sign(0) := +1, so every code is in {-1, +1}^K.
+The hash activation is ``h = tanh(scale * z)`` with the tanh scale settable per call
+(``model(images, scale=...)``): HashNet's continuation grows it during training (its paper calls it
+beta), HAG and SAAT grow it during an attack to fight vanishing gradients. (``alpha`` is only ever an
+attack's step size.) Binary codes are ``b = sign(h)`` with sign(0) := +1, so every code is in {-1, +1}^K.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def binarize(h: torch.Tensor) -> torch.Tensor:
 
 
 class HashingModel(nn.Module):
-    """Image hashing network ``x in [0,1]^(C,H,W) -> h = tanh(alpha * W f(normalize(x))) in (-1,1)^K``.
+    """Image hashing network ``x in [0,1]^(C,H,W) -> h = tanh(scale * W f(normalize(x))) in (-1,1)^K``.
 
     Args:
         backbone: name in ``advhash.models.BACKBONES`` ("small_cnn", "alexnet", "vgg11", "vgg16",
@@ -89,9 +90,9 @@ class HashingModel(nn.Module):
         """The pre-activation z (N, bits) for images in [0, 1]."""
         return self.hash_layer(self.features(images))
 
-    def forward(self, images: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
-        """Relaxed codes h = tanh(alpha * z), shape (N, bits)."""
-        return torch.tanh(alpha * self.hash_logits(images))
+    def forward(self, images: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        """Relaxed codes h = tanh(scale * z), shape (N, bits)."""
+        return torch.tanh(scale * self.hash_logits(images))
 
     @torch.no_grad()
     def codes(self, images: torch.Tensor) -> torch.Tensor:

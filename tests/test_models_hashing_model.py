@@ -1,4 +1,5 @@
-"""Hashing models: shapes, ranges, normalization inside the model, the alpha knob, weights files."""
+"""The hashing model (advhash.models.hashing_model): shapes, ranges, normalization inside the model, the tanh
+scale, rebuilding from a config, the scaled hash layer."""
 
 import pytest
 import torch
@@ -20,13 +21,14 @@ def test_relaxed_codes_in_open_interval_and_codes_binary(backbone, in_channels, 
     assert torch.equal(codes, binarize(h))
 
 
-def test_alpha_scales_the_tanh_argument():
+def test_scale_scales_the_tanh_argument():
     torch.manual_seed(0)
     model = HashingModel("small_cnn", bits=8, in_channels=1).eval()
     images = torch.rand(4, 1, 28, 28)
     z = model.hash_logits(images)
-    assert torch.allclose(model(images, alpha=0.1), torch.tanh(0.1 * z))
-    assert torch.allclose(model(images, alpha=5.0), torch.tanh(5.0 * z))
+    assert torch.allclose(model(images, scale=0.1), torch.tanh(0.1 * z))
+    assert torch.allclose(model(images, scale=5.0), torch.tanh(5.0 * z))
+    assert torch.equal(model(images, 5.0), model(images, scale=5.0))
 
 
 def test_binarize_maps_zero_to_plus_one():
@@ -59,21 +61,6 @@ def test_unknown_backbone_lists_the_choices():
 def test_mean_std_must_match_channels():
     with pytest.raises(ValueError, match="one per input channel"):
         HashingModel("small_cnn", bits=8, in_channels=3, mean=(0.5,), std=(0.5,))
-
-
-def test_local_torchvision_weights_file_is_loaded(tmp_path):
-    from torchvision.models import resnet18
-    torch.manual_seed(1)
-    reference = resnet18(weights=None)
-    path = tmp_path / "resnet18.pth"
-    torch.save(reference.state_dict(), path)
-    model = HashingModel("resnet18", bits=8, in_channels=3, weights=path)
-    assert torch.equal(model.backbone.conv1.weight, reference.conv1.weight)
-
-
-def test_missing_weights_file_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        HashingModel("alexnet", bits=8, weights=tmp_path / "nope.pth")
 
 
 def test_build_model_from_config_round_trips():

@@ -1,13 +1,15 @@
-"""SSAH: the pairwise terms of equation (1) against plain loops (both the paper's likelihood and the official
-squared residual), the multi-scale text fusion, training that learns both modalities and resumes bit for bit,
-the adversarial term's gradient switch, CMLA on SSAH and SSAH+, and clear errors."""
+"""SSAH (advhash.crossmodal.ssah): the pairwise terms of equation (1) against plain loops (both the paper's
+likelihood and the official squared residual), the multi-scale text fusion, training that learns both
+modalities and resumes bit for bit, the adversarial term's gradient switch, CMLA on SSAH and SSAH+, and clear
+errors."""
 
 import math
 
 import pytest
 import torch
 
-from helpers import same_weights, stripes_data, stripes_pairs
+from helpers import BITS, same_weights, stripes_data, stripes_pairs
+from helpers import SSAH_TRAINING as TRAINING
 
 from advhash.checkpoint import load_checkpoint
 from advhash.crossmodal import (CMLA, SSAHModel, crossmodal_maps, encode_pairs, fit_cmla_training, fit_ssah,
@@ -17,9 +19,6 @@ from advhash.attacks import perturb
 from advhash.train import encode
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-BITS = 16
-TRAINING = dict(batch_size=32, image_lr=3e-3, text_lr=1e-3, label_lr=1e-2, label_passes=3, hidden=256,
-                adversarial_gradient=False)
 
 
 def reference_pairwise(outputs, anchors, S, form):
@@ -67,14 +66,6 @@ def test_multi_scale_fusion_stacks_the_bag_of_words_with_five_pooled_scales():
     assert fused[0, 5, :2].min() > 0.99 and fused[0, 5, 20:].abs().max() == 0   # width 5: local
     assert fused[0, 1].max().item() == pytest.approx(0.1)                       # width 50: 5 tags of 50
     assert MultiScaleFusion(14).widths == [14, 14, 14, 10, 5]            # widths cut to the vocabulary
-
-
-@pytest.fixture(scope="module")
-def ssah_pairs():
-    train, query = stripes_pairs(160, seed=0), stripes_pairs(40, seed=1)
-    data = stripes_data(train, query)
-    model, history = fit_ssah(data, bits=BITS, epochs=8, **TRAINING)
-    return model, history, data
 
 
 def test_ssah_learns_both_modalities(ssah_pairs):

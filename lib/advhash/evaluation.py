@@ -1,0 +1,315 @@
+"""Evaluation shared by the notebooks: query sets, retrieval scores of clean and adversarial queries,
+attacks by name, code statistics and the metrics files.
+
+The unit of evaluation is a victim (``advhash.Victim``: a model with its codes of the training set and
+the database, encoded once). Every score ranks the victim's own database codes, so an attack is always
+scored against the model it attacked (adaptive). Conventions are those of ``advhash.metrics``:
+relevance = share a label, Hamming ranking with ties broken by database order, mAP@k.
+
+    victim = Victim.build(model, data)
+    queries = query_set(data, num_attacked=200, target_min_items=9, seed=0)
+    attack = build_attack("saat", victim, eps=8/255)
+    result = evaluate_attack(attack, victim, queries, topk=5000)     # result.score: mAP of the adversarial queries
+    result = evaluate_attack(build_attack("dhta", victim), victim, queries, topk=5000, targeted=True)   # t-MAP
+
+Method definitions live in ``docs/methods.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import pandas as pd
+import torch
+
+from .attacks import ATTACKS, HashingAttack, build_attack, perturb, perturbation_stats
+from .codes import brute_force_minimum, sample_target_labels
+from .metrics import (mean_average_precision, precision_at_n, precision_recall_curve, precision_within_radius,
+                      random_ranking_map, relevance, targeted_map)
+from .victim import Victim
+
+__all__ = ["QuerySet", "query_set", "retrieval_map", "retrieval_scores", "retrieval_curves", "curve_rows",
+           "reference_maps", "AttackResult", "evaluate_attack", "attack_scores", "snapshot_scores", "budget_sweep",
+           "attack_budgets", "build_attacks", "code_distances", "distance_margins", "closed_form_gap", "defense_gain",
+           "bit_statistics", "nested_metrics", "read_published", "build_attack", "ATTACKS"]
+
+
+@dataclass
+class QuerySet:
+    """The attacked queries: clean images (n, C, H, W) in [0, 1], labels (n, L) and, for targeted
+    attacks, one target label row each (n, L) sharing no class with the query."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    target_labels: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def head(self, count: int) -> "QuerySet":
+        """The first ``count`` queries."""
+        targets = None if self.target_labels is None else self.target_labels[:count]
+        return QuerySet(self.images[:count], self.labels[:count], targets)
+
+
+def query_set(data, num_attacked: int, *, target_min_items: int | None = None, seed: int = 0) -> QuerySet:
+    """The first ``num_attacked`` items of ``data.query`` and, with ``target_min_items`` (n_t of DHTA),
+    one target label each from the database's label rows carried by at least that many items and
+    disjoint from the query (``advhash.codes.sample_target_labels``, seeded by ``seed``)."""
+    if isinstance(num_attacked, bool) or not isinstance(num_attacked, int) or num_attacked < 1:
+        raise ValueError(f"num_attacked must be a positive integer; got {num_attacked!r}")
+    attacked = torch.arange(min(num_attacked, len(data.query)))
+    images, labels = data.query.batch(attacked)[:2]
+    targets = None
+    if target_min_items is not None:
+        targets = sample_target_labels(labels, data.database.labels, min_items=target_min_items,
+                                       generator=torch.Generator().manual_seed(seed))
+    return QuerySet(images, labels, targets)
+
+
+def retrieval_map(victim: Victim, codes: torch.Tensor, labels: torch.Tensor, *, topk: int | None,
+                  targeted: bool = False) -> float:
+    """mAP@k of query ``codes`` (n, K) against the victim's database codes: relevance to ``labels``
+    (the queries' own), or t-MAP@k with ``targeted`` (``labels`` are then the target labels)."""
+    db_codes, db_labels = victim.require("db", "retrieval_map")
+    if targeted:
+        return targeted_map(codes, db_codes, labels, db_labels, topk=topk)
+    return mean_average_precision(codes, db_codes, labels, db_labels, topk=topk)
+
+
+def retrieval_scores(query_codes: torch.Tensor, db_codes: torch.Tensor, query_labels: torch.Tensor,
+                     db_labels: torch.Tensor, *, topk: int | None) -> dict[str, float]:
+    """The clean-retrieval numbers of a hashing model: mAP@k with the stable tie rule and tie-aware, mAP over
+    the whole ranking, and the precision of the items within Hamming radius 2 (``advhash.metrics``)."""
+    args = (query_codes, db_codes, query_labels, db_labels)
+    return dict(map_at_k=mean_average_precision(*args, topk=topk),
+                map_at_k_tie_aware=mean_average_precision(*args, topk=topk, ties="expected"),
+                map_full=mean_average_precision(*args), precision_radius_2=precision_within_radius(*args, radius=2))
+
+
+def retrieval_curves(query_codes: torch.Tensor, db_codes: torch.Tensor, query_labels: torch.Tensor,
+                     db_labels: torch.Tensor, *, ns: Iterable[int], **columns) -> tuple[list[dict], list[dict]]:
+    """The precision-recall curve by Hamming radius (rows: radius, precision, recall) and the precision@N
+    curve at ``ns`` (rows: n, precision), each row carrying the extra ``columns`` (e.g. method=..., bits=...)."""
+    ns = list(ns)
+    pr = curve_rows(precision_recall_curve(query_codes, db_codes, query_labels, db_labels), **columns)
+    pn = precision_at_n(query_codes, db_codes, query_labels, db_labels, ns=ns)
+    return pr, [dict(columns, n=n, precision=float(p)) for n, p in zip(ns, pn)]
+
+
+def curve_rows(curve, **columns) -> list[dict]:
+    """The points of a ``advhash.metrics.precision_recall_curve`` as table rows (radius, precision,
+    recall), each with the extra ``columns`` (e.g. method=..., bits=...)."""
+    return [dict(columns, radius=int(r), precision=float(p), recall=float(c))
+            for r, p, c in zip(curve.radius, curve.precision, curve.recall)]
+
+
+@dataclass
+class AttackResult:
+    """One attack on one victim: the adversarial images and their codes, the score (mAP, or t-MAP when
+    targeted), the perturbation's size (``advhash.attacks.perturbation_stats``) and the attack's
+    per-iteration history and snapshots."""
+
+    adversarial: torch.Tensor
+    codes: torch.Tensor
+    score: float
+    sizes: dict[str, float]
+    history: list[dict[str, float]] = field(default_factory=list)
+    snapshots: dict[int, torch.Tensor] = field(default_factory=dict)
+
+
+def evaluate_attack(attack: HashingAttack, victim: Victim, queries: QuerySet, *, topk: int | None,
+                    targeted: bool = False, batch_size: int = 128, snapshot_steps: Iterable[int] = ()) -> AttackResult:
+    """Run ``attack`` (built on ``victim``) on the queries in batches and score the adversarial codes
+    against the victim's database: mAP@k (lower = stronger), or with ``targeted`` t-MAP@k toward
+    ``queries.target_labels`` (higher = stronger), set on the attack with ``set_targets``."""
+    if attack.victim is not victim and not (attack.model is victim.model and attack.victim.db_codes is None
+                                            and attack.victim.train_codes is None):
+        raise ValueError("the attack was built on another victim than the evaluated one: an evaluation re-attacks "
+                         "the model it scores, with that model's codes (build_attack(name, victim))")
+    if targeted and queries.target_labels is None:
+        raise ValueError("a targeted evaluation needs target labels: query_set(..., target_min_items=n_t)")
+    if not targeted and attack.target_mode == "required":
+        raise ValueError(f"{type(attack).__name__} is a targeted attack: evaluate it with targeted=True")
+    if attack.target_mode != "never":
+        attack.set_targets(queries.target_labels if targeted else None)
+    adversarial = perturb(attack, queries.images, queries.labels, batch_size=batch_size, snapshot_steps=snapshot_steps)
+    codes = victim.encode(adversarial)
+    labels = queries.target_labels if targeted else queries.labels
+    return AttackResult(adversarial, codes, retrieval_map(victim, codes, labels, topk=topk, targeted=targeted),
+                        perturbation_stats(queries.images, adversarial), attack.history, dict(attack.snapshots))
+
+
+def build_attacks(victim: Victim, settings: Mapping[str, Mapping[str, Any]], names: Iterable[str] | None = None
+                  ) -> dict[str, HashingAttack]:
+    """The attacks ``names`` (keys of ``settings``: display label -> ``dict(attack=<ATTACKS name>, **kwargs)``),
+    each built fresh on ``victim``. A label may differ from the registry name (e.g. "HAG*" is
+    ``dict(attack="hag", scale_schedule="fixed")``)."""
+    attacks = {}
+    for label in (settings if names is None else names):
+        if label not in settings:
+            raise KeyError(f"no attack settings for {label!r}; known: {sorted(settings)}")
+        kwargs = dict(settings[label])
+        attacks[label] = build_attack(kwargs.pop("attack", label), victim, **kwargs)
+    return attacks
+
+
+def attack_budgets(attacks: Mapping[str, HashingAttack]) -> pd.DataFrame:
+    """The budget of each attack, stated with its results: eps and step in pixel levels (x255), iterations,
+    random start. Shape: one row per attack label."""
+    return pd.DataFrame([dict(attack=label, steps=attack.steps, step_255=attack.alpha * 255,
+                              random_start=attack.random_start, eps_255=attack.eps * 255)
+                         for label, attack in attacks.items()]).set_index("attack")
+
+
+def code_distances(codes: Mapping[str, torch.Tensor], victim: Victim, labels: torch.Tensor) -> pd.DataFrame:
+    """Hamming distances from each kind of query code (e.g. the query's own code, its center or mainstay
+    code; (n, K) each) to the victim's database codes of the items that share a label with the query
+    ("positives") and of those that do not ("negatives"): columns code, relation, distance."""
+    db_codes, db_labels = victim.require("db", "code_distances")
+    relevant = relevance(labels, db_labels)                                               # (n_q, n_db)
+    bits = db_codes.shape[1]
+    frames = []
+    for kind, kind_codes in codes.items():
+        distances = (bits - kind_codes @ db_codes.T) / 2                                  # d_H (n_q, n_db)
+        for relation, mask in (("positives", relevant), ("negatives", ~relevant)):
+            frames.append(pd.DataFrame(dict(code=kind, relation=relation, distance=distances[mask].numpy())))
+    return pd.concat(frames, ignore_index=True)
+
+
+def distance_margins(distances: pd.DataFrame) -> pd.DataFrame:
+    """Mean distance to positives and negatives per kind of code, and their margin (negatives - positives):
+    a semantic representative sits near the positives and far from the negatives."""
+    summary = distances.groupby(["code", "relation"]).distance.mean().unstack()
+    summary["margin (neg - pos)"] = summary.negatives - summary.positives
+    return summary
+
+
+def closed_form_gap(closed: torch.Tensor, objective: Callable[[torch.Tensor], torch.Tensor], bits: int
+                    ) -> dict[str, float | int]:
+    """The brute-force check of a closed-form code (Theorem 1 of CgAT and of SAAT): the objective of the
+    closed-form code of each query (``objective(candidates) -> (n_query, n_candidates)``) against its
+    minimum over all 2^bits codes. Rows of ``closed`` with a zero bit (the official center code of an
+    item with no positive or no negative) are not candidates and are counted apart.
+    Returns max_gap (0 when the closed form is optimal), queries checked, zero_codes, candidates."""
+    defined = (closed != 0).all(1)
+    best, _ = brute_force_minimum(objective, bits)
+    gap = (torch.diagonal(objective(closed)) - best)[defined]
+    return dict(bits=bits, candidates=2**bits, queries=int(defined.sum()), zero_codes=int((~defined).sum()),
+                max_gap=gap.abs().max().item() if len(gap) else 0.0)
+
+
+def defense_gain(results: pd.DataFrame, better: str, worse: str, *, higher_is_better: Mapping[str, bool],
+                 model_column: str = "model") -> pd.DataFrame:
+    """Per attack and code length, how much model ``better`` beats model ``worse``: in points (x100) and
+    relative to ``worse``'s number (%). ``results`` has one row per (model, bits) and one column per
+    attack in ``higher_is_better`` (True: mAP, more is more robust; False: t-MAP, less is more robust)."""
+    by = results.set_index([model_column, "bits"])
+    rows = []
+    for bits in sorted(results.bits.unique()):
+        for attack, higher in higher_is_better.items():
+            a, b = by.loc[(better, bits), attack], by.loc[(worse, bits), attack]
+            gain = (a - b) if higher else (b - a)
+            rows.append(dict(attack=attack, bits=bits, points=100 * gain, relative=100 * gain / max(b, 1e-12)))
+    return pd.DataFrame(rows)
+
+
+def bit_statistics(db_codes: torch.Tensor) -> dict[str, float]:
+    """Balance (mean |mean of a bit| over the database: 0 = every bit +1 on half the items, 1 = constant
+    bits) and mean |correlation| between distinct bits (a constant bit correlates with nothing)."""
+    bit_means = db_codes.mean(0)                                                          # (K,)
+    correlation = torch.corrcoef(db_codes.T).nan_to_num(0.0)                              # (K, K)
+    off_diagonal = correlation[~torch.eye(len(correlation), dtype=torch.bool)]
+    return dict(balance=float(bit_means.abs().mean()), mean_abs_bit_correlation=float(off_diagonal.abs().mean()))
+
+
+def nested_metrics(frame: pd.DataFrame, column: str, *, by: str, within: str = "bits") -> dict[str, dict[str, float]]:
+    """``{row[by]: {str(row[within]): row[column]}}``: a results table as the nested dict of a metrics
+    file (e.g. mAP per method and code length)."""
+    return {str(name): {str(key): float(value) for key, value in group.set_index(within)[column].items()}
+            for name, group in frame.groupby(by)}
+
+
+def read_published(path: str | Path) -> pd.DataFrame:
+    """A published table shipped in ``notebooks/published/`` (CSV, ``#`` comments); code-length columns
+    ("16", "32", ...) become integers so they line up with ours."""
+    table = pd.read_csv(path, comment="#")
+    table.columns = [int(c) if c.isdigit() else c for c in table.columns]
+    return table
+
+
+def attack_scores(victims: Mapping[Any, Victim], queries: QuerySet | Mapping[Any, QuerySet],
+                  settings: Mapping[str, Mapping[str, Any]], *, topk: int | None, targeted: Iterable[str] = (),
+                  batch_size: int = 128, snapshot_steps: Iterable[int] = (), runs: dict | None = None,
+                  columns: tuple[str, ...] = ("model", "bits")) -> tuple[pd.DataFrame, dict[tuple, AttackResult]]:
+    """Every attack of ``settings`` (see :func:`build_attacks`) on every victim, each built on the victim it
+    attacks (adaptive) and run on the queries (one :class:`QuerySet` for all, or ``queries[key]`` per victim)
+    by :func:`evaluate_attack`; each attack records its iterates at the ``snapshot_steps`` it reaches.
+
+    Returns (table, runs). table: one row per victim key (a tuple, named by ``columns``) with the two reference
+    points, the clean queries' mAP@k ("clean") and that of a random ranking ("random", :func:`reference_maps`),
+    one column per attack label (the adversarial queries' mAP@k, or t-MAP@k toward the targets for the labels
+    in ``targeted``) and the size of each perturbation, "<label> <size>" for the sizes of
+    ``advhash.attacks.perturbation_stats`` (linf_255, l2, psnr). runs: {(*key, label): AttackResult}; pass a
+    dict of earlier runs as ``runs`` and an attack already run on a victim is reused, not run again."""
+    snapshot_steps, targeted = sorted(set(snapshot_steps)), set(targeted)
+    runs = {} if runs is None else runs
+    rows = []
+    for key, victim in victims.items():
+        attacked = queries[key] if isinstance(queries, Mapping) else queries
+        for label, attack in build_attacks(victim, settings).items():
+            if (*key, label) not in runs:
+                runs[(*key, label)] = evaluate_attack(
+                    attack, victim, attacked, topk=topk, targeted=label in targeted, batch_size=batch_size,
+                    snapshot_steps=[step for step in snapshot_steps if step <= attack.steps])
+        rows.append({**dict(zip(columns, key)), **reference_maps(victim, attacked, topk=topk),
+                     **{label: runs[(*key, label)].score for label in settings},
+                     **{f"{label} {size}": value for label in settings
+                        for size, value in runs[(*key, label)].sizes.items()}})
+    return pd.DataFrame(rows), runs
+
+
+def snapshot_scores(runs: Mapping[tuple, AttackResult], victims: Mapping[Any, Victim],
+                    queries: Mapping[Any, QuerySet], label: str, *, topk: int | None,
+                    columns: tuple[str, ...] = ("dataset", "bits")) -> pd.DataFrame:
+    """Attack strength vs iterations: mAP@k of the iterates the attack ``label`` recorded on each victim
+    (``AttackResult.snapshots`` in the ``runs`` of :func:`attack_results`), scored against that victim's database
+    with its queries' labels. One row per (victim, iteration), iterations sorted: columns ``columns``,
+    iteration, map."""
+    rows = [{**dict(zip(columns, key)), "iteration": step,
+             "map": retrieval_map(victim, victim.encode(images), queries[key].labels, topk=topk)}
+            for key, victim in victims.items() for step, images in sorted(runs[(*key, label)].snapshots.items())]
+    return pd.DataFrame(rows, columns=[*columns, "iteration", "map"])
+
+
+def budget_sweep(victim: Victim, queries: QuerySet, attack: Mapping[str, Any], budgets_255: Iterable[int], *,
+                 step_fraction: float, topk: int | None, batch_size: int = 128) -> pd.DataFrame:
+    """Attack strength vs the L-inf budget: ``attack`` (``dict(attack=<ATTACKS name>, **kwargs)``, as in
+    :func:`build_attacks`, without eps and alpha) at each budget eps = b / 255 of ``budgets_255``, with the step
+    alpha = ``step_fraction`` x eps, scored by the mAP@k of the adversarial queries (:func:`evaluate_attack`);
+    a budget of 0 is the clean queries (no attack is run).
+    Columns: eps_255, map, and the reference points clean and random (:func:`reference_maps`, the same on
+    every row)."""
+    settings = dict(attack)
+    name = settings.pop("attack")
+    references = reference_maps(victim, queries, topk=topk)
+
+    def score(budget):
+        if budget == 0:
+            return references["clean"]
+        attack = build_attack(name, victim, **settings, eps=budget / 255, alpha=budget * step_fraction / 255)
+        return evaluate_attack(attack, victim, queries, topk=topk, batch_size=batch_size).score
+
+    rows = [dict(eps_255=budget, map=score(budget), **references) for budget in budgets_255]
+    return pd.DataFrame(rows, columns=["eps_255", "map", "clean", "random"])
+
+
+def reference_maps(victim: Victim, queries: QuerySet, *, topk: int | None) -> dict[str, float]:
+    """The two reference points of an attack's mAP@k on ``victim``: that of the clean queries ("clean", no
+    attack) and that of a uniformly random ranking of the database ("random", ``random_ranking_map``: what an
+    attack that destroys the ranking reaches)."""
+    db_labels = victim.require("db", "reference_maps")[1]
+    return dict(clean=retrieval_map(victim, victim.encode(queries.images), queries.labels, topk=topk),
+                random=random_ranking_map(queries.labels, db_labels, topk=topk))

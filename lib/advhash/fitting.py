@@ -1,0 +1,80 @@
+"""Fitting the victims of a study: several hashing models, each trained (or loaded from its checkpoint) by
+``advhash.train.fit_hashing_model``, optionally saturated, and encoded once as an ``advhash.Victim``.
+
+    specs = {("fashion-mnist", 32): VictimSpec("fashion-mnist", "dpsh", 32, seed=0, backbone="small_cnn")}
+    victims = fit_victims(data, specs, saturation=30.0, epochs=5, checkpoint_dir="build/checkpoints")
+
+The defense sections then fine-tune each clean victim with every defense (:func:`fit_defended_victims`):
+
+    victims, histories = fit_defended_victims(data, clean, ["finetune", "cgat"], eps=8/255, alpha=2/255, steps=7,
+                                              method="dph", epochs=30, lr=1e-3, checkpoint_dir="build/checkpoints")
+
+Saturation (HAG, Yang et al. 2018): the victim's hash layer multiplied by ``saturation``
+(``advhash.models.with_scaled_hash_layer``), so that tanh saturates as in victims trained long with a
+quantization term while the codes, and every clean retrieval number, stay exactly the same.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Hashable, Mapping, NamedTuple
+
+from .models import with_scaled_hash_layer
+from .train import fit_hashing_model
+from .victim import Victim
+
+__all__ = ["VictimSpec", "fit_victims", "fit_defended_victims"]
+
+
+class VictimSpec(NamedTuple):
+    """One victim to fit: the name of its dataset (a key of the ``data`` given to :func:`fit_victims`), its
+    hashing loss (``advhash.losses``), code length, training seed and backbone (``advhash.models``)."""
+
+    dataset: str
+    method: str
+    bits: int
+    seed: int = 0
+    backbone: str = "small_cnn"
+
+
+def fit_victims(data: Mapping[str, Any], specs: Mapping[Hashable, tuple], *, saturation: float = 1.0,
+                database: bool = True, train: bool = False, **training) -> dict[Hashable, Victim]:
+    """Fit every victim of ``specs`` (key -> :class:`VictimSpec`, or a plain tuple in its order) on its dataset
+    ``data[spec.dataset]``: ``fit_hashing_model`` with the spec and ``training`` (epochs, checkpoint_dir,
+    reuse_from, batch_size, lr, ...), the model moved to the CPU, its hash layer multiplied by ``saturation``
+    (1: as trained), then encoded once (``Victim.build``: the database codes and, with ``train``, the training
+    codes). Returns {key: Victim}, in the order of ``specs``."""
+    if not saturation > 0:
+        raise ValueError(f"saturation must be positive (it keeps the sign of every logit); got {saturation!r}")
+    victims = {}
+    for key, spec in specs.items():
+        spec = VictimSpec(*spec)
+        if spec.dataset not in data:
+            raise KeyError(f"victim {key!r}: no dataset {spec.dataset!r}; loaded: {sorted(data)}")
+        model, _ = fit_hashing_model(data[spec.dataset], method=spec.method, bits=spec.bits, backbone=spec.backbone,
+                                     seed=spec.seed, **training)
+        model = with_scaled_hash_layer(model.cpu(), saturation)
+        victims[key] = Victim.build(model, data[spec.dataset], database=database, train=train)
+    return victims
+
+
+def fit_defended_victims(data, clean: Mapping[Hashable, Victim], defenses: list[str], *, evaluate=None,
+                         **defense) -> tuple[dict[tuple, Victim], list[dict[str, Any]]]:
+    """Fine-tune every clean victim with every defense in ``defenses`` (names of ``advhash.defenses.DEFENSES``,
+    "finetune" the clean control) by ``advhash.defenses.fit_defense`` with the ``defense`` settings (eps, alpha,
+    steps, settings, method, epochs, lr, checkpoint_dir, ...), each fine-tuned model encoded once.
+
+    Returns (victims, histories). victims: {("undefended", key): the clean victim, (name, key): its fine-tune by
+    defense ``name``}, in the order of ``clean`` and, for each key, of ``defenses``. histories: with ``evaluate``
+    (model -> {quantity: value}, run after every epoch), one row per (defense, key, epoch) with the epoch's
+    record, starting at epoch 0 with ``evaluate`` of the clean model; without it, the epochs' records."""
+    from .defenses import fit_defense
+
+    victims, histories = {}, []
+    for key, victim in clean.items():
+        victims["undefended", key] = victim
+        start = [dict(epoch=0, **evaluate(victim.model))] if evaluate is not None else []
+        for name in defenses:
+            model, history = fit_defense(name, data, victim.model, evaluate=evaluate, **defense)
+            victims[name, key] = Victim.build(model, data)
+            histories += [dict(defense=name, key=key, **row) for row in [*start, *history]]
+    return victims, histories

@@ -1,0 +1,83 @@
+"""What every notebook does around its science: resolve its output folders, set one plotting style,
+time itself, save figures and curves. The notebooks stay about their paper; this is the shared frame.
+
+    run = start_notebook(figure_dir=figure_dir, metrics_dir=metrics_dir)   # in the setup cell
+    save_figure(grid, run.figure_dir / "pr_curves.png")
+    run.finish()                                                           # prints the notebook's time
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .pipeline import project_root
+
+DPI = 110
+
+
+@dataclass
+class NotebookRun:
+    """The folders of one notebook run (absolute, created) and its start time."""
+
+    root: Path
+    figure_dir: Path
+    metrics_dir: Path
+    started: float = field(default_factory=time.perf_counter)
+
+    def finish(self) -> None:
+        """Print the seconds since the run started (nothing returned, so a cell ending with it prints only that)."""
+        print(f"notebook ran in {time.perf_counter() - self.started:.0f} s")
+
+
+def start_notebook(*, figure_dir: str | Path, metrics_dir: str | Path) -> NotebookRun:
+    """Resolve ``figure_dir`` and ``metrics_dir`` against the project root (``advhash.pipeline.project_root``),
+    create them, and set the plotting and table style every report shares."""
+    import seaborn as sns
+
+    root = project_root()
+    run = NotebookRun(root, root / figure_dir, root / metrics_dir)
+    run.figure_dir.mkdir(parents=True, exist_ok=True)
+    run.metrics_dir.mkdir(parents=True, exist_ok=True)
+    sns.set_theme(style="whitegrid", context="notebook")
+    pd.set_option("display.precision", 4)
+    return run
+
+
+def save_figure(figure, path: str | Path) -> None:
+    """Save a matplotlib figure or a seaborn grid at the reports' resolution. Returns nothing, so that a
+    notebook cell ending with it shows the figure alone."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=DPI)
+
+
+def write_curves(frame: pd.DataFrame, folder: str | Path, *, by: str | list[str], name: str,
+                 columns: list[str]) -> None:
+    """One CSV per group of ``frame`` (``by``) for ``dvc plots``: ``folder / name.format(*group_key)``,
+    with ``columns``, floats to 6 decimals."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for key, group in frame.groupby(by):
+        key = key if isinstance(key, tuple) else (key,)
+        group[columns].to_csv(folder / name.format(*key), index=False, float_format="%.6f")
+
+
+def beside_published(ours: pd.DataFrame, published: pd.DataFrame, *, ours_label: str,
+                     published_label: str) -> pd.DataFrame:
+    """Our table and a published one side by side (column blocks ``ours_label`` and ``published_label``),
+    on the rows of ours followed by the published rows ours lack; a cell one side lacks is NaN."""
+    rows = list(ours.index) + [row for row in published.index if row not in ours.index]
+    return pd.concat({ours_label: ours.reindex(rows), published_label: published.reindex(rows)}, axis=1)
+
+
+def finish_figure(fig, path: str | Path, *, title: str | None = None) -> None:
+    """Title a matplotlib figure (``suptitle``), lay it out tightly and save it (:func:`save_figure`). Returns
+    nothing, so that a notebook cell ending with it shows the figure alone."""
+    if title is not None:
+        fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -1,0 +1,60 @@
+"""Hamming PGD, the plain non-targeted baseline: its loss against a per-bit loop, its steps, and the attack
+lowering the mAP of a trained model, built on its victim or on the bare model."""
+
+import pytest
+import torch
+
+from helpers import fresh_model, images, random_codes
+
+from advhash.attacks import HammingPGD, build_attack, hamming_pgd_loss
+from advhash.metrics import mean_average_precision
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_hamming_pgd_loss_matches_a_per_bit_loop():
+    g = torch.Generator().manual_seed(0)
+    relaxed = torch.rand(4, 6, generator=g, dtype=torch.float64) * 2 - 1
+    codes = random_codes(4, seed=1, bits=6).double()
+    expected = sum(h * b for row, code in zip(relaxed.tolist(), codes.tolist()) for h, b in zip(row, code)) / 24
+    assert hamming_pgd_loss(relaxed, codes).item() == pytest.approx(expected, rel=1e-12)
+    assert hamming_pgd_loss(-codes, codes).item() == -1.0   # every bit flipped: the minimum
+
+
+def test_pgd_takes_sign_steps_from_its_start():
+    """One step without random start: x - alpha * sign(grad) of the loss, clipped to the ball and [0, 1]."""
+    model, x = fresh_model(), images()
+    attack = HammingPGD(model, eps=8 / 255, alpha=2 / 255, steps=1, random_start=False)
+    adversarial = attack(x)
+    clean_codes = torch.where(model.hash_logits(x) >= 0, 1.0, -1.0).detach()
+    start = x.clone().requires_grad_(True)
+    grad, = torch.autograd.grad(hamming_pgd_loss(torch.tanh(model.hash_logits(start)), clean_codes), start)
+    assert torch.equal(adversarial, (x - 2 / 255 * grad.sign()).clamp(0, 1))
+    assert attack.history[0]["scale"] == 1.0
+
+
+def test_pgd_lowers_the_map_of_a_trained_model(victim, trained):
+    _, _, _, queries = trained
+    clean_map = mean_average_precision(victim.encode(queries.images), victim.db_codes, queries.labels,
+                                       victim.db_labels)
+    attack = build_attack("pgd", victim, eps=32 / 255, alpha=2 / 255, steps=30)
+    adversarial = attack(queries.images, queries.labels)
+    adversarial_map = mean_average_precision(victim.encode(adversarial), victim.db_codes, queries.labels,
+                                             victim.db_labels)
+    assert clean_map > 0.9, f"the tiny model should retrieve the stripes (clean mAP {clean_map:.3f})"
+    assert adversarial_map < 0.5 * clean_map, f"mAP {clean_map:.3f} -> {adversarial_map:.3f}"
+    assert attack.history[-1]["flipped_fraction"] > attack.history[0]["flipped_fraction"]
+
+
+def test_pgd_on_the_bare_model_is_pgd_on_its_victim(victim, trained):
+    _, _, _, queries = trained
+    x = queries.images[:8]
+    on_victim = HammingPGD(victim, steps=4, seed=2)(x, queries.labels[:8])
+    assert torch.equal(HammingPGD(victim.model, steps=4, seed=2)(x), on_victim)
+
+
+def test_pgd_defaults():
+    attack = HammingPGD(fresh_model())
+    assert (attack.eps, attack.alpha, attack.steps, attack.random_start, attack.model_mode) == \
+        (8 / 255, 2 / 255, 10, True, "eval")
+    assert attack.target_mode == "never" and not attack.targeted

@@ -1,0 +1,86 @@
+"""advhash.checkpoint: atomic writes, clear errors, and the helpers that name checkpoints, whose outputs
+are pinned (a kept checkpoint folder is matched by these names: they must never change)."""
+
+import pytest
+import torch
+
+import advhash.checkpoint as checkpoint_module
+from advhash.checkpoint import (load_checkpoint, model_digest, save_checkpoint, settings_tag, split_digest,
+                                train_items_tag)
+from advhash.data import InMemorySplit
+
+
+def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "state.pt"
+    save_checkpoint({"epoch": 1}, path)
+
+    def broken_save(obj, file):
+        file.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", broken_save)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({"epoch": 2}, path)
+    monkeypatch.undo()
+    assert load_checkpoint(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train the model first"):
+        load_checkpoint(tmp_path / "nothing.pt")
+
+
+def _tiny_split():
+    return InMemorySplit(torch.arange(3 * 4, dtype=torch.uint8).view(3, 1, 2, 2), torch.eye(3)[[0, 2, 1]],
+                         texts=torch.tensor([[1.0, 0], [0, 1], [1, 1]]))
+
+
+def test_settings_tag_hashes_the_sorted_settings():
+    settings = dict(data="stripes", method="dpsh", bits=16, lr=0.05, milestones=[3, 4], weights=None)
+    assert settings_tag(settings) == "e5ef2f41"
+    assert settings_tag(dict(b=2, a=1)) == settings_tag(dict(a=1, b=2)) == "1744f53e"
+    assert settings_tag(dict(a=1, b=2), length=12) == "1744f53e00fc"
+    assert settings_tag(dict(settings, lr=0.01)) != settings_tag(settings)
+
+
+def test_train_items_tag_hashes_the_source_indices_or_counts_the_items():
+    split = _tiny_split()
+    assert train_items_tag(split) == "c67ba520"                      # source indices 0, 1, 2
+    split.source_indices = torch.tensor([5, 1, 9])
+    assert train_items_tag(split) == "7d352ec9"
+
+    class NoSourceIndices(torch.utils.data.Dataset):
+        def __len__(self):
+            return 7
+
+    assert train_items_tag(NoSourceIndices()) == 7
+
+
+def test_model_digest_hashes_the_weights():
+    layer = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        layer.weight.copy_(torch.arange(6.0).view(2, 3) / 7)
+        layer.bias.copy_(torch.tensor([0.5, -1.0]))
+    assert model_digest(layer) == "cb636286"
+    with torch.no_grad():
+        layer.bias[0] += 1e-6
+    assert model_digest(layer) != "cb636286"
+
+
+def test_split_digest_hashes_images_labels_and_texts():
+    split = _tiny_split()
+    assert split_digest(split) == "e3f371d1"
+    assert split_digest(InMemorySplit(split.images, split.labels)) == "711e9b5e"      # no texts
+    changed = InMemorySplit(split.images, split.labels, texts=split.texts.flip(0))
+    assert split_digest(changed) != split_digest(split)
+
+
+def test_naming_helpers_keep_their_old_import_paths():
+    import advhash.crossmodal
+    import advhash.defenses
+    import advhash.train
+
+    assert advhash.defenses.model_digest is model_digest
+    assert advhash.crossmodal.split_digest is split_digest
+    assert advhash.train.train_items_tag is train_items_tag

@@ -1,0 +1,115 @@
+"""Anchor codes (advhash.codes.anchor, DHTA Eq. 5) against the majority vote of the database items they are
+drawn from, and target labels against their rules."""
+
+import itertools
+
+import pytest
+import torch
+from helpers import label_classes as _classes
+
+from advhash.codes import anchor_codes, sample_target_labels
+
+
+def anchor_database(seed=0):
+    """Labels over 4 classes: label A = {0} has 15 items sharing one code, B = {1} exactly 9 items,
+    C = {2} 12 items, D = {0, 3} 2 items with opposite codes, E = {1, 2} 3 items; random codes."""
+    g = torch.Generator().manual_seed(seed)
+    groups = {(1, 0, 0, 0): 15, (0, 1, 0, 0): 9, (0, 0, 1, 0): 12, (1, 0, 0, 1): 2, (0, 1, 1, 0): 3}
+    labels = torch.tensor([list(label) for label, n in groups.items() for _ in range(n)], dtype=torch.float)
+    codes = torch.where(torch.rand(len(labels), 10, generator=g) < 0.5, -1.0, 1.0)
+    codes[:15] = codes[0]                     # label A: one shared code
+    codes[-5] = -codes[-4]                    # label D: two opposite codes
+    order = torch.randperm(len(labels), generator=g)   # interleave the groups
+    return codes[order], labels[order]
+
+
+def _items_with(label, db_codes, db_labels):
+    return [code for code, y in zip(db_codes.tolist(), db_labels.tolist()) if y == label]
+
+
+def _majority(codes):
+    return [1.0 if sum(column) >= 0 else -1.0 for column in zip(*codes)]
+
+
+def test_a_single_anchor_is_the_code_of_an_item_with_exactly_the_target_label():
+    db_codes, db_labels = anchor_database()
+    targets = torch.tensor([[0.0, 0, 1, 0], [0, 1, 1, 0], [0, 1, 0, 0]] * 4)
+    anchors = anchor_codes(targets, db_codes, db_labels, num_anchors=1, generator=torch.Generator().manual_seed(0))
+    for target, anchor in zip(targets.tolist(), anchors.tolist()):
+        assert anchor in _items_with(target, db_codes, db_labels)
+
+
+def test_nine_anchors_are_the_majority_vote_of_nine_items_of_the_target_label():
+    db_codes, db_labels = anchor_database()
+    label_a, label_b, label_c = [1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 0]
+    targets = torch.tensor([label_a, label_b, label_c, label_c])
+    anchors = anchor_codes(targets, db_codes, db_labels, num_anchors=9, generator=torch.Generator().manual_seed(1))
+    assert anchors[0].tolist() == _items_with(label_a, db_codes, db_labels)[0]   # all 15 share one code
+    assert anchors[1].tolist() == _majority(_items_with(label_b, db_codes, db_labels))   # exactly 9 items
+    c_items = _items_with(label_c, db_codes, db_labels)                           # 12 items: some 9 of them
+    votes = [_majority(subset) for subset in itertools.combinations(c_items, 9)]
+    assert anchors[2].tolist() in votes and anchors[3].tolist() in votes
+
+
+def test_a_tied_anchor_bit_is_plus_one():
+    db_codes, db_labels = anchor_database()
+    label_d = [1.0, 0, 0, 1.0]
+    d_items = _items_with(label_d, db_codes, db_labels)
+    assert d_items[0] == [-b for b in d_items[1]]
+    anchors = anchor_codes(torch.tensor([label_d]), db_codes, db_labels, num_anchors=2)
+    assert anchors.tolist() == [[1.0] * 10]
+
+
+def test_anchor_draw_is_deterministic_for_a_seeded_generator():
+    db_codes, db_labels = anchor_database()
+    targets = torch.tensor([[0.0, 0, 1, 0]] * 20)
+
+    def draw(seed, num_anchors):
+        return anchor_codes(targets, db_codes, db_labels, num_anchors=num_anchors,
+                            generator=torch.Generator().manual_seed(seed))
+
+    assert torch.equal(draw(3, 9), draw(3, 9)) and torch.equal(draw(3, 1), draw(3, 1))
+    assert len({tuple(row) for row in draw(3, 1).tolist()}) > 1, "20 single draws from 12 items should differ"
+
+
+def test_anchor_codes_bad_inputs_are_clear_errors():
+    db_codes, db_labels = anchor_database()
+    with pytest.raises(ValueError, match=r"a target label has only 9 database items, fewer than num_anchors=10"):
+        anchor_codes(torch.tensor([[0.0, 1, 0, 0]]), db_codes, db_labels, num_anchors=10)
+    with pytest.raises(ValueError, match="carried by no database item; draw targets with sample_target_labels"):
+        anchor_codes(torch.tensor([[0.0, 0, 0, 1]]), db_codes, db_labels)
+    with pytest.raises(ValueError, match="num_anchors"):
+        anchor_codes(torch.tensor([[0.0, 1, 0, 0]]), db_codes, db_labels, num_anchors=0)
+    with pytest.raises(ValueError, match="database codes but"):
+        anchor_codes(torch.tensor([[0.0, 1, 0, 0]]), db_codes[:-1], db_labels)
+
+
+def test_target_labels_are_disjoint_from_the_query_and_carried_by_enough_items():
+    db_codes, db_labels = anchor_database()
+    queries = torch.tensor([[1.0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1], [0, 0, 0, 0]] * 20)
+    targets = sample_target_labels(queries, db_labels, min_items=9, generator=torch.Generator().manual_seed(0))
+    counts = {}
+    for row in db_labels.tolist():
+        counts[tuple(row)] = counts.get(tuple(row), 0) + 1
+    seen = {}
+    for query, target in zip(queries.tolist(), targets.tolist()):
+        assert not _classes(query) & _classes(target), f"target {target} shares a class with query {query}"
+        assert counts.get(tuple(target), 0) >= 9, f"target {target} has fewer than 9 database items"
+        seen.setdefault(tuple(query), set()).add(tuple(target))
+    # the allowed labels (A, B, C have >= 9 items) are all drawn over 20 repeats of a query
+    assert seen[(0.0, 0, 0, 1)] == {(1.0, 0, 0, 0), (0, 1.0, 0, 0), (0, 0, 1.0, 0)}
+    assert seen[(1.0, 0, 0, 0)] == {(0, 1.0, 0, 0), (0, 0, 1.0, 0)}
+    again = sample_target_labels(queries, db_labels, min_items=9, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(targets, again)
+    small = sample_target_labels(queries[:1], db_labels, min_items=3, generator=torch.Generator().manual_seed(0))
+    assert small.tolist()[0] in ([0.0, 1, 0, 0], [0, 0, 1, 0], [0, 1, 1, 0])
+
+
+def test_sample_target_labels_bad_inputs_are_clear_errors():
+    _, db_labels = anchor_database()
+    with pytest.raises(ValueError, match="query 1 has no possible target label.*lower min_items"):
+        sample_target_labels(torch.tensor([[1.0, 0, 0, 0], [1, 1, 1, 0]]), db_labels, min_items=9)
+    with pytest.raises(ValueError, match="query 0 has no possible target label"):
+        sample_target_labels(torch.tensor([[1.0, 0, 0, 0]]), db_labels, min_items=16)
+    with pytest.raises(ValueError, match="query labels have 3 classes, database labels 4"):
+        sample_target_labels(torch.zeros(2, 3), db_labels)

@@ -1,0 +1,345 @@
+"""Evaluation shared by the notebooks (advhash.evaluation): query sets, retrieval scores against the
+victim's database, attacks evaluated on the victim they attack, attacks by display label, code distances,
+the brute-force check of closed-form codes, defense gains, bit statistics and the metrics files."""
+
+from functools import partial
+
+import pandas as pd
+import pytest
+import torch
+
+from helpers import fresh_model, random_table
+
+from advhash.attacks import HAG, SAAT, HammingPGD
+from advhash.codes import all_codes, center_code_objective, center_codes, mainstay_code_objective, mainstay_codes
+from advhash.data import HashingData, InMemorySplit
+from advhash.evaluation import (AttackResult, QuerySet, bit_statistics, build_attack, build_attacks,
+                                closed_form_gap, code_distances, defense_gain, distance_margins, evaluate_attack,
+                                nested_metrics, query_set, read_published, retrieval_map)
+from advhash.metrics import mean_average_precision, targeted_map
+from advhash.victim import Victim
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def setup(trained):
+    """The ``trained`` stripes model as a victim of a ``HashingData`` (uint8 splits; the database is the
+    training split), and the data."""
+    model, _, database, queries = trained
+
+    def in_memory(split):
+        return InMemorySplit((split.images * 255).round().to(torch.uint8), split.labels)
+
+    db = in_memory(database)
+    data = HashingData("stripes", train=db, query=in_memory(queries), database=db, class_names=list("abcd"))
+    return Victim.build(model, data), data
+
+
+# --- query sets ---------------------------------------------------------------------------------------
+def test_query_set_without_targets_is_the_first_queries(setup):
+    _, data = setup
+    queries = query_set(data, 10)
+    images, labels = data.query.batch(torch.arange(10))[:2]
+    assert isinstance(queries, QuerySet) and len(queries) == 10 and queries.target_labels is None
+    assert torch.equal(queries.images, images) and torch.equal(queries.labels, labels)
+    assert len(query_set(data, 1000)) == len(data.query)
+    head = queries.head(4)
+    assert torch.equal(head.images, images[:4]) and head.target_labels is None
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="num_attacked must be a positive integer"):
+            query_set(data, bad)
+
+
+def test_query_set_with_targets_is_deterministic_for_a_seed(setup):
+    _, data = setup
+    queries = query_set(data, 32, target_min_items=9, seed=0)
+    targets = queries.target_labels
+    assert targets.shape == queries.labels.shape
+    assert ((targets * queries.labels).sum(1) == 0).all(), "a target shares no class with its query"
+    carried = [(data.database.labels == row).all(1).sum().item() for row in targets]
+    assert min(carried) >= 9, "every target label is carried by at least n_t database items"
+    assert torch.equal(query_set(data, 32, target_min_items=9, seed=0).target_labels, targets)
+    assert not torch.equal(query_set(data, 32, target_min_items=9, seed=1).target_labels, targets)
+    assert torch.equal(queries.head(5).target_labels, targets[:5])
+    with pytest.raises(ValueError, match="no possible target label"):
+        query_set(data, 4, target_min_items=1000)
+
+
+# --- retrieval scores ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("topk", [None, 10])
+def test_retrieval_map_is_the_map_against_the_victims_database(setup, topk):
+    victim, data = setup
+    queries = query_set(data, 32, target_min_items=9)
+    codes = victim.encode(queries.images)
+    expected = mean_average_precision(codes, victim.db_codes, queries.labels, victim.db_labels, topk=topk)
+    assert retrieval_map(victim, codes, queries.labels, topk=topk) == expected
+    assert expected > 0.9, "the trained stripes model retrieves well"
+    expected_t = targeted_map(codes, victim.db_codes, queries.target_labels, victim.db_labels, topk=topk)
+    assert retrieval_map(victim, codes, queries.target_labels, topk=topk, targeted=True) == expected_t
+    assert expected_t < 0.5 * expected
+    with pytest.raises(ValueError, match="retrieval_map steers by the victim's codes of the database"):
+        retrieval_map(Victim(victim.model), codes, queries.labels, topk=topk)
+
+
+# --- evaluate_attack ----------------------------------------------------------------------------------
+def test_a_non_targeted_attack_lowers_the_map(setup):
+    victim, data = setup
+    queries = query_set(data, 32)
+    clean = retrieval_map(victim, victim.encode(queries.images), queries.labels, topk=None)
+    attack = build_attack("pgd", victim, eps=32 / 255, alpha=2 / 255, steps=20)
+    result = evaluate_attack(attack, victim, queries, topk=None, batch_size=10, snapshot_steps=(0, 20))
+    assert isinstance(result, AttackResult)
+    assert result.score < 0.5 * clean, f"mAP {clean:.3f} -> {result.score:.3f}"
+    assert torch.equal(result.codes, victim.encode(result.adversarial))
+    assert result.score == retrieval_map(victim, result.codes, queries.labels, topk=None)
+    assert (result.adversarial - queries.images).abs().max() <= 32 / 255 + 1e-6
+    assert 0 < result.sizes["linf_255"] <= 32 + 1e-3
+    assert len(result.history) == 20 and sorted(result.snapshots) == [0, 20]
+    assert torch.equal(result.snapshots[20], result.adversarial)
+
+
+def test_a_targeted_attack_raises_the_targeted_map(setup):
+    victim, data = setup
+    queries = query_set(data, 32, target_min_items=9, seed=0)
+    clean = retrieval_map(victim, victim.encode(queries.images), queries.target_labels, topk=None, targeted=True)
+    attack = build_attack("dhta", victim, eps=32 / 255, steps=30)
+    result = evaluate_attack(attack, victim, queries, topk=None, targeted=True)
+    assert torch.equal(attack.target_labels, queries.target_labels), "the evaluation sets the targets"
+    assert result.score > clean + 0.3, f"t-MAP {clean:.3f} -> {result.score:.3f}"
+    assert result.score == retrieval_map(victim, result.codes, queries.target_labels, topk=None, targeted=True)
+
+
+def test_evaluate_attack_refuses_an_attack_built_on_another_model(setup):
+    victim, data = setup
+    queries = query_set(data, 4)
+    with pytest.raises(ValueError, match="the attack was built on another victim than the evaluated one"):
+        evaluate_attack(HAG(fresh_model(), steps=1), victim, queries, topk=None)
+    same_model = evaluate_attack(HAG(victim.model, steps=1), victim, queries, topk=None)   # the bare model is fine
+    assert same_model.adversarial.shape == queries.images.shape
+    other_codes = Victim(victim.model, train_codes=-victim.train_codes, train_labels=victim.train_labels)
+    with pytest.raises(ValueError, match="built on another victim"):   # steering by one set of codes, scored on another
+        evaluate_attack(build_attack("saat", other_codes, steps=1), victim, queries, topk=None)
+
+
+def test_a_targeted_evaluation_needs_targets(setup):
+    victim, data = setup
+    with pytest.raises(ValueError, match=r"a targeted evaluation needs target labels: query_set\(\.\.\., "
+                                         r"target_min_items=n_t\)"):
+        evaluate_attack(build_attack("dhta", victim, steps=1), victim, query_set(data, 4), topk=None, targeted=True)
+    with pytest.raises(ValueError, match="DHTA is a targeted attack: evaluate it with targeted=True"):
+        evaluate_attack(build_attack("dhta", victim, steps=1), victim, query_set(data, 4), topk=None)
+
+
+def test_a_non_targeted_evaluation_clears_the_targets_of_an_earlier_one(setup):
+    victim, data = setup
+    queries = query_set(data, 4, target_min_items=1)
+    attack = build_attack("saat", victim, steps=2, random_start=False)   # no random stream to continue
+    evaluate_attack(attack, victim, queries, topk=None, targeted=True)
+    assert attack.targeted
+    again = evaluate_attack(attack, victim, queries, topk=None)
+    assert not attack.targeted
+    fresh = evaluate_attack(build_attack("saat", victim, steps=2, random_start=False), victim, queries, topk=None)
+    assert torch.equal(again.adversarial, fresh.adversarial) and again.score == fresh.score
+
+
+# --- attacks by display label -------------------------------------------------------------------------
+def test_build_attacks_by_label_with_a_registry_name_that_differs(setup):
+    victim, _ = setup
+    settings = {"HAG*": dict(attack="hag", scale_schedule="fixed", steps=3), "pgd": dict(steps=2),
+                "SAAT (inner)": dict(attack="saat", loss="inner")}
+    frozen = {label: dict(kwargs) for label, kwargs in settings.items()}
+    attacks = build_attacks(victim, settings)
+    assert list(attacks) == ["HAG*", "pgd", "SAAT (inner)"]
+    assert type(attacks["HAG*"]) is HAG and attacks["HAG*"].scale_schedule == "fixed" and attacks["HAG*"].steps == 3
+    assert type(attacks["pgd"]) is HammingPGD and attacks["pgd"].steps == 2
+    assert type(attacks["SAAT (inner)"]) is SAAT and attacks["SAAT (inner)"].loss_name == "inner"
+    assert all(attack.victim is victim for attack in attacks.values())
+    assert settings == frozen, "the settings are not consumed"
+    again = build_attacks(victim, settings, names=["HAG*"])
+    assert list(again) == ["HAG*"] and again["HAG*"] is not attacks["HAG*"], "each call builds fresh attacks"
+    with pytest.raises(KeyError, match="no attack settings for 'HAG'"):
+        build_attacks(victim, settings, names=["HAG"])
+    with pytest.raises(ValueError, match="unknown attack 'HAG'"):
+        build_attacks(victim, {"HAG": {}})
+
+
+# --- code distances -----------------------------------------------------------------------------------
+def test_code_distances_and_margins_match_a_plain_loop(setup):
+    victim, data = setup
+    queries = query_set(data, 6)
+    codes = {"own": victim.encode(queries.images),
+             "center": center_codes(queries.labels, victim.train_codes, victim.train_labels)}
+    frame = code_distances(codes, victim, queries.labels)
+    assert list(frame.columns) == ["code", "relation", "distance"]
+    expected = {}
+    for kind, kind_codes in codes.items():
+        for q, (code, label) in enumerate(zip(kind_codes.tolist(), queries.labels.tolist())):
+            for db_code, db_label in zip(victim.db_codes.tolist(), victim.db_labels.tolist()):
+                relation = "positives" if any(a and b for a, b in zip(label, db_label)) else "negatives"
+                distance = sum(a != b for a, b in zip(code, db_code))
+                expected.setdefault((kind, relation), []).append(distance)
+    for (kind, relation), distances in expected.items():
+        got = frame[(frame.code == kind) & (frame.relation == relation)].distance.tolist()
+        assert got == distances, (kind, relation)
+    assert len(frame) == 2 * len(queries) * len(victim.db_codes)
+    margins = distance_margins(frame)
+    for kind in codes:
+        positives = sum(expected[(kind, "positives")]) / len(expected[(kind, "positives")])
+        negatives = sum(expected[(kind, "negatives")]) / len(expected[(kind, "negatives")])
+        assert margins.loc[kind, "positives"] == pytest.approx(positives)
+        assert margins.loc[kind, "negatives"] == pytest.approx(negatives)
+        assert margins.loc[kind, "margin (neg - pos)"] == pytest.approx(negatives - positives)
+        assert negatives - positives > 4, "the codes of a trained model sit near their positives"
+
+
+# --- the brute-force check of closed forms ------------------------------------------------------------
+@pytest.mark.parametrize("variant", ["paper", "official"])
+def test_closed_form_gap_is_zero_for_center_codes_and_positive_for_a_wrong_closed_form(variant):
+    bits = 6
+    labels, table_codes, table_labels = random_table(2, bits=bits)
+    objective = partial(center_code_objective, labels=labels, table_codes=table_codes, table_labels=table_labels,
+                        variant=variant)
+    centers = center_codes(labels, table_codes, table_labels, variant=variant)
+    gap = closed_form_gap(centers, lambda candidates: objective(candidates), bits)
+    zero_rows = int((centers == 0).any(1).sum())
+    assert gap["max_gap"] == pytest.approx(0.0, abs=1e-6)
+    assert gap["bits"] == bits and gap["candidates"] == 2**bits
+    assert gap["zero_codes"] == zero_rows and gap["queries"] == len(labels) - zero_rows
+    assert (zero_rows > 0) == (variant == "official"), "the official code is zero without positives"
+    wrong = closed_form_gap(-centers, lambda candidates: objective(candidates), bits)
+    assert wrong["max_gap"] > 0.5
+
+
+def test_closed_form_gap_is_zero_for_mainstay_codes():
+    bits = 7
+    labels, table_codes, table_labels = random_table(5, bits=bits, rate=0.35)
+    mainstays = mainstay_codes(labels, table_codes, table_labels)
+    objective = lambda candidates: mainstay_code_objective(candidates, labels, table_codes, table_labels)
+    gap = closed_form_gap(mainstays, objective, bits)
+    assert gap["max_gap"] == pytest.approx(0.0, abs=1e-6) and gap["queries"] == len(labels) and gap["zero_codes"] == 0
+    flipped = mainstays.clone()
+    flipped[:, 0] *= -1                                    # one bit off: no longer the minimum where it is not a tie
+    assert closed_form_gap(flipped, objective, bits)["max_gap"] > 0
+
+
+# --- defense gains, bit statistics, metrics files -----------------------------------------------------
+def test_defense_gain_counts_a_higher_map_and_a_lower_targeted_map_as_gains():
+    results = pd.DataFrame([
+        dict(model="robust", bits=16, HAG=0.6, DHTA=0.2), dict(model="clean", bits=16, HAG=0.3, DHTA=0.5),
+        dict(model="robust", bits=32, HAG=0.7, DHTA=0.1), dict(model="clean", bits=32, HAG=0.5, DHTA=0.4)])
+    gains = defense_gain(results, "robust", "clean", higher_is_better={"HAG": True, "DHTA": False})
+    assert list(gains.columns) == ["attack", "bits", "points", "relative"]
+    by = gains.set_index(["attack", "bits"])
+    assert by.loc[("HAG", 16), "points"] == pytest.approx(30) and by.loc[("HAG", 16), "relative"] == pytest.approx(100)
+    assert by.loc[("DHTA", 16), "points"] == pytest.approx(30) and by.loc[("DHTA", 16), "relative"] == pytest.approx(60)
+    assert by.loc[("HAG", 32), "points"] == pytest.approx(20) and by.loc[("HAG", 32), "relative"] == pytest.approx(40)
+    assert by.loc[("DHTA", 32), "points"] == pytest.approx(30) and by.loc[("DHTA", 32), "relative"] == pytest.approx(75)
+    reverse = defense_gain(results, "clean", "robust", higher_is_better={"HAG": True, "DHTA": False})
+    assert (reverse.points < 0).all(), "the worse model loses on every attack"
+
+
+def test_bit_statistics_of_constant_balanced_and_correlated_codes():
+    constant = bit_statistics(torch.ones(10, 4))
+    assert constant == dict(balance=1.0, mean_abs_bit_correlation=0.0)
+    balanced = bit_statistics(all_codes(3))                           # every bit +1 on half, pairwise independent
+    assert balanced["balance"] == 0.0 and balanced["mean_abs_bit_correlation"] == pytest.approx(0.0, abs=1e-6)
+    a = all_codes(3)[:, :1]
+    correlated = bit_statistics(torch.cat([a, a, -a], dim=1))
+    assert correlated["balance"] == 0.0 and correlated["mean_abs_bit_correlation"] == pytest.approx(1.0)
+    half = bit_statistics(torch.cat([torch.ones(8, 1), all_codes(3)[:, :1]], dim=1))
+    assert half == pytest.approx(dict(balance=0.5, mean_abs_bit_correlation=0.0))
+
+
+def test_nested_metrics_is_the_dict_of_a_metrics_file():
+    frame = pd.DataFrame(dict(method=["DPSH", "DPSH", "CgAT", "CgAT"], bits=[16, 32, 16, 32],
+                              mAP=[0.5, 0.6, 0.55, 0.65]))
+    assert nested_metrics(frame, "mAP", by="method") == {"CgAT": {"16": 0.55, "32": 0.65},
+                                                         "DPSH": {"16": 0.5, "32": 0.6}}
+    assert nested_metrics(frame, "mAP", by="bits", within="method") == {"16": {"DPSH": 0.5, "CgAT": 0.55},
+                                                                        "32": {"DPSH": 0.6, "CgAT": 0.65}}
+
+
+def test_read_published_skips_comments_and_makes_code_lengths_integers(tmp_path):
+    path = tmp_path / "published.csv"
+    path.write_text("# Table I of the paper\n# mAP@5000\nmethod,16,32,64\nDPSH,0.50,0.60,0.70\nCgAT,0.40,0.45,0.5\n")
+    table = read_published(path)
+    assert list(table.columns) == ["method", 16, 32, 64]
+    assert table.method.tolist() == ["DPSH", "CgAT"] and table[32].tolist() == [0.60, 0.45]
+    assert read_published(str(path)).equals(table)
+
+
+# --- attacks over several victims, budgets and iterations ---------------------------------------------
+from advhash.evaluation import attack_scores, budget_sweep, reference_maps, snapshot_scores  # noqa: E402
+from advhash.metrics import random_ranking_map  # noqa: E402
+
+
+def test_reference_maps_are_the_clean_and_the_random_ranking_map(setup):
+    victim, data = setup
+    queries = query_set(data, 16)
+    references = reference_maps(victim, queries, topk=20)
+    assert references == dict(clean=retrieval_map(victim, victim.encode(queries.images), queries.labels, topk=20),
+                              random=random_ranking_map(queries.labels, victim.db_labels, topk=20))
+    assert references["random"] < references["clean"]
+    with pytest.raises(ValueError, match="reference_maps steers by the victim's codes of the database"):
+        reference_maps(Victim(victim.model), queries, topk=20)
+
+
+def test_attack_scores_run_every_attack_on_every_victim_with_its_own_queries(setup):
+    victim, data = setup
+    other = Victim.build(fresh_model(seed=5), data)
+    victims = {("stripes", 16): victim, ("fresh", 16): other}
+    queries = {("stripes", 16): query_set(data, 8), ("fresh", 16): query_set(data, 6)}
+    settings = {"HAG": dict(attack="hag", eps=16 / 255, alpha=4 / 255, steps=4),
+                "PGD": dict(attack="pgd", eps=16 / 255, alpha=4 / 255, steps=2)}
+    table, runs = attack_scores(victims, queries, settings, topk=20, batch_size=5, snapshot_steps=[0, 2, 4],
+                                columns=("dataset", "bits"))
+    assert list(table.columns) == ["dataset", "bits", "clean", "random", "HAG", "PGD", "HAG linf_255", "HAG l2",
+                                   "HAG psnr", "PGD linf_255", "PGD l2", "PGD psnr"]
+    assert list(zip(table.dataset, table.bits)) == list(victims) and set(runs) == {
+        (*key, label) for key in victims for label in settings}
+    hag = {name: value for name, value in settings["HAG"].items() if name != "attack"}
+    for row, (key, each) in zip(table.to_dict("records"), victims.items()):
+        expected = evaluate_attack(build_attack("hag", each, **hag), each, queries[key], topk=20)
+        assert row["HAG"] == expected.score and row["HAG linf_255"] == expected.sizes["linf_255"]
+        assert {name: row[name] for name in ("clean", "random")} == reference_maps(each, queries[key], topk=20)
+        assert len(runs[(*key, "PGD")].adversarial) == len(queries[key])
+    assert sorted(runs["stripes", 16, "HAG"].snapshots) == [0, 2, 4]
+    assert sorted(runs["stripes", 16, "PGD"].snapshots) == [0, 2], "the steps an attack reaches"
+    scores = snapshot_scores(runs, victims, queries, "HAG", topk=20)
+    assert list(scores.columns) == ["dataset", "bits", "iteration", "map"] and len(scores) == 2 * 3
+    first = scores[scores.dataset == "stripes"]
+    assert list(first.iteration) == [0, 2, 4] and first["map"].iloc[0] == table.clean[0]
+    assert first["map"].iloc[-1] == table.HAG[0], "the last iterate is the attack's result"
+
+
+def test_budget_sweep_scales_the_step_with_the_budget(setup):
+    victim, data = setup
+    queries = query_set(data, 8)
+    sweep = budget_sweep(victim, queries, dict(attack="hag", steps=3, threshold=0.5), [4, 64], step_fraction=1 / 4,
+                         topk=20, batch_size=5)
+    assert list(sweep.columns) == ["eps_255", "map", "clean", "random"] and list(sweep.eps_255) == [4, 64]
+    for row in sweep.itertuples():
+        attack = build_attack("hag", victim, steps=3, threshold=0.5, eps=row.eps_255 / 255,
+                              alpha=row.eps_255 / 4 / 255)
+        assert row.map == evaluate_attack(attack, victim, queries, topk=20).score
+    assert (sweep.clean == reference_maps(victim, queries, topk=20)["clean"]).all()
+    assert sweep["map"].iloc[1] < sweep["map"].iloc[0], "a larger budget is a stronger attack"
+
+
+def test_attack_scores_score_targeted_attacks_by_t_map_and_reuse_earlier_runs(setup):
+    victim, data = setup
+    queries = query_set(data, 6, target_min_items=1)
+    settings = {"SAAT": dict(attack="saat", eps=16 / 255, alpha=4 / 255, steps=3, random_start=False),
+                "DHTA": dict(attack="dhta", eps=16 / 255, alpha=4 / 255, steps=3, num_anchors=1)}
+    table, runs = attack_scores({("stripes", 16): victim}, queries, settings, topk=20, targeted=["DHTA"])
+    assert list(table.columns[:2]) == ["model", "bits"]
+    dhta = evaluate_attack(build_attack("dhta", victim, **{k: v for k, v in settings["DHTA"].items() if k != "attack"}),
+                           victim, queries, topk=20, targeted=True)
+    assert table.DHTA[0] == dhta.score == retrieval_map(victim, dhta.codes, queries.target_labels, topk=20, targeted=True)
+    assert not runs["stripes", 16, "SAAT"].history == [] and table.SAAT[0] == runs["stripes", 16, "SAAT"].score
+    marker = AttackResult(queries.images, victim.encode(queries.images), -1.0, dict(linf_255=0.0, l2=0.0, psnr=0.0))
+    again, _ = attack_scores({("stripes", 16): victim}, queries, settings, topk=20, targeted=["DHTA"],
+                             runs={("stripes", 16, "SAAT"): marker})
+    assert again.SAAT[0] == -1.0, "an attack already run on a victim is reused"
+    assert again.DHTA[0] == table.DHTA[0]

@@ -1,0 +1,261 @@
+"""advhash.figures: image panels with relevance frames, perturbation images, ranked retrievals, the
+adversarial-examples figure, the transfer heatmap, the cross-modal damage and curve figures, and the figures of
+the defense sections (robustness bars and sweeps, trade-off, distance histograms, bit correlations)."""
+
+from types import SimpleNamespace
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.colors import to_rgba  # noqa: E402
+
+from advhash.data import InMemorySplit  # noqa: E402
+from advhash.figures import (attack_examples, attack_histories, bit_correlations, curve_panels,  # noqa: E402
+                             damage_figure, distance_histograms, image_grid, model_palette, perturbation_grid,
+                             pr_and_pn_curves, retrieval_examples, robustness_bars, robustness_sweep, show_image,
+                             show_perturbation, show_ranking, sweep_panels, tradeoff_plot, transfer_heatmap)
+from advhash.report import DPI, finish_figure  # noqa: E402
+
+GREEN, RED = to_rgba("green"), to_rgba("red")
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def frame_colour(ax):
+    """The colour of an axis' frame when all four spines are drawn alike (else None)."""
+    colours = {to_rgba(spine.get_edgecolor()) for spine in ax.spines.values() if spine.get_visible()}
+    return colours.pop() if len(colours) == 1 else None
+
+
+def data_lines(ax):
+    """The y values of an axis' plotted lines (legend handles left out), sorted."""
+    return sorted(tuple(np.round(line.get_ydata(), 6)) for line in ax.get_lines() if len(line.get_ydata()))
+
+
+def shown(ax):
+    """The array an axis displays."""
+    return np.asarray(ax.get_images()[0].get_array())
+
+
+def test_image_grid_is_two_dimensional_without_ticks_or_grid():
+    fig, axes = image_grid(1, 3, figsize=(3, 1))
+    assert axes.shape == (1, 3) and len(fig.axes) == 3
+    for ax in axes.flat:
+        assert list(ax.get_xticks()) == [] and list(ax.get_yticks()) == []
+        assert not any(line.get_visible() for line in ax.get_xgridlines() + ax.get_ygridlines())
+        assert ax.axison
+    _, hidden = image_grid(2, 1, figsize=(1, 2), frames=False)
+    assert hidden.shape == (2, 1) and not any(ax.axison for ax in hidden.flat)
+
+
+def test_show_image_draws_grey_and_colour_images_clipped_with_a_relevance_frame():
+    fig, axes = image_grid(1, 3, figsize=(3, 1))
+    grey = torch.tensor([[[-0.5, 0.25], [0.75, 2.0]]])                  # (1, 2, 2), values outside [0, 1]
+    show_image(axes[0, 0], grey, "grey", relevant=True)
+    np.testing.assert_allclose(shown(axes[0, 0]), [[0.0, 0.25], [0.75, 1.0]])
+    assert axes[0, 0].get_title() == "grey" and frame_colour(axes[0, 0]) == GREEN
+    assert axes[0, 0].get_images()[0].get_clim() == (0, 1)
+    colour = torch.rand(3, 4, 5, generator=torch.Generator().manual_seed(0))
+    show_image(axes[0, 1], colour, relevant=False)
+    assert shown(axes[0, 1]).shape == (4, 5, 3) and frame_colour(axes[0, 1]) == RED
+    show_image(axes[0, 2], grey[0])                                        # (H, W), no frame asked for
+    assert shown(axes[0, 2]).shape == (2, 2) and frame_colour(axes[0, 2]) not in (GREEN, RED)
+
+
+def test_show_perturbation_maps_no_change_to_mid_grey_and_the_scale_to_the_full_range():
+    fig, axes = image_grid(1, 2, figsize=(2, 1))
+    clean = torch.full((1, 2, 2), 0.5)
+    adversarial = clean + torch.tensor([[[0.0, 0.1], [-0.1, 0.05]]])
+    show_perturbation(axes[0, 0], clean, adversarial, scale=0.1)
+    np.testing.assert_allclose(shown(axes[0, 0]), [[0.5, 1.0], [0.0, 0.75]], atol=1e-6)
+    assert axes[0, 0].get_title() == "perturbation x5"
+    show_perturbation(axes[0, 1], clean, clean + 0.2 * (adversarial - clean))   # scale: max |delta| = 0.02
+    np.testing.assert_allclose(shown(axes[0, 1]), [[0.5, 1.0], [0.0, 0.75]], atol=1e-5)
+    assert axes[0, 1].get_title() == "perturbation x25"
+
+
+def test_show_ranking_frames_items_by_a_shared_label():
+    labels = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    split = InMemorySplit(torch.arange(3, dtype=torch.uint8).mul(100).view(3, 1, 1, 1).expand(3, 1, 2, 2).clone(),
+                          labels)
+    fig, axes = image_grid(1, 3, figsize=(3, 1))
+    show_ranking(axes[0], split, torch.tensor([2, 1, 0]), torch.tensor([1.0, 0.0]), titles=["d=0", "d=1", "d=2"])
+    assert [frame_colour(ax) for ax in axes[0]] == [GREEN, RED, GREEN]
+    assert [ax.get_title() for ax in axes[0]] == ["d=0", "d=1", "d=2"]
+    np.testing.assert_allclose(shown(axes[0, 0]), np.full((2, 2), 200 / 255), atol=1e-6)   # item 2 first
+
+
+def test_attack_examples_draws_two_rows_per_query_and_finish_figure_saves_it(tmp_path):
+    g = torch.Generator().manual_seed(1)
+    database = InMemorySplit((torch.rand(6, 1, 4, 4, generator=g) * 255).to(torch.uint8),
+                             torch.eye(2)[torch.tensor([0, 1, 0, 1, 0, 1])])
+    clean = torch.rand(2, 1, 4, 4, generator=g) * 0.8 + 0.1
+    adversarial = clean + 0.05
+    labels = torch.eye(2)
+    before, after = torch.tensor([[0, 2, 4], [1, 3, 5]]), torch.tensor([[1, 3, 5], [0, 2, 4]])
+    fig = attack_examples(clean, adversarial, labels, database, before, after, scale=0.1)
+    axes = np.array(fig.axes).reshape(4, 6)
+    assert [ax.get_title() for ax in axes[:, 0]] == ["natural", "adversarial"] * 2
+    assert axes[0, 1].get_title() == "perturbation x5" and not axes[1, 1].axison
+    assert [text.get_text() for text in axes[0, 2].texts] == ["before"]
+    assert [text.get_text() for text in axes[1, 2].texts] == ["after"]
+    assert [frame_colour(ax) for ax in axes[0, 3:]] == [GREEN] * 3    # query 0 (class 0) before: items 0, 2, 4
+    assert [frame_colour(ax) for ax in axes[1, 3:]] == [RED] * 3      # after: items 1, 3, 5
+    assert [frame_colour(ax) for ax in axes[2, 3:]] == [GREEN] * 3    # query 1 (class 1) before: 1, 3, 5
+    path = tmp_path / "sub" / "examples.png"
+    assert finish_figure(fig, path, title="HAG") is None        # nothing for a notebook cell to print
+    assert path.exists() and fig.texts[0].get_text() == "HAG"
+    height, width = plt.imread(path).shape[:2]                          # at the reports' resolution
+    assert abs(height - fig.get_figheight() * DPI) <= 1 and abs(width - fig.get_figwidth() * DPI) <= 1
+
+
+def test_attack_histories_draw_the_gradient_norm_on_a_log_scale_and_the_flipped_bits():
+    histories = {label: [dict(step=t, loss=1.0, grad_norm=scale * 10.0 ** -t, flipped_fraction=t / (4 * scale),
+                              scale=1.0) for t in range(3)] for label, scale in (("fixed", 1.0), ("grow", 2.0))}
+    fig = attack_histories(histories, hue="activation")
+    gradient, flipped = fig.axes[:2]
+    assert gradient.get_yscale() == "log" and flipped.get_yscale() == "linear"
+    assert (gradient.get_title(), flipped.get_title()) == ("gradient", "flipped bits")
+    assert gradient.get_legend().get_title().get_text() == "activation"
+    assert data_lines(gradient) == [(1.0, 0.1, 0.01), (2.0, 0.2, 0.02)]        # one line per attack
+    assert data_lines(flipped) == [(0.0, 0.125, 0.25), (0.0, 0.25, 0.5)]
+
+
+def test_perturbation_grid_shows_clean_adversarial_and_perturbation_columns():
+    clean = torch.full((2, 1, 2, 2), 0.5)
+    adversarial = clean.clone()
+    adversarial[0, 0, 0, 0] += 0.1
+    adversarial[1, 0, 1, 1] -= 0.25
+    fig = perturbation_grid(clean, adversarial)
+    axes = np.array(fig.axes).reshape(3, 2)
+    assert fig.get_size_inches().tolist() == pytest.approx([4.4, 6.6])
+    assert [ax.get_title() for ax in axes[:, 0]] == ["clean", "adversarial", "perturbation x5"]
+    assert axes[2, 1].get_title() == "perturbation x2" and not any(ax.axison for ax in axes.flat)
+    np.testing.assert_allclose(shown(axes[1, 0]), [[0.6, 0.5], [0.5, 0.5]], atol=1e-6)
+    np.testing.assert_allclose(shown(axes[2, 1]), [[0.5, 0.5], [0.5, 0.0]], atol=1e-6)
+
+
+def test_retrieval_examples_rank_the_queries_by_the_victim_before_and_after():
+    database = InMemorySplit((torch.linspace(0, 1, 4).reshape(4, 1, 1, 1).expand(4, 1, 2, 2) * 255).to(torch.uint8),
+                             torch.eye(2)[torch.tensor([0, 0, 1, 1])])
+    victim = SimpleNamespace(db_codes=torch.tensor([[1.0, 1.0], [1.0, 1.0], [-1.0, -1.0], [-1.0, -1.0]]),
+                             encode=lambda images: torch.where(images.mean((1, 2, 3)) > 0.5, -1.0, 1.0)[:, None]
+                             .expand(-1, 2))                     # a dark image is coded like items 0, 1
+    queries = SimpleNamespace(images=torch.full((1, 1, 2, 2), 0.2), labels=torch.eye(2)[:1])
+    fig = retrieval_examples(victim, queries, torch.full((1, 1, 2, 2), 0.8), database, scale=0.6, k=2)
+    axes = np.array(fig.axes).reshape(2, 5)
+    assert [frame_colour(ax) for ax in axes[0, 3:]] == [GREEN] * 2     # before: items 0 and 1, class 0 like the query
+    assert [frame_colour(ax) for ax in axes[1, 3:]] == [RED] * 2       # after: items 2 and 3
+    assert axes[0, 1].get_title() == "perturbation x1"
+
+
+def test_transfer_heatmap_annotates_every_cell_under_the_axis_names():
+    table = pd.DataFrame({"A": {"none": 0.9, "r1: A": 0.2}, "B": {"none": 0.8, "r1: A": 0.5}})
+    fig = transfer_heatmap(table, title="transfer")
+    ax = fig.axes[0]
+    assert [text.get_text() for text in ax.texts] == ["0.900", "0.800", "0.200", "0.500"]
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == ("evaluated on (victim)", "perturbation crafted on",
+                                                                  "transfer")
+    assert [label.get_text() for label in ax.get_xticklabels()] == ["A", "B"]
+    assert fig.axes[1].get_ylabel() == "mAP"                                     # the colour bar
+
+
+def test_damage_figure_draws_the_mean_drop_per_task_and_the_map_per_iteration():
+    final = pd.DataFrame(dict(model=["A", "A", "A", "A"], task=["t1", "t1", "t2", "t2"], drop=[0.1, 0.3, 0.0, 0.2]))
+    story = pd.DataFrame(dict(model="A", protocol="adaptive", task=["t1", "t1", "t2", "t2"], iterations=[1, 2, 1, 2],
+                              map=[0.9, 0.8, 0.7, 0.6]))
+    fig = damage_figure(final, story, tasks=["t2", "t1"], topk=10, final_title="final", story_title="story")
+    bars, lines = fig.axes[:2]
+    assert [round(patch.get_height(), 6) for patch in bars.patches if patch.get_height()] == [0.1, 0.2]   # t2, t1
+    assert bars.get_ylabel() == "mAP@10 drop (clean - attacked)" and bars.get_title() == "final"
+    assert data_lines(lines) == [(0.7, 0.6), (0.9, 0.8)] and lines.get_title() == "story"
+
+
+def test_pr_and_pn_curves_draw_one_line_per_task_and_kind_of_queries():
+    pr = pd.DataFrame(dict(task="t", queries=["clean", "clean", "CMLA", "CMLA"], recall=[0.1, 0.5, 0.1, 0.4],
+                           precision=[0.9, 0.7, 0.5, 0.3]))
+    pn = pd.DataFrame(dict(task="t", queries=["clean", "clean", "CMLA", "CMLA"], n=[10, 20, 10, 20],
+                           precision=[0.8, 0.6, 0.4, 0.2]))
+    fig = pr_and_pn_curves(pr, pn, title="PR")
+    left, right = fig.axes[:2]
+    assert data_lines(left) == [(0.5, 0.3), (0.9, 0.7)] and left.get_title() == "PR"
+    assert data_lines(right) == [(0.4, 0.2), (0.8, 0.6)] and right.get_xlabel() == "N"
+
+
+def test_model_palette_gives_every_model_its_own_fixed_colour():
+    palette = model_palette()
+    assert list(palette) == ["undefended", "finetune", "atrdh", "cgat", "saat"]
+    assert len(set(palette.values())) == len(palette) and palette == model_palette()
+
+
+def test_robustness_bars_draw_a_panel_per_code_length_and_the_baseline():
+    frame = pd.DataFrame([dict(attack=a, value=v, bits=b, model=m) for b in (16, 32) for a in ("HAG", "SAAT")
+                          for m, v in (("undefended", 0.3), ("saat", 0.6))])
+    grid = robustness_bars(frame, hue="model", hue_order=["undefended", "saat"], palette=model_palette(),
+                           ylabel="mAP", title="t", baseline=0.25)
+    assert [ax.get_title() for ax in grid.axes.flat] == ["16 bits", "32 bits"]
+    for ax in grid.axes.flat:
+        assert sorted(round(p.get_height(), 6) for p in ax.patches if p.get_height()) == [0.3, 0.3, 0.6, 0.6]
+        assert any(set(line.get_ydata()) == {0.25} for line in ax.get_lines())
+
+
+def test_distance_histograms_draw_one_panel_per_kind_of_code():
+    distances = pd.DataFrame(dict(code=["b_q"] * 4 + ["c_q"] * 4, relation=["positives", "negatives"] * 4,
+                                  distance=[1, 5, 2, 6, 0, 7, 1, 8]))
+    grid = distance_histograms(distances, bits=8)
+    assert len(grid.axes.flat) == 2 and grid.axes.flat[0].get_xlabel() == "Hamming distance (8 bits)"
+
+
+def test_curve_panels_label_the_axes_and_title_the_panels():
+    frame = pd.DataFrame(dict(epoch=[1, 2, 1, 2], loss=[1.0, 0.5, 2.0, 1.0], bits=[16, 16, 32, 32],
+                              method=["dph"] * 4))
+    grid = curve_panels(frame, x="epoch", y="loss", col="bits", hue="method", xlabel="epoch", ylabel="loss",
+                        panel_titles="{col_name} bits", title="training")
+    assert [ax.get_title() for ax in grid.axes.flat] == ["16 bits", "32 bits"]
+    assert grid.axes.flat[0].get_ylabel() == "loss" and grid.figure._suptitle.get_text() == "training"
+    assert data_lines(grid.axes.flat[1]) == [(2.0, 1.0)]
+
+
+def test_bit_correlations_show_the_correlation_of_the_bits_of_each_method():
+    codes = torch.tensor([[1., 1., -1.], [-1., -1., 1.], [1., 1., 1.], [-1., -1., -1.]])   # bit 1 copies bit 0
+    fig = bit_correlations({"dph": codes, "dpsh": -codes}, bits=3)
+    heatmaps = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in heatmaps] == ["DPH 3 bits: bit correlation", "DPSH 3 bits: bit correlation"]
+    matrix = np.asarray(heatmaps[0].collections[0].get_array()).reshape(3, 3)
+    assert matrix[0, 1] == pytest.approx(1.0) and matrix[0, 2] == pytest.approx(0.0)
+
+
+def test_sweep_panels_draw_one_panel_per_sweep_with_the_random_baseline():
+    frame = pd.DataFrame([dict(sweep=s, x=x, attack=a, map=0.5 - 0.01 * x) for s in ("eps", "iterations")
+                          for x in (0, 8) for a in ("HAG", "SAAT")])
+    fig = sweep_panels(frame, panels={"eps": "eps", "iterations": "iterations"}, ylabel="mAP", title="t", baseline=0.4)
+    assert [ax.get_xlabel() for ax in fig.axes] == ["eps", "iterations"]
+    assert all(any(set(line.get_ydata()) == {0.4} for line in ax.get_lines()) for ax in fig.axes)
+
+
+def test_tradeoff_plot_labels_every_point_with_its_training_budget_or_model():
+    tradeoff = pd.DataFrame(dict(defense=["undefended", "saat", "saat"], train_eps_255=[0, 8, 32],
+                                 clean=[0.6, 0.58, 0.55], robust=[0.3, 0.4, 0.45]))
+    fig = tradeoff_plot(tradeoff, palette=model_palette(), xlabel="clean", ylabel="robust", title="t")
+    assert sorted(text.get_text() for text in fig.axes[0].texts) == ["32", "8", "undefended"]
+
+
+def test_robustness_sweep_marks_the_training_budget_and_plots_clean_against_robust():
+    sweep = pd.DataFrame(dict(model=["undefended", "cgat"] * 2, attack="center", eps_255=[0, 0, 8, 8],
+                              map=[0.6, 0.6, 0.3, 0.5]))
+    results = pd.DataFrame(dict(model=["undefended", "cgat"], bits=[32, 32], clean=[0.6, 0.6], center=[0.3, 0.5]))
+    fig = robustness_sweep(sweep, results, attack="center", palette=model_palette(), hue_order=["undefended", "cgat"],
+                           budget_255=8, k=100, bits=32, eps_255=8)
+    left, right = fig.axes[:2]
+    assert any(set(line.get_xdata()) == {8} for line in left.get_lines())          # the training budget
+    assert right.get_ylabel() == "mAP@100, center attack"
