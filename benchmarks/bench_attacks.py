@@ -76,8 +76,8 @@ def build_runs(model: HashingModel, images: torch.Tensor, steps: int, *, table: 
             attack.set_targets(targets)
         runs[name] = lambda a=attack: perturb(a, images, labels, batch_size=len(images))
     pair_codes = random_codes(len(images), model.bits, seed=1)
-    cmla = CMLA(model, modality="image", steps=steps)
-    runs["cmla"] = lambda: perturb(cmla, images, labels, -pair_codes, pair_codes, batch_size=len(images))
+    cmla = CMLA(model, modality="image", steps=steps).set_pairs(-pair_codes, pair_codes)
+    runs["cmla"] = lambda: perturb(cmla, images, labels, batch_size=len(images))
     return runs
 
 

@@ -239,12 +239,15 @@ def test_perturb_of_no_images_and_of_a_bare_model():
 def test_perturb_bad_arguments_are_clear_errors():
     victim = table_victim(fresh_model())
     attack = CenterGuidedAttack(victim, steps=2)
-    with pytest.raises(ValueError, match=r"per-image argument 0 must be a tensor with one row per image \(6\); got 5"):
+    with pytest.raises(ValueError, match=r"labels need one row per image \(6\); got 5"):
         perturb(attack, images(6), one_hot_labels(5), batch_size=3)
     as_list = perturb(CenterGuidedAttack(victim, steps=2), images(6), one_hot_labels(6).tolist(), batch_size=3)
-    assert torch.equal(as_list, perturb(CenterGuidedAttack(victim, steps=2), images(6), one_hot_labels(6), batch_size=3))
-    with pytest.raises(ValueError, match=r"takes \(images, labels\); its guide codes come from its victim"):
+    as_tensor = perturb(CenterGuidedAttack(victim, steps=2), images(6), one_hot_labels(6), batch_size=3)
+    assert torch.equal(as_list, as_tensor)
+    with pytest.raises(TypeError):                  # one call shape: (images, labels); guides come from the victim
         perturb(attack, images(6), one_hot_labels(6), random_codes(6))
+    with pytest.raises(TypeError, match=r"perturb runs attacks with prepare\(\) and run\(\)"):
+        perturb(lambda x, y: x, images(6), one_hot_labels(6))
     for bad in (0, -1, 2.5):
         with pytest.raises(ValueError, match="batch_size must be a positive integer"):
             perturb(attack, images(6), one_hot_labels(6), batch_size=bad)

@@ -64,7 +64,7 @@ def test_cmla_breaks_cross_modal_retrieval_and_its_intra_term_spares_intra_modal
     drops = {}
     for intra_weight in (0.0, 1.0):
         attack = CMLA(model.image, modality="image", steps=100, lr=2 / 255, intra_weight=intra_weight)
-        adversarial = perturb(attack, images, labels, query["text"], query["image"])
+        adversarial = perturb(attack.set_pairs(query["text"], query["image"]), images, labels)
         after = crossmodal_maps(dict(query, image=encode(model.image, adversarial)), db, labels,
                                 data.database.labels, tasks=tasks)
         drops[intra_weight] = {task: before[task] - after[task] for task in tasks}
@@ -82,7 +82,7 @@ def test_cmla_on_texts_breaks_text_to_image_retrieval(pairs):
     texts, labels = data.query.texts, data.query.labels
     # on stripes both modalities share their codes, so the intra term would cancel the inter term: leave it out
     attack = CMLA(model.text, modality="text", steps=200, lr=0.05, intra_weight=0.0)
-    adversarial = attack(texts, labels, query["image"], query["text"])
+    adversarial = attack.set_pairs(query["image"], query["text"])(texts, labels)
     attacked = dict(query, text=encode(model.text, adversarial))
     before = crossmodal_maps(query, db, labels, data.database.labels, tasks=["text->image"])["text->image"]
     after = crossmodal_maps(attacked, db, labels, data.database.labels, tasks=["text->image"])["text->image"]
@@ -96,13 +96,13 @@ def test_cmla_snapshots_are_the_shorter_attacks(pairs):
     codes = encode(model.image, images)
     settings = dict(modality="image", lr=2 / 255)
     attack = CMLA(model.image, steps=6, **settings)
-    full = perturb(attack, images, labels, -codes, codes, batch_size=8, snapshot_steps=[0, 3, 6])
+    full = perturb(attack.set_pairs(-codes, codes), images, labels, batch_size=8, snapshot_steps=[0, 3, 6])
     assert torch.equal(attack.snapshots[0], images) and torch.equal(attack.snapshots[6], full)
-    short = perturb(CMLA(model.image, steps=3, **settings), images, labels, -codes, codes, batch_size=8)
+    short = perturb(CMLA(model.image, steps=3, **settings).set_pairs(-codes, codes), images, labels, batch_size=8)
     assert torch.equal(attack.snapshots[3], short)
     assert [row["step"] for row in attack.history] == list(range(1, 7))
     with pytest.raises(ValueError, match="snapshot_steps"):
-        attack(images, labels, -codes, codes, snapshot_steps=[7])
+        attack(images, labels, snapshot_steps=[7])
 
 
 @pytest.mark.parametrize("modality", ["image", "text"])
@@ -113,7 +113,7 @@ def test_cmla_clip_keeps_the_official_one_sided_noise_bounds(pairs, modality):
     codes = encode(model.modality(modality), inputs)
     model.zero_grad(set_to_none=True)                                              # training left its gradients
     attack = CMLA(model.modality(modality), modality=modality, steps=20, lr=0.05, constraint="clip")
-    adversarial = attack(inputs, labels, -codes, codes)
+    adversarial = attack.set_pairs(-codes, codes)(inputs, labels)
     noise = adversarial - inputs
     assert all(p.grad is None for p in model.parameters()), "the attack must not leave gradients on the model"
     bound = 10 / 255 if modality == "image" else 0.01
@@ -135,10 +135,15 @@ def test_cross_modal_bad_inputs_are_clear_errors(pairs):
     with pytest.raises(ValueError, match="constraint must be"):
         CMLA(model.image, constraint="box")
     with pytest.raises(ValueError, match="one row of labels"):
-        CMLA(model.image, steps=1)(torch.rand(3, 1, 16, 16), torch.ones(2, 4), torch.ones(3, BITS), torch.ones(3, BITS))
+        CMLA(model.image, steps=1).set_pairs(torch.ones(3, BITS), torch.ones(3, BITS))(torch.rand(3, 1, 16, 16),
+                                                                                     torch.ones(2, 4))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        CMLA(model.image, steps=1)(torch.full((2, 1, 16, 16), 2.0), torch.ones(2, 4), torch.ones(2, BITS),
-                                   torch.ones(2, BITS))
+        CMLA(model.image, steps=1).set_pairs(torch.ones(2, BITS), torch.ones(2, BITS))(
+            torch.full((2, 1, 16, 16), 2.0), torch.ones(2, 4))
+    with pytest.raises(ValueError, match=r"call attack.set_pairs\(other_codes, own_codes\) first"):
+        CMLA(model.image, steps=1)(torch.rand(2, 1, 16, 16), torch.ones(2, 4))
+    with pytest.raises(ValueError, match="codes must have the network's"):
+        CMLA(model.image, steps=1).set_pairs(torch.ones(2, BITS + 1), torch.ones(2, BITS + 1))
     with pytest.raises(ValueError, match="num_adversarial"):
         augmented_training_split(model, data.train, num_adversarial=0)
     with pytest.raises(ValueError, match="text_dim"):

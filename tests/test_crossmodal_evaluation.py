@@ -94,8 +94,8 @@ def test_cmla_snapshots_are_the_iterates_of_a_plain_cmla_run(setup):
         assert torch.equal(snapshots["A", BITS][modality][0], queries.inputs(modality))
         for steps in (2, 4):                                          # the iterate after t steps is a t-step attack
             attack = CMLA(model.modality(modality), modality=modality, steps=steps, **SETTINGS[modality])
-            adversarial = perturb(attack, queries.inputs(modality), queries.labels, own[other], own[modality],
-                                  batch_size=4)
+            adversarial = perturb(attack.set_pairs(own[other], own[modality]), queries.inputs(modality),
+                                  queries.labels, batch_size=4)
             torch.testing.assert_close(snapshots["A", BITS][modality][steps], adversarial, rtol=0, atol=1e-6)
 
 

@@ -118,8 +118,8 @@ def test_cmla_attacks_ssah_and_ssah_plus_fine_tunes_on_its_samples(ssah_pairs, t
     codes = dict(image=encode(model.image, images), text=encode(model.text, texts))
     db = encode_pairs(model, data.database)
     clean = crossmodal_maps(codes, db, labels, data.database.labels, tasks=("image->text",))["image->text"]
-    adversarial = perturb(CMLA(model.image, modality="image", steps=100, lr=0.01), images, labels, codes["text"],
-                          codes["image"])
+    attack = CMLA(model.image, modality="image", steps=100, lr=0.01).set_pairs(codes["text"], codes["image"])
+    adversarial = perturb(attack, images, labels)
     attacked = crossmodal_maps(dict(codes, image=encode(model.image, adversarial)), db, labels, data.database.labels,
                                tasks=("image->text",))["image->text"]
     assert attacked < clean - 0.1, f"CMLA should break SSAH's image->text retrieval: {clean:.3f} -> {attacked:.3f}"

@@ -336,7 +336,8 @@ def test_attack_scores_score_targeted_attacks_by_t_map_and_reuse_earlier_runs(se
     assert list(table.columns[:2]) == ["model", "bits"]
     dhta = evaluate_attack(build_attack("dhta", victim, **{k: v for k, v in settings["DHTA"].items() if k != "attack"}),
                            victim, queries, topk=20, targeted=True)
-    assert table.DHTA[0] == dhta.score == retrieval_map(victim, dhta.codes, queries.target_labels, topk=20, targeted=True)
+    assert table.DHTA[0] == dhta.score
+    assert dhta.score == retrieval_map(victim, dhta.codes, queries.target_labels, topk=20, targeted=True)
     assert not runs["stripes", 16, "SAAT"].history == [] and table.SAAT[0] == runs["stripes", 16, "SAAT"].score
     marker = AttackResult(queries.images, victim.encode(queries.images), -1.0, dict(linf_255=0.0, l2=0.0, psnr=0.0))
     again, _ = attack_scores({("stripes", 16): victim}, queries, settings, topk=20, targeted=["DHTA"],

@@ -228,7 +228,8 @@ def robustness_sweep(sweep: pd.DataFrame, results: pd.DataFrame, *, attack: str,
     sns.lineplot(data=sweep, x="eps_255", y="map", hue="model", style="attack", marker="o", hue_order=hue_order,
                  palette=palette, ax=axes[0])
     axes[0].axvline(budget_255, color="grey", linestyle=":", linewidth=1)
-    axes[0].set(xlabel="eps (pixel levels / 255)", ylabel=f"mAP@{k} under attack", title=f"robustness vs eps, {bits} bits")
+    axes[0].set(xlabel="eps (pixel levels / 255)", ylabel=f"mAP@{k} under attack",
+                title=f"robustness vs eps, {bits} bits")
     sns.scatterplot(data=results, x="clean", y=attack, hue="model", style="bits", hue_order=hue_order,
                     palette=palette, s=80, ax=axes[1])
     axes[1].set(xlabel=f"clean mAP@{k}", ylabel=f"mAP@{k}, {attack} attack",

@@ -247,15 +247,15 @@ def check_labels(labels: Any, *, name: str = "labels") -> torch.Tensor:
     return labels
 
 
-def perturb(attack, images: torch.Tensor, labels: torch.Tensor | None = None, *per_image: torch.Tensor,
-            batch_size: int = 128, **kwargs) -> torch.Tensor:
+def perturb(attack, images: torch.Tensor, labels: torch.Tensor | None = None, *, batch_size: int = 128,
+            **kwargs) -> torch.Tensor:
     """Run ``attack`` over many images in batches of ``batch_size``: the same call as
     ``attack(images, labels)``, with the same result for every batch size where the attack treats
-    images independently. A :class:`HashingAttack` computes its guide rows (and takes its targets)
-    once for all images, then attacks batch by batch; ``kwargs`` (e.g. ``snapshot_steps``) go to every
-    batch unchanged. Any other attack called as ``attack(images, labels, *per_image)`` (e.g.
-    ``advhash.crossmodal.CMLA``, which also takes the paired modality's codes) gets ``labels`` and the
-    ``per_image`` tensors cut into the same batches.
+    images independently. The attack computes its per-image guide rows once for all images
+    (``attack.prepare(n, labels)``: the codes it steers by, its targets, CMLA's pair codes), then
+    attacks batch by batch (``attack.run(batch, guide_rows)``); ``kwargs`` (e.g. ``snapshot_steps``) go to
+    every batch unchanged. Any attack with ``prepare`` and ``run`` works: every :class:`HashingAttack`,
+    and ``advhash.crossmodal.CMLA``.
 
     Afterwards ``attack.snapshots[t]`` holds the step-t iterates of all images (concatenated in
     order) and ``attack.history`` one entry per iteration, each value averaged over the batches
@@ -264,29 +264,19 @@ def perturb(attack, images: torch.Tensor, labels: torch.Tensor | None = None, *p
     """
     if not isinstance(batch_size, int) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
-    if isinstance(attack, HashingAttack) and labels is not None:
+    if not (hasattr(attack, "prepare") and hasattr(attack, "run")):
+        raise TypeError(f"perturb runs attacks with prepare() and run() (HashingAttack, CMLA); got "
+                        f"{type(attack).__name__}")
+    check_images(images)
+    if labels is not None:
         labels = check_labels(labels)
-    rows = ([] if labels is None else [labels]) + list(per_image)
-    for index, tensor in enumerate(rows):
-        if not isinstance(tensor, torch.Tensor) or len(tensor) != len(images):
-            size = len(tensor) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
-            raise ValueError(f"per-image argument {index} must be a tensor with one row per image "
-                             f"({len(images)}); got {size}")
-    if isinstance(attack, HashingAttack):
-        if per_image:
-            raise ValueError(f"{type(attack).__name__} takes (images, labels); its guide codes come from its victim")
-        check_images(images)
-        guide = attack.prepare(len(images), labels)
-
-        def attack_batch(start: int, stop: int) -> torch.Tensor:
-            return attack.run(images[start:stop], None if guide is None else guide[start:stop], **kwargs)
-    else:
-        def attack_batch(start: int, stop: int) -> torch.Tensor:
-            return attack(images[start:stop], *(tensor[start:stop] for tensor in rows), **kwargs)
+        if len(labels) != len(images):
+            raise ValueError(f"labels need one row per image ({len(images)}); got {len(labels)}")
+    guide = attack.prepare(len(images), labels)
     outputs, snapshots, histories, sizes = [], {}, [], []
     for start in range(0, len(images), batch_size):
         stop = min(start + batch_size, len(images))
-        outputs.append(attack_batch(start, stop))
+        outputs.append(attack.run(images[start:stop], None if guide is None else guide[start:stop], **kwargs))
         for step, snap in attack.snapshots.items():
             snapshots.setdefault(step, []).append(snap)
         histories.append(attack.history)

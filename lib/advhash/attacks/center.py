@@ -59,6 +59,7 @@ class CenterGuidedAttack(CodeGuidedAttack):
     def guide(self, labels, targets):
         """The center code of each query (N, K), from the victim's training codes."""
         if labels is None:
-            raise ValueError("CenterGuidedAttack steers each query away from its center code: call attack(images, labels)")
+            raise ValueError("CenterGuidedAttack steers each query away from its center code: "
+                             "call attack(images, labels)")
         table_codes, table_labels = self.victim.require("train", type(self).__name__)
         return center_codes(check_labels(labels), table_codes, table_labels, variant=self.variant)

@@ -141,7 +141,8 @@ class SDHA(HashingAttack):
         if not surrogate_weight > 0:
             raise ValueError(f"surrogate_weight must be > 0; got {surrogate_weight!r}")
         self._sigma, self._z = sigma, z
-        self.surrogate_weight, self.scale_schedule, self.fixed_scale = float(surrogate_weight), scale_schedule, fixed_scale
+        self.surrogate_weight = float(surrogate_weight)
+        self.scale_schedule, self.fixed_scale = scale_schedule, fixed_scale
 
     @property
     def sigma(self) -> float:
@@ -173,7 +174,8 @@ class SDHA(HashingAttack):
         """SDHA steers by labels: the target labels when targeted, else the queries' own (N, L)."""
         guide = targets if targets is not None else labels
         if guide is None:
-            raise ValueError("SDHA pushes each query away from its relevant training items: call attack(images, labels)")
+            raise ValueError("SDHA pushes each query away from its relevant training items: "
+                             "call attack(images, labels)")
         table_labels = self.table()[1]
         if guide.shape[1] != table_labels.shape[1]:
             raise ValueError(f"labels must be (N, {table_labels.shape[1]}) multi-hot like the training labels; got "

@@ -71,7 +71,8 @@ class DHTA(CodeGuidedAttack):
     def guide(self, labels, targets):
         """The anchor code of each target label (N, K), from the victim's database codes."""
         if targets is None:
-            raise ValueError(f"{type(self).__name__} is a targeted attack: call attack.set_targets(target_labels) first")
+            raise ValueError(f"{type(self).__name__} is a targeted attack: "
+                             "call attack.set_targets(target_labels) first")
         db_codes, db_labels = self.victim.require("db", type(self).__name__)
         return self.anchors(targets, db_codes, db_labels)
 

@@ -30,10 +30,10 @@ def cmla_samples(model, images: torch.Tensor, texts: torch.Tensor, labels: torch
     """CMLA adversarial images and texts of paired items: each modality attacked against the clean codes of
     its pair and of itself. ``image_attack`` / ``text_attack``: settings of the two ``CMLA`` attacks."""
     image_codes, text_codes = encode(model.image, images), encode(model.text, texts)
-    adversarial_images = perturb(CMLA(model.image, modality="image", **(image_attack or {})), images, labels,
-                                 text_codes, image_codes, batch_size=batch_size)
-    adversarial_texts = perturb(CMLA(model.text, modality="text", **(text_attack or {})), texts, labels,
-                                image_codes, text_codes, batch_size=batch_size)
+    image_cmla = CMLA(model.image, modality="image", **(image_attack or {})).set_pairs(text_codes, image_codes)
+    text_cmla = CMLA(model.text, modality="text", **(text_attack or {})).set_pairs(image_codes, text_codes)
+    adversarial_images = perturb(image_cmla, images, labels, batch_size=batch_size)
+    adversarial_texts = perturb(text_cmla, texts, labels, batch_size=batch_size)
     return adversarial_images, adversarial_texts
 
 

@@ -84,16 +84,20 @@ class CMLA:
         max_noise: the clip's upper bound (Default: 10/255 for images, 0.01 for texts; "clip" only).
         inter_weight, intra_weight, distortion_weight: weights of J_inter, J_intra, mean|delta| (Default: 1, 1, 1).
 
+    The call is every attack's, ``attack(inputs, labels)``; the codes of the attacked pairs are given once,
+    ``attack.set_pairs(other_codes, own_codes)``, as a targeted image attack takes its targets.
+
     Shape:
         - inputs: (N, C, H, W) images in [0, 1] or (N, T) tag vectors.
         - labels: (N, L) multi-hot; S is computed within the batch.
-        - other_codes: (N, K) clean codes of the other modality of the same items (the paired texts of an
-          image batch); own_codes: (N, K) the clean codes of the inputs themselves.
+        - set_pairs: other_codes (N, K), the clean codes of the other modality of the same items (the paired
+          texts of an image batch); own_codes (N, K), the clean codes of the inputs themselves.
         - output: adversarial inputs of the inputs' shape.
 
     Examples::
         >>> attack = CMLA(model.image, modality="image", steps=500)
-        >>> adv_images = perturb(attack, images, labels, encode(model.text, texts), encode(model.image, images))
+        >>> attack.set_pairs(encode(model.text, texts), encode(model.image, images))
+        >>> adv_images = perturb(attack, images, labels, batch_size=128)
 
     ``advhash.attacks.perturb`` runs it in batches (128 in the official code; S is formed within each batch).
     """
@@ -119,6 +123,7 @@ class CMLA:
         self.distortion_weight = float(distortion_weight)
         self.history: list[dict[str, float]] = []
         self.snapshots: dict[int, torch.Tensor] = {}
+        self.pair_codes: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def __repr__(self) -> str:
         return (f"CMLA(modality={self.modality!r}, steps={self.steps}, lr={self.lr:.4g}, "
@@ -142,10 +147,44 @@ class CMLA:
             perturbation.copy_((inputs + perturbation).clamp(0, 1) - inputs)
         return inputs + perturbation
 
-    def __call__(self, inputs: torch.Tensor, labels: torch.Tensor, other_codes: torch.Tensor,
-                 own_codes: torch.Tensor, *, snapshot_steps=()) -> torch.Tensor:
-        """``snapshot_steps``: iteration counts t whose adversarial inputs are kept in ``snapshots[t]`` (CPU);
+    def set_pairs(self, other_codes: torch.Tensor, own_codes: torch.Tensor) -> "CMLA":
+        """The clean codes of the attacked pairs, one row per input of the next calls: ``other_codes`` (N, K)
+        of the other modality (the paired texts of an image batch), ``own_codes`` (N, K) of the inputs
+        themselves (``perturb`` cuts them into its batches). Returns the attack."""
+        other_codes, own_codes = torch.as_tensor(other_codes).float(), torch.as_tensor(own_codes).float()
+        if other_codes.ndim != 2 or other_codes.shape != own_codes.shape:
+            raise ValueError(f"other_codes and own_codes are (N, K) codes of the same pairs; got "
+                             f"{tuple(other_codes.shape)} and {tuple(own_codes.shape)}")
+        bits = getattr(self.network, "bits", other_codes.shape[1])
+        if other_codes.shape[1] != bits:
+            raise ValueError(f"codes must have the network's {bits} bits; got {other_codes.shape[1]}")
+        self.pair_codes = (other_codes, own_codes)
+        return self
+
+    def prepare(self, count: int, labels: torch.Tensor) -> torch.Tensor:
+        """The per-input guide rows of ``count`` inputs: [labels | other codes | own codes] (N, L + 2K), cut into
+        batches by ``advhash.attacks.perturb`` and split again by :meth:`run`."""
+        if self.pair_codes is None:
+            raise ValueError("CMLA needs the clean codes of the attacked pairs: call attack.set_pairs(other_codes, "
+                             "own_codes) first")
+        if labels is None:
+            raise ValueError("CMLA forms S from the labels: call attack(inputs, labels)")
+        other_codes, own_codes = self.pair_codes
+        labels = torch.as_tensor(labels).float()
+        if not (len(labels) == len(other_codes) == count):
+            raise ValueError(f"one row of labels and of the pairs' codes (set_pairs) per input ({count}); got "
+                             f"{len(labels)} and {len(other_codes)}")
+        return torch.cat([labels, other_codes, own_codes], dim=1)
+
+    def __call__(self, inputs: torch.Tensor, labels: torch.Tensor, *, snapshot_steps=()) -> torch.Tensor:
+        return self.run(inputs, self.prepare(len(inputs), labels), snapshot_steps=snapshot_steps)
+
+    def run(self, inputs: torch.Tensor, guide: torch.Tensor, *, snapshot_steps=()) -> torch.Tensor:
+        """Attack ``inputs`` with the guide rows of :meth:`prepare` (one per input).
+        ``snapshot_steps``: iteration counts t whose adversarial inputs are kept in ``snapshots[t]`` (CPU);
         Adam from delta = 0 with no schedule, so the iterate after t steps is what a t-step attack returns."""
+        bits = getattr(self.network, "bits", None) or self.pair_codes[0].shape[1]
+        labels, other_codes, own_codes = guide[:, :-2 * bits], guide[:, -2 * bits:-bits], guide[:, -bits:]
         n = len(inputs)
         wanted = sorted(set(snapshot_steps))
         if any(isinstance(t, bool) or not isinstance(t, int) or not 0 <= t <= self.steps for t in wanted):

@@ -102,8 +102,8 @@ def cmla_snapshots(model, queries: PairedQueries, codes: Mapping[str, torch.Tens
     snapshots = {}
     for modality, other in _OTHER.items():
         attack = CMLA(model.modality(modality), modality=modality, steps=steps, **settings.get(modality, {}))
-        perturb(attack, queries.inputs(modality), queries.labels, codes[other], codes[modality],
-                batch_size=batch_size, snapshot_steps=recorded)
+        attack.set_pairs(codes[other], codes[modality])
+        perturb(attack, queries.inputs(modality), queries.labels, batch_size=batch_size, snapshot_steps=recorded)
         snapshots[modality] = attack.snapshots
     return snapshots
 

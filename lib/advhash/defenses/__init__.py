@@ -41,5 +41,5 @@ def fit_defense(name: str, data, base_model, *, eps: float, alpha: float, steps:
     return fit_defended_model(data, base_model, defense, method=method, epochs=epochs, **training)
 
 
-__all__ = ["DEFENSES", "build_defense", "fit_defense", "AdversarialTraining", "FineTune", "CgAT", "ATRDH", "SAATTraining", "PrototypeNet",
-           "prototype_loss", "fit_defended_model", "model_digest"]
+__all__ = ["DEFENSES", "build_defense", "fit_defense", "AdversarialTraining", "FineTune", "CgAT", "ATRDH",
+           "SAATTraining", "PrototypeNet", "prototype_loss", "fit_defended_model", "model_digest"]
