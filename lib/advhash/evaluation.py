@@ -33,7 +33,7 @@ from .victim import Victim
 __all__ = ["QuerySet", "query_set", "retrieval_map", "retrieval_scores", "retrieval_curves", "curve_rows",
            "reference_maps", "AttackResult", "evaluate_attack", "attack_scores", "snapshot_scores", "budget_sweep",
            "attack_budgets", "build_attacks", "code_distances", "distance_margins", "closed_form_gap", "defense_gain",
-           "bit_statistics", "nested_metrics", "read_published", "build_attack", "ATTACKS"]
+           "bit_correlation", "bit_statistics", "nested_metrics", "read_published", "build_attack", "ATTACKS"]
 
 
 @dataclass
@@ -216,11 +216,16 @@ def defense_gain(results: pd.DataFrame, better: str, worse: str, *, higher_is_be
     return pd.DataFrame(rows)
 
 
+def bit_correlation(codes: torch.Tensor) -> torch.Tensor:
+    """The correlation between the bits of ``codes`` (n, K) -> (K, K); a constant bit correlates with nothing (0)."""
+    return torch.corrcoef(codes.T).nan_to_num(0.0)
+
+
 def bit_statistics(db_codes: torch.Tensor) -> dict[str, float]:
     """Balance (mean |mean of a bit| over the database: 0 = every bit +1 on half the items, 1 = constant
     bits) and mean |correlation| between distinct bits (a constant bit correlates with nothing)."""
     bit_means = db_codes.mean(0)                                                          # (K,)
-    correlation = torch.corrcoef(db_codes.T).nan_to_num(0.0)                              # (K, K)
+    correlation = bit_correlation(db_codes)                                               # (K, K)
     off_diagonal = correlation[~torch.eye(len(correlation), dtype=torch.bool)]
     return dict(balance=float(bit_means.abs().mean()), mean_abs_bit_correlation=float(off_diagonal.abs().mean()))
 

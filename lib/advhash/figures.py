@@ -169,11 +169,12 @@ def bit_correlations(codes: dict, *, bits: int):
     ``codes[method]``; a constant bit correlates with nothing): good codes are decorrelated."""
     import matplotlib.pyplot as plt
     import seaborn as sns
-    import torch
+
+    from .evaluation import bit_correlation
 
     fig, axes = plt.subplots(1, len(codes), figsize=(3.6 * len(codes), 3.2), squeeze=False)
     for ax, (method, db_codes) in zip(axes[0], codes.items()):
-        correlation = torch.corrcoef(db_codes.T).nan_to_num(0.0)                        # (K, K)
+        correlation = bit_correlation(db_codes)                                         # (K, K)
         sns.heatmap(correlation.numpy(), ax=ax, vmin=-1, vmax=1, cmap="vlag", square=True, cbar=ax is axes[0][-1],
                     xticklabels=False, yticklabels=False)
         ax.set_title(f"{method.upper()} {bits} bits: bit correlation")

@@ -182,18 +182,13 @@ class SDHA(HashingAttack):
                              f"{tuple(guide.shape)}")
         return guide
 
-    def relevance(self, labels: torch.Tensor) -> torch.Tensor:
-        """(N, M) bool: training items sharing a label with each row of ``labels``."""
-        table_labels = self.table()[1]
-        return relevance(labels, table_labels.to(labels.device))
-
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         if labels is None:
             raise ValueError("SDHA steers by labels, one row per image: call attack(images, labels) or "
                              "attack.run(images, labels)")
         labels = labels.to(images.device)
-        table = self.table()[0].to(images.device)
-        relevant = self.relevance(labels)
+        table, table_labels = (t.to(images.device) for t in self.table())     # checked once per batch
+        relevant = relevance(labels, table_labels)                                  # (N, M) items sharing a label
         clean_codes = self.clean_codes(images)                                      # (N, K)
         orphans = ~relevant.any(1)
         if orphans.any():
