@@ -264,3 +264,17 @@ def reference_mainstay_codes(labels, table_codes, table_labels):
             code.append(1.0 if direction >= -1e-9 else -1.0)
         codes.append(code)
     return torch.tensor(codes)
+
+
+def weighted_distance_loop(candidates, table_codes, positives, negatives):
+    """The objective of a representative code (CgAT's center and SAAT's mainstay codes, Theorem 1 of each), by
+    loops: sum_P w_j d_H(c, b_j) - sum_N w_j d_H(c, b_j), d_H the number of differing bits. ``positives`` and
+    ``negatives`` are lists of (table row j, weight w_j). Shapes: (C, K), (m, K) -> (C,) float64."""
+    candidates, table_codes = np.asarray(candidates), np.asarray(table_codes)
+    distances = (candidates[:, None, :] != table_codes[None, :, :]).sum(-1).astype(np.float64)   # (C, m)
+    values = np.zeros(len(candidates))
+    for j, w in positives:
+        values += w * distances[:, j]
+    for j, w in negatives:
+        values -= w * distances[:, j]
+    return values

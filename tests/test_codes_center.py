@@ -4,7 +4,7 @@ objective against a loop, edge cases by hand, and clear errors."""
 import numpy as np
 import pytest
 import torch
-from helpers import every_code, random_table
+from helpers import every_code, random_table, weighted_distance_loop
 from helpers import jaccard_loop as _jaccard_loop
 from helpers import label_classes as _classes
 
@@ -30,15 +30,7 @@ def _weights_loop(label, table_labels, variant):
 
 def reference_objective(candidates, label, table_codes, table_labels, variant):
     """J(c) = sum_P w+ d_H(c, b_j) - sum_N w- d_H(c, b_j), d_H = number of differing bits; (C,) float64."""
-    candidates, table_codes = np.asarray(candidates), np.asarray(table_codes)
-    distances = (candidates[:, None, :] != table_codes[None, :, :]).sum(-1).astype(np.float64)   # (C, m)
-    positives, negatives = _weights_loop(label, table_labels, variant)
-    values = np.zeros(len(candidates))
-    for j, w in positives:
-        values += w * distances[:, j]
-    for j, w in negatives:
-        values -= w * distances[:, j]
-    return values
+    return weighted_distance_loop(candidates, table_codes, *_weights_loop(label, table_labels, variant))
 
 
 # ----------------------------------------------------------------------------------------------

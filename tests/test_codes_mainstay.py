@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import cosine_loop as _cosine_loop
-from helpers import every_code, reference_mainstay_codes
+from helpers import every_code, reference_mainstay_codes, weighted_distance_loop
 from helpers import mainstay_weights_loop as _mainstay_weights_loop
 from helpers import random_table as shared_random_table
 
@@ -24,15 +24,7 @@ random_table = partial(shared_random_table, rate=0.35)   # denser labels than th
 
 def reference_mainstay_objective(candidates, label, table_codes, table_labels):
     """psi(b) = sum_P w_j d_H(b, b_j) - sum_N (1/|N|) d_H(b, b_j), d_H = number of differing bits; (C,)."""
-    candidates, table_codes = np.asarray(candidates), np.asarray(table_codes)
-    distances = (candidates[:, None, :] != table_codes[None, :, :]).sum(-1).astype(np.float64)   # (C, m)
-    positives, negatives = _mainstay_weights_loop(label, table_labels)
-    values = np.zeros(len(candidates))
-    for j, w in positives:
-        values += w * distances[:, j]
-    for j, w in negatives:
-        values -= w * distances[:, j]
-    return values
+    return weighted_distance_loop(candidates, table_codes, *_mainstay_weights_loop(label, table_labels))
 
 
 # ----------------------------------------------------------------------------------------------
