@@ -34,7 +34,7 @@ methods = ["dph", "dpsh", "hashnet"]  # hashing losses, advhash.losses.LOSSES
 bits_list = [16, 32, 48, 64]    # code lengths K
 backbone = "small_cnn"          # advhash.models.BACKBONES (alexnet / vgg11 at paper scale)
 input_size = None               # resize inside the model (224 at paper scale; None: native size)
-pairs = "batch"                 # loss pairs: "batch" (trains from scratch), "table" (DPSH/DPH paper), None: each method's own
+pairs = "batch"                 # loss pairs: "batch" (from scratch), "table" (DPSH/DPH paper), None: the method's
 epochs = 5                      # passes over the training items
 batch_size = 64
 optimizer = "adam"              # "sgd" (the papers, 100 epochs) or "adam" (converges in few epochs on CPU)
@@ -56,15 +56,15 @@ metrics_dir = "build/nbval/metrics"
 # %%
 import numpy as np
 import pandas as pd
-import torch
 
 from advhash.data import load_dataset
 from advhash.evaluation import bit_statistics, nested_metrics, read_published, retrieval_curves, retrieval_scores
-from advhash.figures import bit_correlations, curve_panels, image_grid, show_image, show_ranking
-from advhash.metrics import hamming_rank, random_ranking_map
+from advhash.figures import bit_correlations, curve_panels, top_retrievals
+from advhash.metrics import random_ranking_map
 from advhash.pipeline import write_json
 from advhash.report import finish_figure, save_figure, start_notebook, write_curves
-from advhash.train import encode, fit_hashing_model
+from advhash.manifest import VictimManifest
+from advhash.train import encode
 
 run = start_notebook(figure_dir=figure_dir, metrics_dir=metrics_dir)
 data = load_dataset(dataset, root=run.root / data_root, num_query=num_query, num_train=num_train,
@@ -76,18 +76,22 @@ pd.DataFrame(data.summary()).T
 # %% [markdown]
 # ## Training
 # One model per method and code length, from the same seed. Checkpoints are written after every epoch; a rerun
-# with the same settings loads them (and an interrupted run resumes), so this cell is cheap the second time.
+# with the same settings loads them (and an interrupted run resumes), so this cell is cheap the second time. The
+# trained models are listed with their data split and settings in a manifest (`advhash/manifest.py`) beside the
+# checkpoints: the later notebooks attack exactly these models instead of re-declaring their settings.
 
 # %%
-training = dict(batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                lr_milestones=tuple(lr_milestones))
+split = dict(dataset=dataset, root=data_root, num_query=num_query, num_train=num_train, num_database=num_database,
+             seed=split_seed)
+victims = VictimManifest(run.root / checkpoint_dir, split=split, training=dict(
+    backbone=backbone, input_size=input_size, pairs=pairs, epochs=epochs, seed=seed, batch_size=batch_size,
+    optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay, lr_milestones=tuple(lr_milestones)))
 models, histories = {}, []
 for method in methods:
     for bits in bits_list:
-        models[method, bits], history = fit_hashing_model(
-            data, method=method, bits=bits, backbone=backbone, epochs=epochs, input_size=input_size, pairs=pairs,
-            device=device, seed=seed, checkpoint_dir=run.root / checkpoint_dir, **training)
+        models[method, bits], history = victims.fit(data, method, bits, device=device)
         histories += [dict(method=method, bits=bits, **record) for record in history]
+victims.write()     # notebooks 02, 04 and 05 load their victims from this manifest
 save_figure(curve_panels(pd.DataFrame(histories), x="epoch", y="loss", col="method", hue="bits", xlabel="epoch",
                          ylabel="training loss (mean over batches)", marker="o", facet_kws=dict(sharey=False),
                          height=2.8, palette="viridis"), run.figure_dir / "training_loss.png")
@@ -101,7 +105,6 @@ save_figure(curve_panels(pd.DataFrame(histories), x="epoch", y="loss", col="meth
 
 # %%
 codes = {key: (encode(model, data.query), encode(model, data.database)) for key, model in models.items()}
-assert all(set(torch.cat(pair).unique().tolist()) <= {-1.0, 1.0} for pair in codes.values()), "codes must be +-1"
 query_labels, db_labels = data.query.labels, data.database.labels
 random_map = random_ranking_map(query_labels, db_labels, topk=k)
 results = pd.DataFrame([dict(method=method, bits=bits, **retrieval_scores(query_codes, db_codes, query_labels,
@@ -160,13 +163,8 @@ code_statistics.set_index(["method", "bits"])
 # %%
 best = results[results.bits == max(bits_list)].sort_values("map_at_k").iloc[-1]
 query_codes, db_codes = codes[best.method, best.bits]
-top_indices, top_distances = hamming_rank(query_codes[:num_examples], db_codes, topk=10)
-fig, axes = image_grid(num_examples, 11, figsize=(13, 1.35 * num_examples))
-for row in range(num_examples):
-    query_image, query_label, _ = data.query[row]
-    show_image(axes[row, 0], query_image, "query")
-    show_ranking(axes[row, 1:], data.database, top_indices[row], query_label,
-                 titles=[f"d={distance}" for distance in top_distances[row].tolist()])
+fig = top_retrievals(data.query, query_codes[:num_examples], db_codes, data.database, k=10,
+                     figsize=(13, 1.35 * num_examples))
 finish_figure(fig, run.figure_dir / "retrieval_examples.png",
               title=f"{best.method.upper()}, {best.bits} bits: top-10 by Hamming distance (stable tie rule)")
 

@@ -26,7 +26,8 @@
 # published code optimizes with SGD (lr 100, momentum 0.9) and adds a balance term; both are options of `HAG`, off
 # here because the paper does not use them.
 #
-# **Victims.** DPSH models trained as in notebook 01 (its checkpoints are reused when the settings match). Trained
+# **Victims.** notebook 01's DPSH models, loaded from its manifest; other datasets' victims are trained here with its
+# settings. Trained
 # for a few epochs on a CPU their hash logits are small, so tanh is far from saturated and the growing scale has
 # nothing to fix; the paper's victims, trained long with a quantization term, are saturated. To reproduce that
 # setting the attacked victims get their hash layer scaled by `saturation` (`with_scaled_hash_layer`): the codes and
@@ -35,28 +36,13 @@
 # labelled as published.
 
 # %% tags=["parameters"]
-# data
-datasets = ["fashion-mosaic", "fashion-mnist"]  # a multi-label (derived) and a single-label dataset
-data_root = "data"              # relative to the project root
-num_query = 100                 # query split size (as in notebook 01, so its victims are reused)
+# victims: notebook 01's models, data split and training settings, from its manifest (advhash/manifest.py)
+victims_from = "build/nbval/checkpoints/01_deep_hashing/victims.json"   # params.yaml: notebook 01's checkpoint_dir
+datasets = ["fashion-mosaic", "fashion-mnist"]  # the first: notebook 01's; others trained here with its settings
 num_attacked = 100              # queries attacked: the first ones of the query split
-num_train = 1000                # training items of the victims
-num_database = 1500             # database items (None: every non-query item)
-split_seed = 0
-# victims (the notebook 01 settings, so its checkpoints are reused)
 victim_method = "dpsh"          # hashing loss of the attacked models
 bits_list = [16, 32, 48, 64]
-backbone = "small_cnn"
-input_size = None
-pairs = "batch"
-epochs = 5
-batch_size = 64
-optimizer = "adam"
-lr = 0.001
-momentum = 0.9
-weight_decay = 0.00001
-lr_milestones = []
-seed = 0
+seed = 0                        # random starts of the PGD baseline
 device = "cpu"
 saturation = 30.0               # hash-layer scale of the attacked victims (1: as trained; codes unchanged)
 # attack
@@ -78,33 +64,27 @@ topk = 5000                     # mAP@k, capped at the database size
 num_examples = 3                # queries shown with their top-5 before and after
 # outputs
 checkpoint_dir = "build/nbval/checkpoints/02_hag"
-reuse_checkpoints_from = ["build/nbval/checkpoints/01_deep_hashing"]
 figure_dir = "build/nbval/figures/02_hag"
 metrics_dir = "build/nbval/metrics"
 
 # %%
 import pandas as pd
 
-from advhash.data import load_dataset
-from advhash.evaluation import attack_scores, budget_sweep, nested_metrics, query_set, snapshot_scores
+from advhash.evaluation import attack_scores, attack_sweep, nested_metrics, query_set, snapshot_scores
 from advhash.figures import attack_histories, curve_panels, retrieval_examples, transfer_heatmap
 from advhash.fitting import fit_victims
+from advhash.manifest import read_manifest
 from advhash.pipeline import write_json
 from advhash.report import finish_figure, save_figure, start_notebook
 from advhash.transfer import transfer_table
 
 run = start_notebook(figure_dir=figure_dir, metrics_dir=metrics_dir)
 published, eps, grid = run.root / "notebooks/published", eps_255 / 255, [(n, b) for n in datasets for b in bits_list]
-data = {name: load_dataset(name, root=run.root / data_root, num_query=num_query, num_train=num_train,
-                           num_database=num_database, seed=split_seed) for name in datasets}
+source = read_manifest(run.root / victims_from)
+data = {name: source.load_data(run.root, name) for name in datasets}
 queries = {(name, bits): query_set(data[name], num_attacked) for name, bits in grid}   # of each victim's dataset
-training = dict(saturation=saturation, epochs=epochs, input_size=input_size, pairs=pairs, device=device,
-                batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum, weight_decay=weight_decay,
-                lr_milestones=tuple(lr_milestones), checkpoint_dir=run.root / checkpoint_dir,
-                reuse_from=[run.root / folder for folder in reuse_checkpoints_from])
-# the victims as (dataset, method, bits, seed, backbone): one per dataset and code length, and the transfer pool
-victims = fit_victims(data, {(name, bits): (name, victim_method, bits, seed, backbone) for name, bits in grid},
-                      **training)
+training = dict(manifest=source, saturation=saturation, device=device, checkpoint_dir=run.root / checkpoint_dir)
+victims = fit_victims(data, {(name, bits): (name, victim_method, bits) for name, bits in grid}, **training)
 pool = fit_victims(data, {f"{method.upper()}-{net} s{net_seed}": (datasets[0], method, transfer_bits, net_seed, net)
                           for method, net, net_seed in transfer_victims}, **training)
 print(f"{len(victims)} {victim_method.upper()} victims and {len(pool)} transfer victims, hash layer x{saturation}")
@@ -114,9 +94,9 @@ print(f"{len(victims)} {victim_method.upper()} victims and {len(pool)} transfer 
 # One victim (first dataset, first code length); the papers' 8/255 barely moves these small grey images.
 
 # %%
-eps_sweep = budget_sweep(victims[grid[0]], queries[grid[0]], dict(attack="hag", steps=steps, threshold=threshold),
-                         eps_sweep_255, step_fraction=1 / 8, topk=topk, batch_size=attack_batch_size)
-eps_sweep.set_index("eps_255")
+eps_sweep = attack_sweep(victims[grid[0]], queries[grid[0]], {"HAG": dict(attack="hag", threshold=threshold)},
+                         eps_255=eps_sweep_255, steps=steps, topk=topk, batch_size=attack_batch_size)
+eps_sweep.set_index("eps_255")[["map", "clean", "random"]]
 
 # %% [markdown]
 # ## 1. HAG* vs HAG, and the PGD baseline, at every code length
@@ -151,8 +131,8 @@ pd.read_csv(published / "hag_table1.csv", comment="#", index_col=0)
 # %%
 iterations = snapshot_scores(runs, victims, queries, "HAG", topk=topk)
 save_figure(curve_panels(iterations, x="iteration", y="map", col="dataset", hue="bits", xlabel="HAG iteration",
-                         ylabel=f"mAP@{min(topk, num_database or topk)} of the adversarial queries", marker="o",
-                         palette="viridis", height=3.2), run.figure_dir / "map_vs_iterations.png")
+                         ylabel=f"mAP@{min(topk, len(data[datasets[0]].database))} of the adversarial queries",
+                         marker="o", palette="viridis", height=3.2), run.figure_dir / "map_vs_iterations.png")
 iterations.pivot_table(index="iteration", columns=["dataset", "bits"], values="map")
 
 # %% [markdown]

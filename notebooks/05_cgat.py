@@ -39,28 +39,12 @@
 # training buys from what more training buys.
 
 # %% tags=["parameters"]
-# data
-dataset = "fashion-mosaic"      # advhash.data.DATASETS name (multi-label, derived from Fashion-MNIST)
-data_root = "data"              # relative to the project root
-num_query = 100                 # query split size (as notebook 01, so its victims are reused)
+# victims: notebook 01's models, data split and training settings, from its manifest (advhash/manifest.py)
+victims_from = "build/nbval/checkpoints/01_deep_hashing/victims.json"   # params.yaml: notebook 01's checkpoint_dir
 num_attacked = 100              # queries attacked: the first ones of the query split
-num_train = 1000                # training items of the victims and the defenses
-num_database = 1500             # database items (None: every non-query item)
-split_seed = 0
-# undefended victims (the notebook 01 settings, so its checkpoints are reused)
 method = "dpsh"                 # hashing loss of the victims, and the clean term of both defenses
 bits_list = [16, 32]            # code lengths (params.yaml: 16, 32, 48, 64)
-backbone = "small_cnn"
-input_size = None
-pairs = "batch"
-epochs = 5
-batch_size = 64
-optimizer = "adam"
-lr = 0.001
-momentum = 0.9
-weight_decay = 0.00001
-lr_milestones = []
-seed = 0
+seed = 0                        # seed of the fine-tuning, the attacks' random starts and the target labels
 device = "cpu"
 # adversarial training: both defenses fine-tune the clean victim with the same optimizer
 defenses = ["finetune", "atrdh", "cgat"]  # advhash.defenses.DEFENSES; "finetune": the clean control
@@ -89,48 +73,41 @@ brute_force_bits = 10           # K of the brute-force check of the closed form 
 topk = 5000                     # mAP@k, capped at the database size
 # outputs
 checkpoint_dir = "build/nbval/checkpoints/05_cgat"
-reuse_checkpoints_from = ["build/nbval/checkpoints/01_deep_hashing"]
 figure_dir = "build/nbval/figures/05_cgat"
 metrics_dir = "build/nbval/metrics"
 
 # %%
+from functools import partial
+
 import pandas as pd
 
 from advhash.codes import center_code_objective, center_codes
-from advhash.data import load_dataset
-from advhash.evaluation import (attack_budgets, attack_scores, budget_sweep, build_attacks, closed_form_gap,
-                                code_distances, defense_gain, distance_margins, evaluate_attack, nested_metrics,
-                                query_set, retrieval_map)
+from advhash.evaluation import (attack_budgets, attack_scores, attack_sweep, build_attacks, check_budget,
+                                closed_form_gap, code_distances, defense_verdict, distance_margins, nested_metrics,
+                                perturbation_sizes, query_set, read_published, retrieval_map,
+                                robustness_probe)
 from advhash.figures import curve_panels, distance_histograms, model_palette, robustness_bars, robustness_sweep
 from advhash.fitting import fit_defended_victims, fit_victims
+from advhash.manifest import read_manifest
 from advhash.metrics import random_ranking_map
 from advhash.pipeline import write_json
 from advhash.report import save_figure, start_notebook, write_curves
-from advhash.victim import Victim
 
 run = start_notebook(figure_dir=figure_dir, metrics_dir=metrics_dir)
 eps, step, pgd_step = eps_255 / 255, attack_step_255 / 255, pgd_step_255 / 255
-training = dict(batch_size=batch_size, optimizer=optimizer, momentum=momentum, weight_decay=weight_decay, pairs=pairs,
-                device=device, checkpoint_dir=run.root / checkpoint_dir)
-data = load_dataset(dataset, root=run.root / data_root, num_query=num_query, num_train=num_train,
-                    num_database=num_database, seed=split_seed)
+source = read_manifest(run.root / victims_from)
+data, dataset, backbone = source.load_data(run.root), source.dataset, source.training["backbone"]
+training = dict(device=device, checkpoint_dir=run.root / checkpoint_dir, **source.fine_tuning)
 k = min(topk, len(data.database))
 queries = query_set(data, num_attacked, target_min_items=dhta_anchors, seed=seed)
 random_map = random_ranking_map(queries.labels, data.database.labels, topk=k)
 center = dict(attack="center", eps=eps, alpha=step, seed=seed, variant=center_variant)   # the CgAT attack's settings
 
 
-def curve_point(model):
-    """Clean and center-attacked mAP on the first curve_queries queries (training curves)."""
-    victim, subset = Victim.build(model, data), queries.head(curve_queries)
-    attack = build_attacks(victim, {"center": dict(center, steps=curve_steps)})["center"]
-    return dict(clean_map=retrieval_map(victim, victim.encode(subset.images), subset.labels, topk=k),
-                adversarial_map=evaluate_attack(attack, victim, subset, topk=k, batch_size=attack_batch_size).score)
-
-
-clean = fit_victims({dataset: data}, {bits: (dataset, method, bits, seed, backbone) for bits in bits_list}, train=True,
-                    epochs=epochs, lr=lr, lr_milestones=tuple(lr_milestones), input_size=input_size,
-                    reuse_from=[run.root / folder for folder in reuse_checkpoints_from], **training)
+clean = fit_victims({dataset: data}, {bits: (dataset, method, bits) for bits in bits_list}, manifest=source,
+                    train=True, **training)
+curve_point = robustness_probe(data, queries.head(curve_queries), dict(center, steps=curve_steps), topk=k,
+                               batch_size=attack_batch_size)   # clean and center-attacked mAP after every epoch
 victims, histories = fit_defended_victims(data, clean, defenses, evaluate=curve_point, eps=train_eps_255 / 255,
                                           alpha=train_step_255 / 255, steps=train_steps, method=method,
                                           epochs=adv_epochs, lr=adv_lr, lr_milestones=tuple(adv_lr_milestones),
@@ -169,11 +146,9 @@ distance_summary
 # %%
 check_bits = min(brute_force_bits, bits_list[0])
 first = victims["undefended", bits_list[0]]
-table, table_labels = first.train_codes[:, :check_bits], first.train_labels
-brute_force = pd.DataFrame([dict(variant=variant, **closed_form_gap(
-    center_codes(queries.labels, table, table_labels, variant=variant),
-    lambda c, variant=variant: center_code_objective(c, queries.labels, table, table_labels, variant=variant),
-    check_bits)) for variant in ("paper", "official")]).set_index("variant")
+brute_force = pd.DataFrame([dict(variant=v, **closed_form_gap(
+    partial(center_codes, variant=v), partial(center_code_objective, variant=v), queries.labels, first.train_codes,
+    first.train_labels, bits=check_bits)) for v in ("paper", "official")]).set_index("variant")
 brute_force
 
 # %% [markdown]
@@ -195,25 +170,20 @@ attack_settings = {"center": dict(center, random_start=True, **grow),
 map_attacks, tmap_attacks = ["center", "HAG", "PGD"], ["P2P", "DHTA"]
 results, runs = attack_scores(victims, queries, attack_settings, topk=k, targeted=tmap_attacks,
                               batch_size=attack_batch_size)        # runs: (model, bits, attack) -> AttackResult
-results["t-MAP clean"] = [retrieval_map(victim, victim.encode(queries.images), queries.target_labels, topk=k,
-                                        targeted=True) for victim in victims.values()]
 results["t-MAP anchor"] = [retrieval_map(victim, build_attacks(victim, attack_settings, ["DHTA"])["DHTA"].anchors(
     queries.target_labels, victim.db_codes, victim.db_labels), queries.target_labels, topk=k, targeted=True)
     for victim in victims.values()]
 display(attack_budgets(build_attacks(victims["undefended", bits_list[0]], attack_settings)))
-table = results.set_index(["model", "bits"])[["clean", *map_attacks, "t-MAP clean", *tmap_attacks, "t-MAP anchor"]]
-table.columns = pd.MultiIndex.from_tuples([("mAP (higher: more robust)", c) for c in ["clean", *map_attacks]] +
-                                          [("t-MAP (lower: more robust)", c)
-                                           for c in ["clean", *tmap_attacks, "anchor (ceiling)"]])
-table
+by_model = results.set_index(["model", "bits"])
+pd.concat({"mAP (higher: more robust)": by_model[["clean", *map_attacks]],
+           "t-MAP (lower: more robust)": by_model[["t-MAP clean", *tmap_attacks, "t-MAP anchor"]]}, axis=1)
 
 # %% [markdown]
 # The size of every perturbation above (L-inf in pixel levels out of 255, mean per-image L2 in [0, 1] units, mean PSNR
 # in dB):
 
 # %%
-sizes = pd.DataFrame([dict(model=name, bits=bits, attack=label, **result.sizes)
-                      for (name, bits, label), result in runs.items()])
+sizes = perturbation_sizes(runs)
 sizes.pivot_table(index=["model", "bits"], columns="attack", values=["linf_255", "l2", "psnr"])
 
 # %%
@@ -234,17 +204,14 @@ save_figure(robustness_bars(long, hue="model", hue_order=model_names, palette=pa
 
 # %%
 higher_is_better = {attack: attack in map_attacks for attack in map_attacks + tmap_attacks}
-headline = {}
-for better, worse in (("cgat", "atrdh"), ("cgat", "finetune"), ("cgat", "undefended"), ("atrdh", "undefended")):
-    if better in defenses and (worse == "undefended" or worse in defenses):
-        gains = defense_gain(results, better, worse, higher_is_better=higher_is_better)
-        headline[f"{better} over {worse}"] = dict(points=gains.points.mean(), relative=gains.relative.mean())
+pairs = [pair for pair in (("cgat", "atrdh"), ("cgat", "finetune"), ("cgat", "undefended"), ("atrdh", "undefended"))
+         if set(pair) <= set(model_names)]
+verdicts = {f"{b} over {w}": defense_verdict(results, b, w, higher_is_better=higher_is_better) for b, w in pairs}
+headline = {name: dict(points=verdict.points, relative=verdict.relative) for name, verdict in verdicts.items()}
 headline_table = pd.DataFrame(headline).T.rename(columns=dict(points="mean gain (points)",
                                                               relative="mean gain (% of the baseline)"))
-published_headline = pd.DataFrame({"FLICKR-25K": [18.61], "NUS-WIDE": [12.35], "MS-COCO": [11.56]},
-                                  index=["CgAT over ATRDH (published, %)"])
 display(headline_table)
-published_headline
+read_published(run.root / "notebooks/published/cgat_headline.csv").set_index("claim")
 
 # %% [markdown]
 # ## 4. Robustness vs the budget, and the clean-vs-robust trade-off
@@ -253,12 +220,11 @@ published_headline
 # and code length: adversarial training trades clean accuracy for robustness.
 
 # %%
-sweep_settings = {"center": dict(attack="center", seed=seed, variant=center_variant, steps=attack_steps,
-                                 scale_schedule="grow"), "HAG": dict(attack="hag", steps=attack_steps)}
-sweep = pd.concat([budget_sweep(victims[name, story_bits], queries, settings, [0, *sorted(eps_sweep_255)],
-                                step_fraction=1 / 8, topk=k, batch_size=attack_batch_size).assign(model=name,
-                                                                                                  attack=label)
-                   for name in model_names for label, settings in sweep_settings.items()], ignore_index=True)
+sweep_settings = {"center": dict(attack="center", seed=seed, variant=center_variant, scale_schedule="grow"),
+                  "HAG": dict(attack="hag")}
+sweep = pd.concat([attack_sweep(victims[name, story_bits], queries, sweep_settings, steps=attack_steps,
+                                eps_255=[0, *sorted(eps_sweep_255)], topk=k, batch_size=attack_batch_size)
+                   .assign(model=name) for name in model_names], ignore_index=True)
 save_figure(robustness_sweep(sweep, results, attack="center", palette=palette, hue_order=model_names, k=k,
                              bits=story_bits, budget_255=train_eps_255, eps_255=eps_255),
             run.figure_dir / "robustness_vs_eps.png")
@@ -307,21 +273,18 @@ run.finish()
 # ## Claims checked
 
 # %%
-assert sizes.linf_255.max() <= eps_255 + 1e-3, f"an attack left the eps-ball: L-inf {sizes.linf_255.max():.3f}/255"
-assert all((result.adversarial - queries.images).abs().max() <= eps + 1e-6 for result in runs.values())
+check_budget(runs, queries, eps)
 assert brute_force.max_gap.max() < 1e-5, f"the closed-form center code is not optimal:\n{brute_force}"
 margins = distance_summary["margin (neg - pos)"]
 assert margins["center code c_q"] >= margins["query code b_q"], \
     "the center code should separate positives from negatives at least as well as the query's own code"
-by = results.set_index(["model", "bits"])
-baselines = [name for name in ("undefended", "finetune") if name in model_names]
-if "cgat" in defenses:
-    for baseline in baselines:
-        for attack in map_attacks + tmap_attacks:
-            cgat, other = by.xs("cgat")[attack].mean(), by.xs(baseline)[attack].mean()
-            better = cgat > other if attack in map_attacks else cgat < other
-            assert better, (f"CgAT should beat the {baseline} model under {attack}: mean over bits {cgat:.3f} vs "
-                            f"{other:.3f} ({'mAP' if attack in map_attacks else 't-MAP'})")
+baselines = [name for name in ("undefended", "finetune") if f"cgat over {name}" in verdicts]
+for baseline in baselines:      # under every attack: mAP higher, t-MAP lower (mean over code lengths)
+    verdict = verdicts[f"cgat over {baseline}"]
+    assert min(verdict.per_attack.values()) > 0, f"CgAT should beat the {baseline} model under every attack: {verdict}"
+if "cgat over atrdh" in verdicts:      # the paper's headline
+    assert verdicts["cgat over atrdh"].holds, f"CgAT's headline claim: {verdicts['cgat over atrdh']}"
 print("all claims hold: every adversarial example inside the eps-ball; the closed-form center code is optimal on",
       f"all 2^{check_bits} codes; the center code separates positives from negatives better than the query's code;",
-      f"CgAT beats the {' and '.join(baselines)} models under every attack (mean over code lengths)")
+      f"CgAT beats the {' and '.join(baselines)} models under every attack (mean over code lengths);",
+      f"the headline, {verdicts.get('cgat over atrdh', 'CgAT vs ATRDH: not run (no ATRDH in defenses)')}")

@@ -14,8 +14,8 @@ from advhash.attacks import HAG, SAAT, HammingPGD
 from advhash.codes import all_codes, center_code_objective, center_codes, mainstay_code_objective, mainstay_codes
 from advhash.data import HashingData, InMemorySplit
 from advhash.evaluation import (AttackResult, QuerySet, bit_statistics, build_attack, build_attacks,
-                                closed_form_gap, code_distances, defense_gain, distance_margins, evaluate_attack,
-                                nested_metrics, query_set, read_published, retrieval_map)
+                                closed_form_gap, code_distances, defense_gain, defense_verdict, distance_margins,
+                                evaluate_attack, nested_metrics, query_set, read_published, retrieval_map)
 from advhash.metrics import mean_average_precision, targeted_map
 from advhash.victim import Victim
 
@@ -197,30 +197,32 @@ def test_code_distances_and_margins_match_a_plain_loop(setup):
 @pytest.mark.parametrize("variant", ["paper", "official"])
 def test_closed_form_gap_is_zero_for_center_codes_and_positive_for_a_wrong_closed_form(variant):
     bits = 6
-    labels, table_codes, table_labels = random_table(2, bits=bits)
-    objective = partial(center_code_objective, labels=labels, table_codes=table_codes, table_labels=table_labels,
-                        variant=variant)
-    centers = center_codes(labels, table_codes, table_labels, variant=variant)
-    gap = closed_form_gap(centers, lambda candidates: objective(candidates), bits)
+    labels, table_codes, table_labels = random_table(2, bits=bits + 2)        # the check reads the first bits
+    closed_form, objective = partial(center_codes, variant=variant), partial(center_code_objective, variant=variant)
+    gap = closed_form_gap(closed_form, objective, labels, table_codes, table_labels, bits=bits)
+    centers = center_codes(labels, table_codes[:, :bits], table_labels, variant=variant)
     zero_rows = int((centers == 0).any(1).sum())
     assert gap["max_gap"] == pytest.approx(0.0, abs=1e-6)
     assert gap["bits"] == bits and gap["candidates"] == 2**bits
     assert gap["zero_codes"] == zero_rows and gap["queries"] == len(labels) - zero_rows
     assert (zero_rows > 0) == (variant == "official"), "the official code is zero without positives"
-    wrong = closed_form_gap(-centers, lambda candidates: objective(candidates), bits)
+    wrong = closed_form_gap(lambda *table: -closed_form(*table), objective, labels, table_codes, table_labels,
+                            bits=bits)
     assert wrong["max_gap"] > 0.5
 
 
 def test_closed_form_gap_is_zero_for_mainstay_codes():
     bits = 7
     labels, table_codes, table_labels = random_table(5, bits=bits, rate=0.35)
-    mainstays = mainstay_codes(labels, table_codes, table_labels)
-    objective = lambda candidates: mainstay_code_objective(candidates, labels, table_codes, table_labels)
-    gap = closed_form_gap(mainstays, objective, bits)
+    gap = closed_form_gap(mainstay_codes, mainstay_code_objective, labels, table_codes, table_labels, bits=bits)
     assert gap["max_gap"] == pytest.approx(0.0, abs=1e-6) and gap["queries"] == len(labels) and gap["zero_codes"] == 0
-    flipped = mainstays.clone()
-    flipped[:, 0] *= -1                                    # one bit off: no longer the minimum where it is not a tie
-    assert closed_form_gap(flipped, objective, bits)["max_gap"] > 0
+
+    def one_bit_off(*table):                              # no longer the minimum where it is not a tie
+        codes = mainstay_codes(*table).clone()
+        codes[:, 0] *= -1
+        return codes
+    assert closed_form_gap(one_bit_off, mainstay_code_objective, labels, table_codes, table_labels, bits=bits)[
+        "max_gap"] > 0
 
 
 # --- defense gains, bit statistics, metrics files -----------------------------------------------------
@@ -237,6 +239,19 @@ def test_defense_gain_counts_a_higher_map_and_a_lower_targeted_map_as_gains():
     assert by.loc[("DHTA", 32), "points"] == pytest.approx(30) and by.loc[("DHTA", 32), "relative"] == pytest.approx(75)
     reverse = defense_gain(results, "clean", "robust", higher_is_better={"HAG": True, "DHTA": False})
     assert (reverse.points < 0).all(), "the worse model loses on every attack"
+
+
+def test_defense_verdict_averages_the_gains_and_says_plainly_when_a_claim_is_not_reproduced():
+    results = pd.DataFrame([
+        dict(defense="saat", bits=16, HAG=0.6, SDHA=0.50), dict(defense="atrdh", bits=16, HAG=0.5, SDHA=0.55),
+        dict(defense="saat", bits=32, HAG=0.6, SDHA=0.50), dict(defense="atrdh", bits=32, HAG=0.4, SDHA=0.55)])
+    attacks = {"HAG": True, "SDHA": True}
+    verdict = defense_verdict(results, "saat", "atrdh", higher_is_better=attacks, model_column="defense")
+    assert verdict.per_attack == pytest.approx({"HAG": 15.0, "SDHA": -5.0}) and verdict.points == pytest.approx(5.0)
+    assert verdict.holds and "saat more robust than atrdh: reproduced here; mean gain +5.00 points" in str(verdict)
+    assert verdict.summary() == dict(points=verdict.points, relative=verdict.relative, holds=True)
+    reverse = defense_verdict(results, "atrdh", "saat", higher_is_better=attacks, model_column="defense")
+    assert not reverse.holds and "NOT reproduced here" in str(reverse) and "HAG -15.00, SDHA +5.00" in str(reverse)
 
 
 def test_bit_statistics_of_constant_balanced_and_correlated_codes():
@@ -270,7 +285,8 @@ def test_read_published_skips_comments_and_makes_code_lengths_integers(tmp_path)
 
 
 # --- attacks over several victims, budgets and iterations ---------------------------------------------
-from advhash.evaluation import attack_scores, budget_sweep, reference_maps, snapshot_scores  # noqa: E402
+from advhash.evaluation import (attack_scores, attack_sweep, check_budget, perturbation_sizes,  # noqa: E402
+                                reference_maps, robustness_probe, snapshot_scores)
 from advhash.metrics import random_ranking_map  # noqa: E402
 
 
@@ -313,18 +329,28 @@ def test_attack_scores_run_every_attack_on_every_victim_with_its_own_queries(set
     assert first["map"].iloc[-1] == table.HAG[0], "the last iterate is the attack's result"
 
 
-def test_budget_sweep_scales_the_step_with_the_budget(setup):
+def test_attack_sweep_runs_each_point_on_its_own_and_scales_a_sign_step_with_the_budget(setup):
     victim, data = setup
     queries = query_set(data, 8)
-    sweep = budget_sweep(victim, queries, dict(attack="hag", steps=3, threshold=0.5), [4, 64], step_fraction=1 / 4,
-                         topk=20, batch_size=5)
-    assert list(sweep.columns) == ["eps_255", "map", "clean", "random"] and list(sweep.eps_255) == [4, 64]
-    for row in sweep.itertuples():
-        attack = build_attack("hag", victim, steps=3, threshold=0.5, eps=row.eps_255 / 255,
-                              alpha=row.eps_255 / 4 / 255)
+    settings = {"HAG": dict(attack="hag", threshold=0.5), "SDHA": dict(attack="sdha", lr=0.01)}
+    by_eps = attack_sweep(victim, queries, settings, eps_255=[0, 4, 64], steps=3, step_fraction=1 / 4, topk=20,
+                          batch_size=5)
+    assert list(by_eps.columns) == ["attack", "eps_255", "steps", "map", "clean", "random"]
+    assert list(by_eps.attack) == ["HAG"] * 3 + ["SDHA"] * 3 and list(by_eps.eps_255) == [0, 4, 64] * 2
+    for row in by_eps[by_eps.eps_255 > 0].itertuples():
+        step = dict(alpha=row.eps_255 / 4 / 255) if row.attack == "HAG" else {}      # SDHA has no sign step
+        kwargs = {key: value for key, value in settings[row.attack].items() if key != "attack"}
+        attack = build_attack(settings[row.attack]["attack"], victim, **kwargs, eps=row.eps_255 / 255, steps=3, **step)
         assert row.map == evaluate_attack(attack, victim, queries, topk=20).score
-    assert (sweep.clean == reference_maps(victim, queries, topk=20)["clean"]).all()
-    assert sweep["map"].iloc[1] < sweep["map"].iloc[0], "a larger budget is a stronger attack"
+    assert (by_eps[by_eps.eps_255 == 0]["map"] == reference_maps(victim, queries, topk=20)["clean"]).all()
+    hag = by_eps[by_eps.attack == "HAG"]["map"]
+    assert hag.iloc[2] < hag.iloc[0], "a larger budget is a stronger attack"
+    by_steps = attack_sweep(victim, queries, {"HAG": settings["HAG"]}, eps_255=64, steps=[1, 3], step_fraction=1 / 4,
+                            topk=20, batch_size=5)
+    assert list(by_steps.steps) == [1, 3] and (by_steps.eps_255 == 64).all()
+    assert by_steps["map"].iloc[1] == by_eps["map"].iloc[2], "the same point gives the same score"
+    with pytest.raises(ValueError, match="exactly one of eps_255 and steps"):
+        attack_sweep(victim, queries, settings, eps_255=[4], steps=[3], topk=20)
 
 
 def test_attack_scores_score_targeted_attacks_by_t_map_and_reuse_earlier_runs(setup):
@@ -337,6 +363,8 @@ def test_attack_scores_score_targeted_attacks_by_t_map_and_reuse_earlier_runs(se
     dhta = evaluate_attack(build_attack("dhta", victim, **{k: v for k, v in settings["DHTA"].items() if k != "attack"}),
                            victim, queries, topk=20, targeted=True)
     assert table.DHTA[0] == dhta.score
+    assert table["t-MAP clean"][0] == retrieval_map(victim, victim.encode(queries.images), queries.target_labels,
+                                                    topk=20, targeted=True), "the targeted reference point"
     assert dhta.score == retrieval_map(victim, dhta.codes, queries.target_labels, topk=20, targeted=True)
     assert not runs["stripes", 16, "SAAT"].history == [] and table.SAAT[0] == runs["stripes", 16, "SAAT"].score
     marker = AttackResult(queries.images, victim.encode(queries.images), -1.0, dict(linf_255=0.0, l2=0.0, psnr=0.0))
@@ -344,3 +372,31 @@ def test_attack_scores_score_targeted_attacks_by_t_map_and_reuse_earlier_runs(se
                              runs={("stripes", 16, "SAAT"): marker})
     assert again.SAAT[0] == -1.0, "an attack already run on a victim is reused"
     assert again.DHTA[0] == table.DHTA[0]
+
+
+def test_perturbation_sizes_and_check_budget_read_every_run(setup):
+    victim, data = setup
+    queries = query_set(data, 6)
+    settings = {"HAG": dict(attack="hag", eps=8 / 255, alpha=2 / 255, steps=2)}
+    _, runs = attack_scores({("a", 16): victim}, queries, settings, topk=20)
+    sizes = perturbation_sizes(runs)
+    assert list(sizes.columns) == ["model", "bits", "attack", "linf_255", "l2", "psnr"]
+    assert sizes.iloc[0][["model", "bits", "attack"]].tolist() == ["a", 16, "HAG"]
+    largest = check_budget(runs, queries, 8 / 255)
+    assert largest == pytest.approx(255 * float((runs["a", 16, "HAG"].adversarial - queries.images).abs().max()))
+    assert check_budget(runs, {("a", 16): queries}, 8 / 255) == largest, "queries per victim, as attack_scores"
+    outside = queries.images.clone()
+    outside[0, 0, 0, 0] += 9 / 255
+    with pytest.raises(AssertionError, match=r"left the L-inf ball of 8.000/255.*'x'"):
+        check_budget({"x": outside, **runs}, queries, 8 / 255)
+
+
+def test_robustness_probe_scores_a_model_clean_and_under_an_attack_built_on_it(setup):
+    victim, data = setup
+    queries = query_set(data, 8)
+    attack = dict(attack="pgd", eps=32 / 255, alpha=4 / 255, steps=10)
+    point = robustness_probe(data, queries, attack, topk=20, batch_size=5)(victim.model)
+    assert point["clean_map"] == retrieval_map(victim, victim.encode(queries.images), queries.labels, topk=20)
+    pgd = build_attack("pgd", victim, eps=32 / 255, alpha=4 / 255, steps=10)
+    assert point["adversarial_map"] == evaluate_attack(pgd, victim, queries, topk=20).score
+    assert point["adversarial_map"] < point["clean_map"]

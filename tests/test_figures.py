@@ -19,7 +19,8 @@ from advhash.data import InMemorySplit  # noqa: E402
 from advhash.figures import (attack_examples, attack_histories, bit_correlations, curve_panels,  # noqa: E402
                              damage_figure, distance_histograms, image_grid, model_palette, perturbation_grid,
                              pr_and_pn_curves, retrieval_examples, robustness_bars, robustness_sweep, show_image,
-                             show_perturbation, show_ranking, sweep_panels, tradeoff_plot, transfer_heatmap)
+                             show_perturbation, show_ranking, sweep_panels, top_retrievals, tradeoff_plot,
+                             transfer_heatmap)
 from advhash.report import DPI, finish_figure  # noqa: E402
 
 GREEN, RED = to_rgba("green"), to_rgba("red")
@@ -93,6 +94,19 @@ def test_show_ranking_frames_items_by_a_shared_label():
     assert [frame_colour(ax) for ax in axes[0]] == [GREEN, RED, GREEN]
     assert [ax.get_title() for ax in axes[0]] == ["d=0", "d=1", "d=2"]
     np.testing.assert_allclose(shown(axes[0, 0]), np.full((2, 2), 200 / 255), atol=1e-6)   # item 2 first
+
+
+def test_top_retrievals_show_each_query_beside_its_nearest_items_by_hamming_distance():
+    labels = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    database = InMemorySplit(torch.arange(3, dtype=torch.uint8).mul(100).view(3, 1, 1, 1).expand(3, 1, 2, 2).clone(),
+                             labels)
+    db_codes = torch.tensor([[1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]])
+    fig = top_retrievals(database, torch.tensor([[1.0, 1.0], [-1.0, -1.0]]), db_codes, database, k=3)
+    axes = np.array(fig.axes).reshape(2, 4)
+    assert [ax.get_title() for ax in axes[0]] == ["query", "d=0", "d=1", "d=2"]
+    np.testing.assert_allclose(shown(axes[0, 2]), np.full((2, 2), 200 / 255), atol=1e-6)   # item 2 at distance 1
+    assert [frame_colour(ax) for ax in axes[0, 1:]] == [GREEN, GREEN, RED]      # items 0, 2, 1 for label 0
+    assert [frame_colour(ax) for ax in axes[1, 1:]] == [GREEN, GREEN, RED]      # items 1, 2, 0 for label 1
 
 
 def test_attack_examples_draws_two_rows_per_query_and_finish_figure_saves_it(tmp_path):
@@ -235,11 +249,12 @@ def test_bit_correlations_show_the_correlation_of_the_bits_of_each_method():
     assert matrix[0, 1] == pytest.approx(1.0) and matrix[0, 2] == pytest.approx(0.0)
 
 
-def test_sweep_panels_draw_one_panel_per_sweep_with_the_random_baseline():
-    frame = pd.DataFrame([dict(sweep=s, x=x, attack=a, map=0.5 - 0.01 * x) for s in ("eps", "iterations")
-                          for x in (0, 8) for a in ("HAG", "SAAT")])
-    fig = sweep_panels(frame, panels={"eps": "eps", "iterations": "iterations"}, ylabel="mAP", title="t", baseline=0.4)
+def test_sweep_panels_draw_one_panel_per_sweep_against_the_swept_column_with_the_random_baseline():
+    by_eps = pd.DataFrame([dict(attack=a, eps_255=x, steps=20, map=0.5 - 0.01 * x) for x in (0, 8) for a in "AB"])
+    by_steps = pd.DataFrame([dict(attack=a, eps_255=8, steps=x, map=0.5 - 0.01 * x) for x in (0, 5, 20) for a in "AB"])
+    fig = sweep_panels({"eps": by_eps, "iterations": by_steps}, ylabel="mAP", title="t", baseline=0.4)
     assert [ax.get_xlabel() for ax in fig.axes] == ["eps", "iterations"]
+    assert sorted(set(fig.axes[1].get_lines()[0].get_xdata())) == [0, 5, 20], "the steps panel plots the steps"
     assert all(any(set(line.get_ydata()) == {0.4} for line in ax.get_lines()) for ax in fig.axes)
 
 

@@ -17,6 +17,7 @@ Method definitions live in ``docs/methods.md``.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -31,8 +32,9 @@ from .metrics import (mean_average_precision, precision_at_n, precision_recall_c
 from .victim import Victim
 
 __all__ = ["QuerySet", "query_set", "retrieval_map", "retrieval_scores", "retrieval_curves", "curve_rows",
-           "reference_maps", "AttackResult", "evaluate_attack", "attack_scores", "snapshot_scores", "budget_sweep",
-           "attack_budgets", "build_attacks", "code_distances", "distance_margins", "closed_form_gap", "defense_gain",
+           "reference_maps", "AttackResult", "evaluate_attack", "attack_scores", "snapshot_scores", "attack_sweep",
+           "perturbation_sizes", "check_budget", "robustness_probe", "attack_budgets", "build_attacks",
+           "code_distances", "distance_margins", "closed_form_gap", "defense_gain", "Verdict", "defense_verdict",
            "bit_correlation", "bit_statistics", "nested_metrics", "read_published", "build_attack", "ATTACKS"]
 
 
@@ -187,16 +189,21 @@ def distance_margins(distances: pd.DataFrame) -> pd.DataFrame:
     return summary
 
 
-def closed_form_gap(closed: torch.Tensor, objective: Callable[[torch.Tensor], torch.Tensor], bits: int
-                    ) -> dict[str, float | int]:
-    """The brute-force check of a closed-form code (Theorem 1 of CgAT and of SAAT): the objective of the
-    closed-form code of each query (``objective(candidates) -> (n_query, n_candidates)``) against its
-    minimum over all 2^bits codes. Rows of ``closed`` with a zero bit (the official center code of an
+def closed_form_gap(closed_form: Callable[..., torch.Tensor], objective: Callable[..., torch.Tensor],
+                    labels: torch.Tensor, table_codes: torch.Tensor, table_labels: torch.Tensor, *,
+                    bits: int) -> dict[str, float | int]:
+    """The brute-force check of a closed-form code (Theorem 1 of CgAT and of SAAT) on the first ``bits`` bits of a
+    code table: the objective of the closed-form code of each query, ``closed_form(labels, table, table_labels)``
+    (e.g. ``advhash.codes.mainstay_codes``), against its minimum over all 2^bits codes of
+    ``objective(candidates, labels, table, table_labels) -> (n_query, n_candidates)`` (e.g.
+    ``mainstay_code_objective``). Queries whose closed-form code has a zero bit (the official center code of an
     item with no positive or no negative) are not candidates and are counted apart.
-    Returns max_gap (0 when the closed form is optimal), queries checked, zero_codes, candidates."""
+    Returns bits, candidates, queries checked, zero_codes and max_gap (0 when the closed form is optimal)."""
+    table_codes = table_codes[:, :bits]
+    closed = closed_form(labels, table_codes, table_labels)
     defined = (closed != 0).all(1)
-    best, _ = brute_force_minimum(objective, bits)
-    gap = (torch.diagonal(objective(closed)) - best)[defined]
+    best, _ = brute_force_minimum(lambda candidates: objective(candidates, labels, table_codes, table_labels), bits)
+    gap = (torch.diagonal(objective(closed, labels, table_codes, table_labels)) - best)[defined]
     return dict(bits=bits, candidates=2**bits, queries=int(defined.sum()), zero_codes=int((~defined).sum()),
                 max_gap=gap.abs().max().item() if len(gap) else 0.0)
 
@@ -214,6 +221,43 @@ def defense_gain(results: pd.DataFrame, better: str, worse: str, *, higher_is_be
             gain = (a - b) if higher else (b - a)
             rows.append(dict(attack=attack, bits=bits, points=100 * gain, relative=100 * gain / max(b, 1e-12)))
     return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A paper's headline "defense ``better`` is more robust than ``worse``" checked on our numbers: the gain of
+    :func:`defense_gain` averaged over attacks and code lengths, in points (x100) and relative to ``worse`` (%),
+    and per attack (points). It holds when the mean gain is positive; ``str()`` says so plainly either way."""
+
+    better: str
+    worse: str
+    points: float
+    relative: float
+    per_attack: dict[str, float]
+
+    @property
+    def holds(self) -> bool:
+        return self.points > 0
+
+    def summary(self) -> dict[str, float | bool]:
+        """The verdict for a metrics file: mean gain in points and relative (%), and whether the claim holds."""
+        return dict(points=self.points, relative=self.relative, holds=self.holds)
+
+    def __str__(self) -> str:
+        status = "reproduced here" if self.holds else "NOT reproduced here"
+        attacks = ", ".join(f"{attack} {gain:+.2f}" for attack, gain in self.per_attack.items())
+        return (f"{self.better} more robust than {self.worse}: {status}; mean gain {self.points:+.2f} points "
+                f"({self.relative:+.1f} % of {self.worse}'s); per attack, points: {attacks}")
+
+
+def defense_verdict(results: pd.DataFrame, better: str, worse: str, *, higher_is_better: Mapping[str, bool],
+                    model_column: str = "model") -> Verdict:
+    """Check "``better`` is more robust than ``worse``" on ``results`` (as :func:`defense_gain`): a
+    :class:`Verdict`, to assert where the claim holds and to report with its numbers where it does not."""
+    gains = defense_gain(results, better, worse, higher_is_better=higher_is_better, model_column=model_column)
+    per_attack = gains.groupby("attack", sort=False).points.mean()
+    return Verdict(better, worse, float(gains.points.mean()), float(gains.relative.mean()),
+                   {attack: float(gain) for attack, gain in per_attack.items()})
 
 
 def bit_correlation(codes: torch.Tensor) -> torch.Tensor:
@@ -255,7 +299,8 @@ def attack_scores(victims: Mapping[Any, Victim], queries: QuerySet | Mapping[Any
 
     Returns (table, runs). table: one row per victim key (a tuple, named by ``columns``) with the two reference
     points, the clean queries' mAP@k ("clean") and that of a random ranking ("random", :func:`reference_maps`),
-    one column per attack label (the adversarial queries' mAP@k, or t-MAP@k toward the targets for the labels
+    with ``targeted`` attacks the clean queries' t-MAP@k toward the targets ("t-MAP clean"), one column per attack
+    label (the adversarial queries' mAP@k, or t-MAP@k toward the targets for the labels
     in ``targeted``) and the size of each perturbation, "<label> <size>" for the sizes of
     ``advhash.attacks.perturbation_stats`` (linf_255, l2, psnr). runs: {(*key, label): AttackResult}; pass a
     dict of earlier runs as ``runs`` and an attack already run on a victim is reused, not run again."""
@@ -269,11 +314,52 @@ def attack_scores(victims: Mapping[Any, Victim], queries: QuerySet | Mapping[Any
                 runs[(*key, label)] = evaluate_attack(
                     attack, victim, attacked, topk=topk, targeted=label in targeted, batch_size=batch_size,
                     snapshot_steps=[step for step in snapshot_steps if step <= attack.steps])
-        rows.append({**dict(zip(columns, key)), **reference_maps(victim, attacked, topk=topk),
+        clean_targeted = {"t-MAP clean": retrieval_map(victim, victim.encode(attacked.images), attacked.target_labels,
+                                                       topk=topk, targeted=True)} if targeted else {}
+        rows.append({**dict(zip(columns, key)), **reference_maps(victim, attacked, topk=topk), **clean_targeted,
                      **{label: runs[(*key, label)].score for label in settings},
                      **{f"{label} {size}": value for label in settings
                         for size, value in runs[(*key, label)].sizes.items()}})
     return pd.DataFrame(rows), runs
+
+
+def perturbation_sizes(runs: Mapping[tuple, AttackResult],
+                       columns: tuple[str, ...] = ("model", "bits", "attack")) -> pd.DataFrame:
+    """One row per attack run: its key (the ``runs`` of :func:`attack_scores`) named by ``columns``, and the size
+    of its perturbation (``advhash.attacks.perturbation_stats``: linf_255, l2, psnr)."""
+    return pd.DataFrame([{**dict(zip(columns, key)), **result.sizes} for key, result in runs.items()])
+
+
+def check_budget(runs: Mapping[tuple, AttackResult | torch.Tensor], queries: QuerySet | Mapping[Any, QuerySet],
+                 eps: float) -> float:
+    """The L-inf threat model, checked on the images themselves: every adversarial image of ``runs`` (an
+    :class:`AttackResult` or a tensor per key) lies within ``eps`` (+1e-6 for float rounding) of its clean query
+    (``queries``, or ``queries[key[:-1]]`` per victim as in :func:`attack_scores`). Returns the largest L-inf
+    distance in pixel levels (x255); raises AssertionError naming every run that left the ball."""
+    largest, outside = 0.0, {}
+    for key, run in runs.items():
+        clean = queries[key[:-1]] if isinstance(queries, Mapping) else queries
+        images = run.adversarial if isinstance(run, AttackResult) else run
+        distance = float((images - clean.images).abs().max()) if len(images) else 0.0
+        largest = max(largest, distance)
+        if distance > eps + 1e-6:
+            outside[key] = round(255 * distance, 4)
+    assert not outside, f"attacks left the L-inf ball of {255 * eps:.3f}/255 (their L-inf, x255): {outside}"
+    return 255 * largest
+
+
+def robustness_probe(data, queries: QuerySet, attack: Mapping[str, Any], *, topk: int | None,
+                     batch_size: int = 128) -> Callable[[Any], dict[str, float]]:
+    """A per-epoch evaluation for training curves (the ``evaluate`` of ``advhash.fitting.fit_defended_victims``):
+    for a model, its mAP@k on ``queries`` (a fixed subset, e.g. ``queries.head(50)``) clean ("clean_map") and
+    under ``attack`` (``dict(attack=<ATTACKS name>, **kwargs)``, built on that model, re-encoded on ``data``:
+    "adversarial_map")."""
+    def probe(model) -> dict[str, float]:
+        victim = Victim.build(model, data)
+        built = build_attacks(victim, {"probe": attack})["probe"]
+        return dict(clean_map=retrieval_map(victim, victim.encode(queries.images), queries.labels, topk=topk),
+                    adversarial_map=evaluate_attack(built, victim, queries, topk=topk, batch_size=batch_size).score)
+    return probe
 
 
 def snapshot_scores(runs: Mapping[tuple, AttackResult], victims: Mapping[Any, Victim],
@@ -289,26 +375,37 @@ def snapshot_scores(runs: Mapping[tuple, AttackResult], victims: Mapping[Any, Vi
     return pd.DataFrame(rows, columns=[*columns, "iteration", "map"])
 
 
-def budget_sweep(victim: Victim, queries: QuerySet, attack: Mapping[str, Any], budgets_255: Iterable[int], *,
-                 step_fraction: float, topk: int | None, batch_size: int = 128) -> pd.DataFrame:
-    """Attack strength vs the L-inf budget: ``attack`` (``dict(attack=<ATTACKS name>, **kwargs)``, as in
-    :func:`build_attacks`, without eps and alpha) at each budget eps = b / 255 of ``budgets_255``, with the step
-    alpha = ``step_fraction`` x eps, scored by the mAP@k of the adversarial queries (:func:`evaluate_attack`);
-    a budget of 0 is the clean queries (no attack is run).
-    Columns: eps_255, map, and the reference points clean and random (:func:`reference_maps`, the same on
-    every row)."""
-    settings = dict(attack)
-    name = settings.pop("attack")
+def attack_sweep(victim: Victim, queries: QuerySet, settings: Mapping[str, Mapping[str, Any]], *,
+                 eps_255: float | Iterable[float], steps: int | Iterable[int], step_fraction: float = 1 / 8,
+                 topk: int | None, batch_size: int = 128) -> pd.DataFrame:
+    """Attack strength as the budget or the iterations grow: every attack of ``settings`` (display label ->
+    ``dict(attack=<ATTACKS name>, **kwargs)``, as in :func:`build_attacks`, without eps, alpha and steps) run at
+    each point of the swept setting, the other one fixed: ``eps_255`` (L-inf budget in pixel levels, eps =
+    eps_255 / 255) or ``steps`` (iterations); exactly one of them is a list. Each point is its own run (HAG's and
+    SAAT's tanh-scale schedules depend on the total), scored by the mAP@k of the adversarial queries
+    (:func:`evaluate_attack`); a point at 0 is the clean queries (no attack is run). An attack with a sign step
+    (a class taking ``alpha``) steps ``alpha = step_fraction * eps``.
+    Columns: attack, eps_255, steps, map, and the reference points clean and random (:func:`reference_maps`)."""
+    swept = [name for name, value in (("eps_255", eps_255), ("steps", steps)) if not isinstance(value, (int, float))]
+    if len(swept) != 1:
+        raise ValueError(f"attack_sweep sweeps exactly one of eps_255 and steps (a list), the other is a number; "
+                         f"got eps_255={eps_255!r}, steps={steps!r}")
     references = reference_maps(victim, queries, topk=topk)
-
-    def score(budget):
-        if budget == 0:
-            return references["clean"]
-        attack = build_attack(name, victim, **settings, eps=budget / 255, alpha=budget * step_fraction / 255)
-        return evaluate_attack(attack, victim, queries, topk=topk, batch_size=batch_size).score
-
-    rows = [dict(eps_255=budget, map=score(budget), **references) for budget in budgets_255]
-    return pd.DataFrame(rows, columns=["eps_255", "map", "clean", "random"])
+    rows = []
+    for label, attack in settings.items():
+        kwargs = dict(attack)
+        name = kwargs.pop("attack", label)
+        for point in (eps_255 if swept == ["eps_255"] else steps):
+            budget, iterations = (point, steps) if swept == ["eps_255"] else (eps_255, point)
+            score = references["clean"]
+            if point != 0:
+                eps = budget / 255
+                sign_step = dict(alpha=step_fraction * eps) if "alpha" in inspect.signature(ATTACKS[name]).parameters \
+                    else {}
+                built = build_attack(name, victim, **kwargs, eps=eps, steps=iterations, **sign_step)
+                score = evaluate_attack(built, victim, queries, topk=topk, batch_size=batch_size).score
+            rows.append(dict(attack=label, eps_255=budget, steps=iterations, map=score, **references))
+    return pd.DataFrame(rows, columns=["attack", "eps_255", "steps", "map", "clean", "random"])
 
 
 def reference_maps(victim: Victim, queries: QuerySet, *, topk: int | None) -> dict[str, float]:

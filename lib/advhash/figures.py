@@ -6,6 +6,8 @@ Each returns the figure (or seaborn grid) it drew, or draws on the axes it is gi
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import pandas as pd
 
 
@@ -55,6 +57,24 @@ def show_ranking(axes, split, indices, query_label, *, titles=None) -> None:
         image, label = split[int(index)][:2]
         show_image(ax, image, "" if titles is None else titles[position],
                    relevant=bool(torch.as_tensor(label).float() @ torch.as_tensor(query_label).float() > 0))
+
+
+def top_retrievals(queries, query_codes, db_codes, database, *, k: int = 10, figsize=None):
+    """Each query of ``queries`` (a split: ``queries[i]`` is (image, label, ...)), one row per code of
+    ``query_codes``, beside its top ``k`` items of ``database`` by Hamming distance of their ``db_codes``
+    (``advhash.metrics.hamming_rank``, ties by database order), framed green / red by relevance (a shared label)
+    and titled with their distance. Returns the figure."""
+    from .metrics import hamming_rank
+
+    top_indices, top_distances = hamming_rank(query_codes, db_codes, topk=k)
+    rows = len(query_codes)
+    fig, axes = image_grid(rows, k + 1, figsize=figsize or (1.2 * (k + 1), 1.35 * rows))
+    for row in range(rows):
+        image, label = queries[row][:2]
+        show_image(axes[row, 0], image, "query")
+        show_ranking(axes[row, 1:], database, top_indices[row], label,
+                     titles=[f"d={distance}" for distance in top_distances[row].tolist()])
+    return fig
 
 
 MODELS = ("undefended", "finetune", "atrdh", "cgat", "saat")   # the models the defense sections compare
@@ -182,16 +202,17 @@ def bit_correlations(codes: dict, *, bits: int):
     return fig
 
 
-def sweep_panels(frame: pd.DataFrame, *, panels: dict[str, str], ylabel: str, title: str,
-                 baseline: float | None = None):
-    """Attack strength sweeps side by side: for each ``panels`` entry (value of the ``sweep`` column -> x-axis
-    label), ``map`` against ``x``, one line per ``attack``; ``baseline`` (the random ranking) dotted."""
+def sweep_panels(sweeps: Mapping[str, pd.DataFrame], *, ylabel: str, title: str, baseline: float | None = None):
+    """Attack strength sweeps side by side: one panel per ``sweeps`` entry (x-axis label -> a frame of
+    ``advhash.evaluation.attack_sweep``), ``map`` against the swept column (eps_255 or steps), one line per
+    ``attack``; ``baseline`` (the random ranking) dotted."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.6), sharey=True, squeeze=False)
-    for ax, (sweep, xlabel) in zip(axes[0], panels.items()):
-        sns.lineplot(data=frame[frame.sweep == sweep], x="x", y="map", hue="attack", marker="o", ax=ax)
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(5.5 * len(sweeps), 3.6), sharey=True, squeeze=False)
+    for ax, (xlabel, frame) in zip(axes[0], sweeps.items()):
+        x = "eps_255" if frame.eps_255.nunique() > 1 else "steps"
+        sns.lineplot(data=frame, x=x, y="map", hue="attack", marker="o", ax=ax)
         if baseline is not None:
             ax.axhline(baseline, color="grey", linestyle=":", linewidth=1)
         ax.set(xlabel=xlabel, ylabel=ylabel, title=title)

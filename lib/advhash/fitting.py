@@ -4,6 +4,11 @@
     specs = {("fashion-mnist", 32): VictimSpec("fashion-mnist", "dpsh", 32, seed=0, backbone="small_cnn")}
     victims = fit_victims(data, specs, saturation=30.0, epochs=5, checkpoint_dir="build/checkpoints")
 
+With a victim manifest (``advhash.manifest``: the models notebook 01 trained), the victims it lists are loaded
+from it and every other one is trained with its settings into ``checkpoint_dir``:
+
+    victims = fit_victims(data, specs, manifest=read_manifest(path), checkpoint_dir="build/checkpoints")
+
 The defense sections then fine-tune each clean victim with every defense (:func:`fit_defended_victims`):
 
     victims, histories = fit_defended_victims(data, clean, ["finetune", "cgat"], eps=8/255, alpha=2/255, steps=7,
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any, Hashable, Mapping, NamedTuple
 
+from .manifest import VictimManifest
 from .models import with_scaled_hash_layer
 from .train import fit_hashing_model
 from .victim import Victim
@@ -27,32 +33,43 @@ __all__ = ["VictimSpec", "fit_victims", "fit_defended_victims"]
 
 class VictimSpec(NamedTuple):
     """One victim to fit: the name of its dataset (a key of the ``data`` given to :func:`fit_victims`), its
-    hashing loss (``advhash.losses``), code length, training seed and backbone (``advhash.models``)."""
+    hashing loss (``advhash.losses``), code length, training seed and backbone (``advhash.models``); a seed or
+    backbone of None is the manifest's (without one: 0 and "small_cnn")."""
 
     dataset: str
     method: str
     bits: int
-    seed: int = 0
-    backbone: str = "small_cnn"
+    seed: int | None = None
+    backbone: str | None = None
 
 
-def fit_victims(data: Mapping[str, Any], specs: Mapping[Hashable, tuple], *, saturation: float = 1.0,
-                database: bool = True, train: bool = False, **training) -> dict[Hashable, Victim]:
+def fit_victims(data: Mapping[str, Any], specs: Mapping[Hashable, tuple], *, manifest: VictimManifest | None = None,
+                saturation: float = 1.0, database: bool = True, train: bool = False,
+                **training) -> dict[Hashable, Victim]:
     """Fit every victim of ``specs`` (key -> :class:`VictimSpec`, or a plain tuple in its order) on its dataset
-    ``data[spec.dataset]``: ``fit_hashing_model`` with the spec and ``training`` (epochs, checkpoint_dir,
-    reuse_from, batch_size, lr, ...), the model moved to the CPU, its hash layer multiplied by ``saturation``
-    (1: as trained), then encoded once (``Victim.build``: the database codes and, with ``train``, the training
-    codes). Returns {key: Victim}, in the order of ``specs``."""
+    ``data[spec.dataset]``: loaded from ``manifest`` when it lists the victim (``VictimManifest.load``, which
+    checks it was trained on this data), otherwise ``fit_hashing_model`` with the spec, the manifest's training
+    settings and ``training`` (epochs, checkpoint_dir, device, batch_size, lr, ...; these win); then its hash
+    layer multiplied by ``saturation`` (1: as trained) and the model encoded once on its device
+    (``Victim.build``: the database codes and, with ``train``, the training codes). Returns {key: Victim}, in
+    the order of ``specs``."""
     if not saturation > 0:
         raise ValueError(f"saturation must be positive (it keeps the sign of every logit); got {saturation!r}")
+    settings = {**(manifest.training if manifest is not None else {}), **training}
     victims = {}
     for key, spec in specs.items():
         spec = VictimSpec(*spec)
         if spec.dataset not in data:
             raise KeyError(f"victim {key!r}: no dataset {spec.dataset!r}; loaded: {sorted(data)}")
-        model, _ = fit_hashing_model(data[spec.dataset], method=spec.method, bits=spec.bits, backbone=spec.backbone,
-                                     seed=spec.seed, **training)
-        model = with_scaled_hash_layer(model.cpu(), saturation)
+        if manifest is not None and manifest.lists(spec.dataset, spec.method, spec.bits, backbone=spec.backbone,
+                                                   seed=spec.seed):
+            model = manifest.load(data[spec.dataset], spec.method, spec.bits, device=settings.get("device", "cpu"))
+        else:
+            own = {name: value for name, value in (("seed", spec.seed), ("backbone", spec.backbone))
+                   if value is not None}
+            model, _ = fit_hashing_model(data[spec.dataset], method=spec.method, bits=spec.bits,
+                                         **{**settings, **own})
+        model = with_scaled_hash_layer(model, saturation)
         victims[key] = Victim.build(model, data[spec.dataset], database=database, train=train)
     return victims
 

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from .checkpoint import load_checkpoint, save_checkpoint, settings_tag, train_items_tag
-from .losses import PairwiseHashingLoss, build_loss
+from .losses import LOSSES, PairwiseHashingLoss, build_loss
 from .models import HashingModel, binarize, build_model
 from .utils import progress, resolve_device
 
@@ -227,14 +227,26 @@ def reuse_checkpoint(model: HashingModel, checkpoint_path: Path, folders, *, epo
     return None
 
 
+def hashing_checkpoint_name(data, *, method: str, bits: int, backbone: str = "small_cnn",
+                            input_size: int | None = None, weights: str | Path | None = None, pairs: str | None = None,
+                            seed: int = 0, **training) -> str:
+    """The file name of the checkpoint :func:`fit_hashing_model` writes for these settings on ``data``:
+    ``<method>_<bits>bits_<backbone>_<tag>.pt``, the tag hashing the data's name, its training items and every
+    setting but ``epochs`` (``pairs`` resolved to the loss's own default when None)."""
+    pairs = pairs or LOSSES[method.lower()].default_pairs
+    settings = dict(data=data.name, train_items=train_items_tag(data.train), method=method, bits=bits,
+                    backbone=backbone, input_size=input_size, weights=str(weights), pairs=pairs, seed=seed, **training)
+    return f"{method}_{bits}bits_{backbone}_{settings_tag(settings)}.pt"
+
+
 def fit_hashing_model(data, *, method: str, bits: int, backbone: str = "small_cnn", epochs: int,
                       checkpoint_dir: str | Path | None = None, input_size: int | None = None,
                       weights: str | Path | None = None, pairs: str | None = None,
                       device: str | torch.device = "cpu", seed: int = 0, reuse_from: tuple = (),
                       **training) -> tuple[HashingModel, list[dict[str, Any]]]:
     """Build and train (or resume, or just load) a ``method`` hashing model with ``bits`` bits on
-    ``data.train``. The checkpoint is ``<checkpoint_dir>/<method>_<bits>bits_<backbone>_<tag>.pt``, the
-    tag hashing every setting, so changed settings never pick up a stale checkpoint.
+    ``data.train``. The checkpoint is ``<checkpoint_dir>/`` :func:`hashing_checkpoint_name`, whose tag hashes
+    every setting, so changed settings never pick up a stale checkpoint.
 
     ``reuse_from``: other checkpoint folders (e.g. another notebook's) searched first for a finished
     checkpoint of the same settings, which is then only read, never written.
@@ -247,9 +259,8 @@ def fit_hashing_model(data, *, method: str, bits: int, backbone: str = "small_cn
     loss = build_loss(method, num_train=len(data.train), bits=bits, num_classes=data.num_classes, pairs=pairs)
     checkpoint_path = None
     if checkpoint_dir is not None:
-        settings = dict(data=data.name, train_items=train_items_tag(data.train), method=method, bits=bits, backbone=backbone,
-                        input_size=input_size, weights=str(weights), pairs=loss.pairs, seed=seed, **training)
-        name = f"{method}_{bits}bits_{backbone}_{settings_tag(settings)}.pt"
+        name = hashing_checkpoint_name(data, method=method, bits=bits, backbone=backbone, input_size=input_size,
+                                       weights=weights, pairs=loss.pairs, seed=seed, **training)
         checkpoint_path = Path(checkpoint_dir) / name
         reused = reuse_checkpoint(model, checkpoint_path, reuse_from, epochs=epochs, device=device)
         if reused is not None:

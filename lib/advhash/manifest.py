@@ -1,0 +1,190 @@
+"""Victim manifests: the models one notebook trained, written down for the notebooks that attack them.
+
+Notebook 01 trains one hashing model per (method, bits) and writes ``<checkpoint_dir>/victims.json``. Notebooks
+02, 04 and 05 read it (their ``victims_from`` parameter) instead of re-declaring notebook 01's settings, so a
+change to those settings reaches every notebook at once, and DVC, which tracks the folder as their dependency,
+reruns them. The file:
+
+    {"format": 1,
+     "split": {"dataset": "fashion-mosaic", "root": "data", "num_query": 500, "num_train": 3000,
+               "num_database": 6000, "seed": 0},
+     "training": {"backbone": "small_cnn", "epochs": 10, "seed": 0, "pairs": "batch", "batch_size": 64,
+                  "optimizer": "adam", "lr": 0.001, ...},
+     "train_digest": "5e6f7a8b",
+     "victims": [{"method": "dph", "bits": 16, "checkpoint": "dph_16bits_small_cnn_1a2b3c4d.pt"}, ...]}
+
+A listed victim is loaded from its own file only, and only when that file is exactly what the manifest says:
+the name that the reader's data and the manifest's settings give (``advhash.train.hashing_checkpoint_name``:
+same dataset, same training items, same settings), training data of the same content (``train_digest``,
+``advhash.checkpoint.split_digest``: labels and in-memory images) and a finished run of ``epochs`` epochs. Anything else is an
+error naming the file, the difference and the fix; never a silent retrain or a stale model. A victim the
+manifest does not list (another dataset, backbone or seed: notebook 02's transfer victims) is trained with the
+manifest's settings into the reader's own checkpoint folder (``advhash.fitting.fit_victims``).
+
+    source = VictimManifest(Path("checkpoints/01_deep_hashing"), split=split, training=training)   # notebook 01
+    model, history = source.fit(data, "dph", 32)
+    source.write()
+    source = read_manifest("checkpoints/01_deep_hashing/victims.json")                              # a reader
+    data = source.load_data(project_root)
+    model = source.load(data, "dph", 32)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoint import load_checkpoint, split_digest
+from .models import HashingModel, build_model
+from .train import fit_hashing_model, hashing_checkpoint_name
+
+__all__ = ["MANIFEST_NAME", "VictimManifest", "read_manifest"]
+
+MANIFEST_NAME = "victims.json"
+FORMAT = 1
+SPLIT_KEYS = ("dataset", "root", "num_query", "num_train", "num_database", "seed")
+
+
+@dataclass
+class VictimManifest:
+    """The victims trained in ``folder``: the data ``split`` they were trained on (dataset name, its folder
+    ``root`` relative to the project root, and the ``load_dataset`` split sizes and seed), the ``training``
+    settings of ``fit_hashing_model`` shared by all (backbone, epochs, seed, pairs, optimizer, ...), and
+    ``victims``: {(method, bits): checkpoint file name}, and ``train_digest``, the content digest of the training
+    split they share."""
+
+    folder: Path
+    split: dict[str, Any]
+    training: dict[str, Any]
+    victims: dict[tuple[str, int], str] = field(default_factory=dict)
+    train_digest: str | None = None
+
+    def __post_init__(self):
+        self.folder = Path(self.folder)
+        missing = [key for key in SPLIT_KEYS if key not in self.split]
+        if missing:
+            raise ValueError(f"victim manifest {self.path}: its split lacks {missing}")
+        if "epochs" not in self.training:
+            raise ValueError(f"victim manifest {self.path}: its training settings lack 'epochs'")
+
+    @property
+    def path(self) -> Path:
+        return self.folder / MANIFEST_NAME
+
+    @property
+    def dataset(self) -> str:
+        return self.split["dataset"]
+
+    @property
+    def fine_tuning(self) -> dict[str, Any]:
+        """The settings a fine-tune of these victims keeps (the loss's pairs, the batch size and the optimizer);
+        its epochs, learning rate and seed are its own."""
+        keys = ("pairs", "batch_size", "optimizer", "momentum", "weight_decay")
+        return {key: self.training[key] for key in keys if key in self.training}
+
+    def load_data(self, project_root: str | os.PathLike, dataset: str | None = None):
+        """The data split the victims were trained on (``advhash.data.load_dataset`` from the manifest's data
+        folder under ``project_root``); with ``dataset``, the split of the same sizes and seed of another dataset."""
+        from .data import load_dataset
+
+        sizes = {key: value for key, value in self.split.items() if key not in ("dataset", "root")}
+        return load_dataset(dataset or self.dataset, root=Path(project_root) / self.split["root"], **sizes)
+
+    def fit(self, data, method: str, bits: int, *, device: str | torch.device = "cpu"):
+        """Train (or resume, or load) victim ``method`` / ``bits`` on ``data`` with this manifest's settings in
+        its folder, and list it. Returns ``fit_hashing_model``'s (model, history)."""
+        digest = split_digest(data.train)
+        if self.train_digest not in (None, digest):
+            raise ValueError(f"victim manifest {self.path} lists victims trained on other data ({self.train_digest}) "
+                             f"than the {data.name} given ({digest}): one manifest holds the victims of one split")
+        model, history = fit_hashing_model(data, method=method, bits=bits, checkpoint_dir=self.folder,
+                                           device=device, **self.training)
+        self.train_digest = digest
+        self.victims[method, bits] = self.checkpoint_name(data, method, bits)
+        return model, history
+
+    def checkpoint_name(self, data, method: str, bits: int) -> str:
+        """The checkpoint file name of victim ``method`` / ``bits`` trained on ``data`` with these settings."""
+        settings = {key: value for key, value in self.training.items() if key != "epochs"}
+        return hashing_checkpoint_name(data, method=method, bits=bits, **settings)
+
+    def lists(self, dataset: str, method: str, bits: int, *, backbone: str | None = None,
+              seed: int | None = None) -> bool:
+        """Whether the manifest holds this victim (``backbone`` / ``seed`` None: the manifest's own)."""
+        return (dataset == self.dataset and (method, bits) in self.victims
+                and backbone in (None, self.training.get("backbone", "small_cnn"))
+                and seed in (None, self.training.get("seed", 0)))
+
+    def load(self, data, method: str, bits: int, *, device: str | torch.device = "cpu") -> HashingModel:
+        """Victim ``method`` / ``bits``, read (never written) from its checkpoint after checking it is the one
+        listed for ``data``: same name, finished after the manifest's epochs. Eval mode, on ``device``."""
+        if (method, bits) not in self.victims:
+            listed = ", ".join(f"{m} {b} bits" for m, b in self.victims) or "none"
+            raise KeyError(f"victim manifest {self.path} lists no {method} model of {bits} bits (listed: {listed}); "
+                           "add the method and code length to notebook 01's parameters (params.yaml, section "
+                           "deep_hashing: methods, bits_list) and rerun it")
+        path = self.folder / self.victims[method, bits]
+        expected = self.checkpoint_name(data, method, bits)
+        if path.name != expected:
+            raise ValueError(f"victim manifest {self.path} lists {path.name} for {method} {bits} bits, but the data "
+                             f"given ({data.name}) would name it {expected}: the data or its split differs from the "
+                             f"one the victims were trained on; load it with the manifest's load_data()")
+        if split_digest(data.train) != self.train_digest:
+            raise ValueError(f"victim manifest {self.path} lists victims trained on other data than the {data.name} "
+                             f"given (content digest {self.train_digest} vs {split_digest(data.train)}): the data "
+                             "differs from the one the victims were trained on; load it with the manifest's "
+                             "load_data(), or rerun notebook 01 (dvc repro deep_hashing) after a data change")
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}, listed in {self.path}, is missing: rerun notebook 01 "
+                                    "(dvc repro deep_hashing) to train it again")
+        state = load_checkpoint(path, map_location=device)
+        if state["epoch"] != self.training["epochs"]:
+            raise ValueError(f"{path} holds a run of {state['epoch']} epochs but {self.path} says "
+                             f"{self.training['epochs']}: the manifest and the checkpoint come from different runs; "
+                             "rerun notebook 01 (dvc repro deep_hashing)")
+        model = build_model(state["run_config"]["model"])
+        model.load_state_dict(state["model"])
+        return model.to(device).eval()
+
+    def write(self) -> Path:
+        """Write the manifest to ``folder / victims.json`` atomically. Returns its path."""
+        content = dict(format=FORMAT, split=self.split, training=self.training, train_digest=self.train_digest,
+                       victims=[dict(method=method, bits=bits, checkpoint=name)
+                                for (method, bits), name in self.victims.items()])
+        self.folder.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{MANIFEST_NAME}.", suffix=".tmp", dir=self.folder)
+        with os.fdopen(handle, "w") as file:
+            json.dump(content, file, indent=2)
+            file.write("\n")
+        os.replace(temporary, self.path)
+        return self.path
+
+
+def read_manifest(path: str | os.PathLike) -> VictimManifest:
+    """Read a manifest written by :meth:`VictimManifest.write` (a ``victims.json``, or the folder holding it)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MANIFEST_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"no victim manifest at {path}: run notebook 01 first (dvc repro deep_hashing; "
+                                "in CI, nbval runs it before the others), or point victims_from at its "
+                                f"checkpoint folder's {MANIFEST_NAME}")
+    try:
+        content = json.loads(path.read_text())
+        if content.get("format") != FORMAT:
+            raise ValueError(f"format {content.get('format')!r}, this advhash reads format {FORMAT}")
+        victims = {(entry["method"], int(entry["bits"])): entry["checkpoint"] for entry in content["victims"]}
+        training = dict(content["training"])
+        if "lr_milestones" in training:
+            training["lr_milestones"] = tuple(training["lr_milestones"])   # as the writer passed them
+        return VictimManifest(path.parent, split=content["split"], training=training, victims=victims,
+                              train_digest=content["train_digest"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"victim manifest {path} is unreadable ({type(error).__name__}: {error}); rerun "
+                         "notebook 01 (dvc repro deep_hashing) to write it again") from error
