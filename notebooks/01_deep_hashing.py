@@ -34,6 +34,7 @@ methods = ["dph", "dpsh", "hashnet"]  # hashing losses, advhash.losses.LOSSES
 bits_list = [16, 32, 48, 64]    # code lengths K
 backbone = "small_cnn"          # advhash.models.BACKBONES (alexnet / vgg11 at paper scale)
 input_size = None               # resize inside the model (224 at paper scale; None: native size)
+weights = None                  # pretrained backbone: a torchvision state dict file or a name like "IMAGENET1K_V1"
 pairs = "batch"                 # loss pairs: "batch" (from scratch), "table" (DPSH/DPH paper), None: the method's
 epochs = 5                      # passes over the training items
 batch_size = 64
@@ -84,8 +85,9 @@ pd.DataFrame(data.summary()).T
 split = dict(dataset=dataset, root=data_root, num_query=num_query, num_train=num_train, num_database=num_database,
              seed=split_seed)
 victims = VictimManifest(run.root / checkpoint_dir, split=split, training=dict(
-    backbone=backbone, input_size=input_size, pairs=pairs, epochs=epochs, seed=seed, batch_size=batch_size,
-    optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay, lr_milestones=tuple(lr_milestones)))
+    backbone=backbone, weights=weights, input_size=input_size, pairs=pairs, epochs=epochs, seed=seed,
+    batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
+    lr_milestones=tuple(lr_milestones)))
 models, histories = {}, []
 for method in methods:
     for bits in bits_list:

@@ -56,6 +56,7 @@ split_seed = 0
 bits_list = [16, 32]            # code lengths (params.yaml: 16, 32, 48, 64)
 backbone = "small_cnn"          # image network (CNN-F in the paper)
 input_size = None
+weights = None                  # pretrained image network: a torchvision state dict file or a name like "IMAGENET1K_V1"
 text_hidden = 8192              # the text network's hidden width (DCMH: 8192)
 pairs = "table"                 # "table": a batch against the other modality's buffer (DCMH), or "batch"
 epochs = 5                      # alternating epochs (params.yaml: 10)
@@ -121,7 +122,8 @@ story_bits = story_bits if story_bits in bits_list else bits_list[-1]
 shared = dict(constraint=constraint, intra_weight=intra_weight, distortion_weight=distortion_weight)
 cmla_settings = {"image": dict(lr=image_lr_255 / 255, **shared), "text": dict(lr=text_lr, **shared)}   # the attacks
 models, histories = fit_crossmodal_victims(    # DCMH, DCMH+, SSAH and SSAH+ at every code length
-    data, bits_list, backbone=backbone, input_size=input_size, text_hidden=text_hidden, device=device, seed=seed,
+    data, bits_list, backbone=backbone, weights=weights, input_size=input_size, text_hidden=text_hidden,
+    device=device, seed=seed,
     dcmh=dict(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
               weight_decay=weight_decay, gamma=gamma, eta=eta, pairs=pairs),
     ssah=dict(epochs=ssah_epochs, batch_size=batch_size, image_lr=ssah_image_lr, text_lr=ssah_text_lr,

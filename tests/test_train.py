@@ -144,3 +144,38 @@ def test_checkpoint_name_hashes_the_settings_and_never_changes(tmp_path):
     data = stripes_data(stripes(64), stripes(16, seed=1))
     fit_hashing_model(data, method="hashnet", bits=8, epochs=1, checkpoint_dir=tmp_path, batch_size=32)
     assert [path.name for path in tmp_path.iterdir()] == ["hashnet_8bits_small_cnn_af3bbd06.pt"]
+
+
+def test_asking_for_cuda_without_it_is_a_clear_error_and_auto_falls_back_to_the_cpu():
+    from advhash.utils import resolve_device
+
+    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"device 'cuda' asks for CUDA, but this torch .* sees no CUDA device; "
+                                             r"set device to \"auto\" or \"cpu\""):
+            resolve_device("cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_an_interrupted_run_resumes_on_the_gpu_from_its_checkpoint(tmp_path):
+    """The checkpoint is loaded with map_location=cuda, so its RNG states arrive on the GPU: the resume must
+    restore them (torch only takes CPU byte tensors) and continue the run."""
+    split = StripesSplit()
+    path = tmp_path / "model.pt"
+
+    def run(epochs, checkpoint_path):
+        torch.manual_seed(0)
+        model = HashingModel("small_cnn", bits=8, in_channels=1)
+        loss = build_loss("dpsh", num_train=len(split), bits=8, num_classes=4)
+        train_hashing(model, loss, split, epochs=epochs, batch_size=32, lr=0.05, checkpoint_path=checkpoint_path,
+                      device="cuda")
+        return model
+
+    uninterrupted = run(3, None)
+    run(1, path)
+    state = load_checkpoint(path)
+    assert state["epoch"] == 1 and "cuda_rng" in state
+    resumed = run(3, path)
+    assert load_checkpoint(path)["epoch"] == 3
+    for a, b in zip(uninterrupted.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)     # cuDNN may order its sums differently

@@ -64,6 +64,22 @@ def train_items_tag(train_split) -> str | int:
     return len(train_split) if items is None else settings_tag(list(map(int, items)))
 
 
+def weights_tag(weights) -> str:
+    """How the pretrained weights a model starts from name its checkpoint: "None" for a random init, a torchvision
+    weights name (e.g. "IMAGENET1K_V1") as it is, a local file by the digest of its content, so that other weights
+    at the same path train a new model instead of loading the old one."""
+    if weights is None:
+        return "None"
+    path = Path(weights)
+    if path.is_file():
+        digest = hashlib.sha1()
+        with path.open("rb") as file:
+            for block in iter(lambda: file.read(1 << 20), b""):
+                digest.update(block)
+        return f"sha1:{digest.hexdigest()[:16]}"
+    return str(weights)
+
+
 def model_digest(model: nn.Module) -> str:
     """A short hash of a model's weights: names the defended checkpoint after the model it started from."""
     digest = hashlib.sha1()

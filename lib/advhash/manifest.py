@@ -134,7 +134,8 @@ class VictimManifest:
         if path.name != expected:
             raise ValueError(f"victim manifest {self.path} lists {path.name} for {method} {bits} bits, but the data "
                              f"given ({data.name}) would name it {expected}: the data or its split differs from the "
-                             f"one the victims were trained on; load it with the manifest's load_data()")
+                             f"one the victims were trained on (load it with the manifest's load_data()), or the "
+                             f"pretrained weights file changed since (rerun notebook 01)")
         if split_digest(data.train) != self.train_digest:
             raise ValueError(f"victim manifest {self.path} lists victims trained on other data than the {data.name} "
                              f"given (content digest {self.train_digest} vs {split_digest(data.train)}): the data "

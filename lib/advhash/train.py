@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from .checkpoint import load_checkpoint, save_checkpoint, settings_tag, train_items_tag
+from .checkpoint import load_checkpoint, save_checkpoint, settings_tag, train_items_tag, weights_tag
 from .losses import LOSSES, PairwiseHashingLoss, build_loss
 from .models import HashingModel, binarize, build_model
 from .utils import progress, resolve_device
@@ -52,6 +52,23 @@ def make_optimizer(name: str, params, *, lr: float, momentum: float, weight_deca
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     raise ValueError(f"unknown optimizer {name!r}; choose 'sgd' or 'adam'")
+
+
+def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """The torch RNG state to checkpoint: the CPU generator's ("torch_rng") and, on CUDA, the device's
+    ("cuda_rng": dropout and random starts drawn there)."""
+    state = dict(torch_rng=torch.get_rng_state())
+    if device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    """Restore what :func:`rng_state` saved. A checkpoint loaded with ``map_location`` on a GPU holds its RNG
+    states on that GPU, while torch sets them only from CPU byte tensors: they are moved back first."""
+    torch.set_rng_state(state["torch_rng"].cpu())
+    if device.type == "cuda" and "cuda_rng" in state:
+        torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
 
 
 def train_hashing(model: HashingModel, loss: PairwiseHashingLoss, train_split, *, epochs: int,
@@ -107,7 +124,7 @@ def train_hashing(model: HashingModel, loss: PairwiseHashingLoss, train_split, *
         loss.load_state_dict(state["loss"])
         opt.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
+        restore_rng_state(state, device)
         start_epoch, step, history = state["epoch"], state["step"], list(state["history"])
         if defense is not None:
             defense.load_state_dict(state["defense"])
@@ -135,7 +152,7 @@ def train_hashing(model: HashingModel, loss: PairwiseHashingLoss, train_split, *
         append_epoch(history, record, model, evaluate)
         if checkpoint_path is not None:
             state = dict(model=model.state_dict(), loss=loss.state_dict(), optimizer=opt.state_dict(),
-                         scheduler=scheduler.state_dict(), torch_rng=torch.get_rng_state(),
+                         scheduler=scheduler.state_dict(), **rng_state(device),
                          epoch=epoch + 1, step=step, history=history, run_config=run_config)
             if defense is not None:
                 state["defense"] = defense.state_dict()
@@ -175,7 +192,7 @@ def resume_networks(checkpoint_path, run_config: dict, model: torch.nn.Module, o
     model.load_state_dict(state["model"])
     for name, optimizer in optimizers.items():
         optimizer.load_state_dict(state[f"{name}_optimizer"])
-    torch.set_rng_state(state["torch_rng"])
+    restore_rng_state(state, resolve_device(device))
     return state
 
 
@@ -231,11 +248,13 @@ def hashing_checkpoint_name(data, *, method: str, bits: int, backbone: str = "sm
                             input_size: int | None = None, weights: str | Path | None = None, pairs: str | None = None,
                             seed: int = 0, **training) -> str:
     """The file name of the checkpoint :func:`fit_hashing_model` writes for these settings on ``data``:
-    ``<method>_<bits>bits_<backbone>_<tag>.pt``, the tag hashing the data's name, its training items and every
-    setting but ``epochs`` (``pairs`` resolved to the loss's own default when None)."""
+    ``<method>_<bits>bits_<backbone>_<tag>.pt``, the tag hashing the data's name, its training items, the
+    pretrained weights (``advhash.checkpoint.weights_tag``: a local file by its content) and every setting but
+    ``epochs`` (``pairs`` resolved to the loss's own default when None)."""
     pairs = pairs or LOSSES[method.lower()].default_pairs
     settings = dict(data=data.name, train_items=train_items_tag(data.train), method=method, bits=bits,
-                    backbone=backbone, input_size=input_size, weights=str(weights), pairs=pairs, seed=seed, **training)
+                    backbone=backbone, input_size=input_size, weights=weights_tag(weights), pairs=pairs, seed=seed,
+                    **training)
     return f"{method}_{bits}bits_{backbone}_{settings_tag(settings)}.pt"
 
 

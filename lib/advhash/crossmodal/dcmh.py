@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from ..checkpoint import save_checkpoint
 from ..metrics import relevance
 from ..models import binarize
-from ..train import append_epoch, epoch_order, make_optimizer, resume_networks
+from ..train import append_epoch, epoch_order, make_optimizer, resume_networks, rng_state
 from ..utils import progress, resolve_device
 from .fitting import fit_cross_modal, require_texts
 from .models import CrossModalHashing
@@ -172,14 +172,14 @@ def train_dcmh(model: CrossModalHashing, train_split, *, epochs: int, batch_size
         if checkpoint_path is not None:
             save_checkpoint(dict(model=model.state_dict(), image_optimizer=optimizers["image"].state_dict(),
                                  text_optimizer=optimizers["text"].state_dict(), image_buffer=buffers["image"],
-                                 text_buffer=buffers["text"], codes=codes, torch_rng=torch.get_rng_state(),
+                                 text_buffer=buffers["text"], codes=codes, **rng_state(device),
                                  epoch=epoch + 1, history=history, run_config=run_config), checkpoint_path)
     model.eval()
     return history
 
 
 def fit_dcmh(data, *, bits: int, epochs: int, backbone: str = "small_cnn", input_size: int | None = None,
-             text_hidden: int = 8192, base: CrossModalHashing | None = None, train_split=None,
+             text_hidden: int = 8192, weights=None, base: CrossModalHashing | None = None, train_split=None,
              checkpoint_dir: str | Path | None = None, name: str = "dcmh", device: str | torch.device = "cpu",
              seed: int = 0, **training) -> tuple[CrossModalHashing, list[dict[str, Any]]]:
     """Build (or copy ``base``, to fine-tune it) and train a DCMH model on ``train_split`` (default
@@ -189,7 +189,8 @@ def fit_dcmh(data, *, bits: int, epochs: int, backbone: str = "small_cnn", input
     train_split = data.train if train_split is None else train_split
     build = lambda in_channels: CrossModalHashing(bits=bits, text_dim=data.text_dim, backbone=backbone,
                                                   in_channels=in_channels, input_size=input_size,
-                                                  text_hidden=text_hidden)
-    return fit_cross_modal(data, build, train_dcmh, bits=bits, epochs=epochs, backbone=backbone, base=base,
+                                                  text_hidden=text_hidden, weights=weights)
+    return fit_cross_modal(data, build, train_dcmh, bits=bits, epochs=epochs, backbone=backbone, weights=weights,
+                           base=base,
                            train_split=train_split, checkpoint_dir=checkpoint_dir, name=name, device=device, seed=seed,
                            training=training)

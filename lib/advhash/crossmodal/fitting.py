@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Mapping
 import pandas as pd
 import torch
 
-from ..checkpoint import model_digest, settings_tag, split_digest, train_items_tag
+from ..checkpoint import model_digest, settings_tag, split_digest, train_items_tag, weights_tag
 
 
 def require_texts(split, what: str = "the training split") -> torch.Tensor:
@@ -30,11 +30,12 @@ def require_texts(split, what: str = "the training split") -> torch.Tensor:
 
 def fit_cross_modal(data, build: Callable[[int], torch.nn.Module], train: Callable[..., list[dict[str, Any]]], *,
                     bits: int, epochs: int, backbone: str, base, train_split, checkpoint_dir, name: str, device,
-                    seed: int, training: dict[str, Any]):
+                    seed: int, training: dict[str, Any], weights=None):
     """What ``fit_dcmh`` and ``fit_ssah`` share: copy ``base`` (to fine-tune it) or seed and ``build(in_channels)``
     a new model; name its checkpoint ``<checkpoint_dir>/<name>_<bits>bits_<backbone>_<tag>.pt``, the tag hashing
-    the data, the training items (and their content, for splits made in memory), the base model's weights and every
-    setting; then ``train`` it (resuming, or only loading a finished checkpoint). Returns (model, history)."""
+    the data, the training items (and their content, for splits made in memory), the base model's weights, the
+    pretrained weights of a new model (``weights_tag``; absent for a random init, so those names never changed) and
+    every setting; then ``train`` it (resuming, or only loading a finished checkpoint). Returns (model, history)."""
     require_texts(train_split)
     if base is not None:
         model = copy.deepcopy(base)
@@ -46,7 +47,8 @@ def fit_cross_modal(data, build: Callable[[int], torch.nn.Module], train: Callab
     checkpoint_path = None
     if checkpoint_dir is not None:
         settings = dict(data=data.name, train_items=train_items_tag(train_split), content=split_digest(train_split),
-                        config=model.config, base=None if base is None else model_digest(base), seed=seed, **training)
+                        config=model.config, base=None if base is None else model_digest(base), seed=seed, **training,
+                        **({} if weights is None or base is not None else dict(weights=weights_tag(weights))))
         checkpoint_path = Path(checkpoint_dir) / f"{name}_{bits}bits_{backbone}_{settings_tag(settings)}.pt"
     history = train(model, train_split, epochs=epochs, seed=seed, start_from_model=base is not None,
                     checkpoint_path=checkpoint_path, device=device, **training)
@@ -54,7 +56,7 @@ def fit_cross_modal(data, build: Callable[[int], torch.nn.Module], train: Callab
 
 
 def fit_crossmodal_victims(data, bits_list: Iterable[int], *, dcmh: Mapping[str, Any], ssah: Mapping[str, Any],
-                           adversarial: Mapping[str, Any], backbone: str = "small_cnn",
+                           adversarial: Mapping[str, Any], backbone: str = "small_cnn", weights=None,
                            input_size: int | None = None, text_hidden: int = 8192, checkpoint_dir=None,
                            device="cpu", seed: int = 0) -> tuple[dict, pd.DataFrame]:
     """The victims of CMLA's Tables 1 and 2 at each code length of ``bits_list``: DCMH (``fit_dcmh``) and SSAH
@@ -64,10 +66,11 @@ def fit_crossmodal_victims(data, bits_list: Iterable[int], *, dcmh: Mapping[str,
 
     dcmh, ssah: ``epochs`` and the training settings of each (``train_dcmh``: batch_size, lr, gamma, eta, ...;
     ``train_ssah``: batch_size, the learning rates, pairwise, ...), shared by the base model and its "+" version;
-    ``backbone`` and ``input_size`` (the image networks) and ``text_hidden`` (DCMH's text network) build the base
-    models. adversarial: the "+" training, ``num_adversarial``, ``epochs``, ``steps`` (the CMLA iterations of each
-    sample), ``attack_batch_size`` and ``attacks``, {"image": ..., "text": ...} keyword arguments of the two
-    ``CMLA`` attacks that make its samples (lr, constraint, weights).
+    ``backbone``, ``weights`` (its pretrained start, None for a random init) and ``input_size`` (the image
+    networks) and ``text_hidden`` (DCMH's text network) build the base models. adversarial: the "+" training,
+    ``num_adversarial``, ``epochs``, ``steps`` (the CMLA iterations of each sample), ``attack_batch_size`` and
+    ``attacks``, {"image": ..., "text": ...} keyword arguments of the two ``CMLA`` attacks that make its samples
+    (lr, constraint, weights).
 
     Returns (models, histories): models {(name, bits): model} for name DCMH, DCMH+, SSAH, SSAH+ in that order at
     each code length; histories one row per (model, bits, epoch) with the training history's columns."""
@@ -85,10 +88,10 @@ def fit_crossmodal_victims(data, bits_list: Iterable[int], *, dcmh: Mapping[str,
                    for modality in ("image", "text")})
     models, histories = {}, []
     for bits in bits_list:
-        bases = {"DCMH": fit_dcmh(data, bits=bits, epochs=epochs["DCMH"], backbone=backbone, input_size=input_size,
-                                  text_hidden=text_hidden, **where, **settings["DCMH"]),
-                 "SSAH": fit_ssah(data, bits=bits, epochs=epochs["SSAH"], backbone=backbone, input_size=input_size,
-                                  **where, **settings["SSAH"])}
+        image = dict(backbone=backbone, weights=weights, input_size=input_size)
+        bases = {"DCMH": fit_dcmh(data, bits=bits, epochs=epochs["DCMH"], text_hidden=text_hidden, **image, **where,
+                                  **settings["DCMH"]),
+                 "SSAH": fit_ssah(data, bits=bits, epochs=epochs["SSAH"], **image, **where, **settings["SSAH"])}
         for name, (base, history) in bases.items():
             tuned, tuned_history, _ = fit_cmla_training(data, base, **plus, **settings[name])
             models[name, bits], models[name + "+", bits] = base, tuned

@@ -73,14 +73,16 @@ class CrossModalHashing(PairedModalities, nn.Module):
     """An image network and a text network sharing one code length.
 
     Args:
-        backbone, in_channels, input_size: the image network (``advhash.models.HashingModel``).
+        backbone, in_channels, input_size, weights: the image network (``advhash.models.HashingModel``; weights:
+            its pretrained backbone, None for a random init).
         text_dim: the tag vocabulary size; bits: K; text_hidden: the text network's hidden width.
     """
 
     def __init__(self, *, bits: int, text_dim: int, backbone: str = "small_cnn", in_channels: int = 3,
-                 input_size: int | None = None, text_hidden: int = 8192):
+                 input_size: int | None = None, text_hidden: int = 8192, weights=None):
         super().__init__()
-        self.image = HashingModel(backbone, bits=bits, in_channels=in_channels, input_size=input_size)
+        self.image = HashingModel(backbone, bits=bits, in_channels=in_channels, input_size=input_size,
+                                  weights=weights)
         self.text = TextHashingModel(text_dim, bits=bits, hidden=text_hidden)
         self.bits = bits
         self.config: dict[str, Any] = dict(image=self.image.config, text=self.text.config)

@@ -59,7 +59,7 @@ from torch import nn
 from ..checkpoint import save_checkpoint
 from ..metrics import relevance
 from ..models import HashingModel, binarize
-from ..train import append_epoch, epoch_order, make_optimizer, resume_networks
+from ..train import append_epoch, epoch_order, make_optimizer, resume_networks, rng_state
 from ..utils import progress, resolve_device
 from .fitting import fit_cross_modal, require_texts
 from .models import PairedModalities
@@ -130,8 +130,9 @@ class SSAHImageNetwork(SemanticHashing, HashingModel):
     (SSAH: CNN-F's fc7 -> fc8 512). Takes [0, 1] images like every image model here."""
 
     def __init__(self, backbone: str = "small_cnn", *, bits: int, num_labels: int, in_channels: int = 3,
-                 input_size: int | None = None):
-        HashingModel.__init__(self, backbone, bits=bits, in_channels=in_channels, input_size=input_size)
+                 input_size: int | None = None, weights=None):
+        HashingModel.__init__(self, backbone, bits=bits, in_channels=in_channels, input_size=input_size,
+                              weights=weights)
         self.config["num_labels"] = num_labels
         self.feature_layer = nn.Linear(self.hash_layer.in_features, SEMANTIC_DIM)
         self._make_heads(bits, num_labels)
@@ -201,12 +202,12 @@ class SSAHModel(PairedModalities, nn.Module):
 
     def __init__(self, *, bits: int, text_dim: int, num_labels: int, backbone: str = "small_cnn",
                  in_channels: int = 3, input_size: int | None = None, hidden: int = 4096,
-                 discriminator_dropout: float = 0.0):
+                 discriminator_dropout: float = 0.0, weights=None):
         super().__init__()
         self.bits = bits
         self.label = LabelNetwork(num_labels, bits=bits, hidden=hidden)
         self.image = SSAHImageNetwork(backbone, bits=bits, num_labels=num_labels, in_channels=in_channels,
-                                      input_size=input_size)
+                                      input_size=input_size, weights=weights)
         self.text = SSAHTextNetwork(text_dim, bits=bits, num_labels=num_labels, hidden=hidden)
         self.image_discriminator = modality_discriminator(discriminator_dropout)
         self.text_discriminator = modality_discriminator(discriminator_dropout)
@@ -415,7 +416,7 @@ def train_ssah(model: SSAHModel, train_split, *, epochs: int, batch_size: int = 
         append_epoch(history, record, model, evaluate)
         if checkpoint_path is not None:
             save_checkpoint(dict(model=model.state_dict(), anchor_features=anchor_features, anchor_codes=anchor_codes,
-                                 torch_rng=torch.get_rng_state(), epoch=epoch + 1, history=history,
+                                 **rng_state(device), epoch=epoch + 1, history=history,
                                  run_config=run_config,
                                  **{f"{name}_optimizer": optimizers[name].state_dict() for name in NETWORK_PASSES}),
                             checkpoint_path)
@@ -424,7 +425,7 @@ def train_ssah(model: SSAHModel, train_split, *, epochs: int, batch_size: int = 
 
 
 def fit_ssah(data, *, bits: int, epochs: int, backbone: str = "small_cnn", input_size: int | None = None,
-             hidden: int = 4096, discriminator_dropout: float = 0.0, base: SSAHModel | None = None,
+             hidden: int = 4096, discriminator_dropout: float = 0.0, weights=None, base: SSAHModel | None = None,
              train_split=None, checkpoint_dir: str | Path | None = None, name: str = "ssah",
              device: str | torch.device = "cpu", seed: int = 0, **training) -> tuple[SSAHModel, list[dict[str, Any]]]:
     """Build (or copy ``base``, to fine-tune it) and train an SSAH model on ``train_split`` (default
@@ -433,7 +434,8 @@ def fit_ssah(data, *, bits: int, epochs: int, backbone: str = "small_cnn", input
     train_split = data.train if train_split is None else train_split
     build = lambda in_channels: SSAHModel(bits=bits, text_dim=data.text_dim, num_labels=train_split.labels.shape[1],
                                           backbone=backbone, in_channels=in_channels, input_size=input_size,
-                                          hidden=hidden, discriminator_dropout=discriminator_dropout)
-    return fit_cross_modal(data, build, train_ssah, bits=bits, epochs=epochs, backbone=backbone, base=base,
+                                          hidden=hidden, discriminator_dropout=discriminator_dropout, weights=weights)
+    return fit_cross_modal(data, build, train_ssah, bits=bits, epochs=epochs, backbone=backbone, weights=weights,
+                           base=base,
                            train_split=train_split, checkpoint_dir=checkpoint_dir, name=name, device=device, seed=seed,
                            training=training)

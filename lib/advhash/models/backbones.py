@@ -48,7 +48,14 @@ def _load_weights(model: nn.Module, weights: str | Path | None, builder: Callabl
         model.load_state_dict(state)
         return model
     if isinstance(weights, str) and "/" not in weights and not weights.endswith((".pth", ".pt")):
-        return builder(weights=weights)  # a torchvision weights name; torchvision downloads it
+        try:      # a torchvision weights name: torch's hub cache if the file is there, else a download
+            return builder(weights=weights)
+        except OSError as error:      # URLError and every socket failure are OSErrors
+            cache = Path(torch.hub.get_dir()) / "checkpoints"
+            raise RuntimeError(
+                f"torchvision weights {weights!r} are not in torch's cache ({cache}) and could not be downloaded "
+                f"({type(error).__name__}: {error}); pass a local torchvision state dict "
+                "(weights: path/to/the .pth file) or run once where the network is reachable") from error
     raise FileNotFoundError(f"weights file {weights} does not exist; pass None for random init, a local "
                             "torchvision state dict, or a torchvision weights name like 'IMAGENET1K_V1'")
 
