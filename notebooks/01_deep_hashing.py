@@ -44,6 +44,7 @@ momentum = 0.9                  # SGD only
 weight_decay = 0.00001
 lr_milestones = []              # epochs at which the learning rate drops 10x
 seed = 0                        # weight init and shuffling
+checkpoint_every = 1            # epochs between checkpoints (and after the last); the fine-tunes of 04 and 05 too
 device = "cpu"                  # "cpu", "cuda" or "auto"
 # evaluation
 topk = 5000                     # mAP@k, capped at the database size
@@ -87,7 +88,7 @@ split = dict(dataset=dataset, root=data_root, num_query=num_query, num_train=num
 victims = VictimManifest(run.root / checkpoint_dir, split=split, training=dict(
     backbone=backbone, weights=weights, input_size=input_size, pairs=pairs, epochs=epochs, seed=seed,
     batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
-    lr_milestones=tuple(lr_milestones)))
+    lr_milestones=tuple(lr_milestones), checkpoint_every=checkpoint_every))
 models, histories = {}, []
 for method in methods:
     for bits in bits_list:

@@ -25,6 +25,20 @@ from advhash.train import encode, fit_hashing_model, train_hashing
 from advhash.victim import Victim
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_image_cache(tmp_path_factory):
+    """The decoded image cache (advhash.data.cache) of every test lives in a temporary folder, never in ~/.cache."""
+    import os
+
+    previous = os.environ.get("ADVHASH_CACHE")
+    os.environ["ADVHASH_CACHE"] = str(tmp_path_factory.mktemp("image-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("ADVHASH_CACHE", None)
+    else:
+        os.environ["ADVHASH_CACHE"] = previous
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny models run fastest on one thread, and do not stall when other jobs share the cores."""

@@ -179,3 +179,55 @@ def test_an_interrupted_run_resumes_on_the_gpu_from_its_checkpoint(tmp_path):
     assert load_checkpoint(path)["epoch"] == 3
     for a, b in zip(uninterrupted.state_dict().values(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)     # cuDNN may order its sums differently
+
+
+def test_image_files_are_decoded_by_dataloader_workers_in_the_given_order(tmp_path):
+    from PIL import Image
+
+    from advhash.data.dataset import ImageFileSplit
+    from advhash.train import iterate_batches
+
+    paths = []
+    for i in range(10):
+        paths.append(tmp_path / f"{i}.png")
+        Image.new("RGB", (9, 7), color=(25 * i, 0, 255 - 25 * i)).save(paths[-1])
+    split = ImageFileSplit(paths, torch.eye(10), image_size=8)
+    order = torch.tensor([3, 1, 4, 0, 5, 9, 2, 6, 8, 7])
+    batches = list(iterate_batches(split, order, 4))
+    assert [len(indices) for _, _, indices in batches] == [4, 4, 2]
+    for images, labels, indices in batches:
+        expected_images, expected_labels, _ = split.batch(indices)
+        assert torch.equal(images, expected_images) and torch.equal(labels, expected_labels)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_an_in_memory_split_gives_the_same_batches_held_on_the_gpu():
+    from helpers import stripes
+
+    split = stripes(40, seed=3)
+    order = torch.randperm(40, generator=torch.Generator().manual_seed(0))
+    for device in ("cpu", "cuda"):
+        images, labels, _ = split.batch(order[:16], device=device)
+        assert images.device.type == device
+        if device == "cuda":
+            torch.testing.assert_close(images.cpu(), split.batch(order[:16])[0], rtol=0, atol=0)
+    assert list(split.__dict__["_on_device"].values())[0] is not None, "40 tiny images fit on any GPU"
+
+
+def test_checkpoints_are_written_at_their_cadence_and_the_cadence_does_not_rename_them(tmp_path, monkeypatch):
+    import advhash.train as train_module
+    from advhash.checkpoint import settings_tag
+
+    written = []
+    save = train_module.save_checkpoint
+    monkeypatch.setattr(train_module, "save_checkpoint", lambda state, path: written.append(state["epoch"]) or
+                        save(state, path))
+    split = StripesSplit(n=32)
+    torch.manual_seed(0)
+    model = HashingModel("small_cnn", bits=8, in_channels=1)
+    loss = build_loss("dpsh", num_train=len(split), bits=8, num_classes=4)
+    train_hashing(model, loss, split, epochs=5, batch_size=32, checkpoint_path=tmp_path / "m.pt", checkpoint_every=2)
+    assert written == [2, 4, 5], "every 2 epochs, and after the last"
+    assert settings_tag(dict(lr=0.1, checkpoint_every=3)) == settings_tag(dict(lr=0.1))
+    with pytest.raises(ValueError, match="checkpoint_every must be at least 1"):
+        train_hashing(model, loss, split, epochs=1, checkpoint_every=0)

@@ -50,9 +50,15 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
     return torch.load(path, map_location=map_location, weights_only=True)
 
 
-def settings_tag(settings: dict[str, Any], length: int = 8) -> str:
+RUN_ONLY_SETTINGS = ("checkpoint_every",)   # how a run is carried out, not what it computes
+
+
+def settings_tag(settings: dict[str, Any] | list, length: int = 8) -> str:
     """A short stable hash of a settings dict, for checkpoint file names: runs with other settings get
-    other files, so a kept (DVC ``persist``) checkpoint folder never mixes them up."""
+    other files, so a kept (DVC ``persist``) checkpoint folder never mixes them up. Settings that do not change
+    the weights (``RUN_ONLY_SETTINGS``: the checkpoint cadence) are left out, so changing them resumes the run."""
+    if isinstance(settings, dict):
+        settings = {key: value for key, value in settings.items() if key not in RUN_ONLY_SETTINGS}
     text = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:length]
 

@@ -83,9 +83,9 @@ class VictimManifest:
 
     @property
     def fine_tuning(self) -> dict[str, Any]:
-        """The settings a fine-tune of these victims keeps (the loss's pairs, the batch size and the optimizer);
-        its epochs, learning rate and seed are its own."""
-        keys = ("pairs", "batch_size", "optimizer", "momentum", "weight_decay")
+        """The settings a fine-tune of these victims keeps (the loss's pairs, the batch size, the optimizer and the
+        checkpoint cadence); its epochs, learning rate and seed are its own."""
+        keys = ("pairs", "batch_size", "optimizer", "momentum", "weight_decay", "checkpoint_every")
         return {key: self.training[key] for key in keys if key in self.training}
 
     def load_data(self, project_root: str | os.PathLike, dataset: str | None = None):

@@ -3,14 +3,16 @@
 - Deterministic on CPU: the shuffling order of epoch e comes from its own generator seeded with
   (seed, e), and the torch RNG state is saved, so an interrupted and resumed run reaches exactly the
   weights of an uninterrupted one.
-- A checkpoint is written atomically after every epoch (``advhash.checkpoint``); when the file exists
-  the loop resumes from it, and when it is complete the loop only loads it. A checkpoint written
-  with other settings is refused with a message saying what differs, never overwritten.
+- A checkpoint is written atomically every ``checkpoint_every`` epochs and after the last
+  (``advhash.checkpoint``); when the file exists the loop resumes from it, and when it is complete the
+  loop only loads it. A checkpoint written with other settings is refused with a message saying what
+  differs, never overwritten.
 - Progress shows with tqdm on a terminal and stays quiet in CI, papermill and nbval.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -18,6 +20,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from .checkpoint import load_checkpoint, save_checkpoint, settings_tag, train_items_tag, weights_tag
+from .data.dataset import ImageFileSplit, InMemorySplit
 from .losses import LOSSES, PairwiseHashingLoss, build_loss
 from .models import HashingModel, binarize, build_model
 from .utils import progress, resolve_device
@@ -29,11 +32,28 @@ def epoch_order(num_items: int, *, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(num_items, generator=generator)
 
 
-def iterate_batches(split, indices: torch.Tensor, batch_size: int) -> Iterator[tuple[torch.Tensor, ...]]:
+def iterate_batches(split, indices: torch.Tensor, batch_size: int, *,
+                    device: torch.device | str | None = None) -> Iterator[tuple[torch.Tensor, ...]]:
     """Yield (images, labels, indices) batches of ``split`` in the given order.
 
-    Uses the split's fast in-memory ``batch(indices)`` when it has one, else its ``__getitem__``.
+    An in-memory split (``InMemorySplit``, the decoded image cache) gives each batch by indexing, on ``device``
+    (held there when it fits); image files read on demand (``ImageFileSplit``) are decoded by
+    ``torch.utils.data.DataLoader`` workers in the same order; any other dataset item by item.
     """
+    if isinstance(split, InMemorySplit):
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start:start + batch_size]
+            images, labels = split.batch(chunk, device=device)[:2]
+            yield images, labels.float(), chunk
+        return
+    if isinstance(split, ImageFileSplit) and len(indices) > batch_size:
+        workers = min(8, max(1, (os.cpu_count() or 2) - 1))
+        pin = device is not None and torch.device(device).type == "cuda"
+        loader = torch.utils.data.DataLoader(split, batch_size=batch_size, sampler=indices.tolist(),
+                                             num_workers=workers, pin_memory=pin)
+        for start, (images, labels, _) in zip(range(0, len(indices), batch_size), loader):
+            yield images, labels.float(), indices[start:start + batch_size]
+        return
     for start in range(0, len(indices), batch_size):
         chunk = indices[start:start + batch_size]
         if hasattr(split, "batch"):
@@ -74,7 +94,8 @@ def restore_rng_state(state: dict[str, Any], device: torch.device) -> None:
 def train_hashing(model: HashingModel, loss: PairwiseHashingLoss, train_split, *, epochs: int,
                   batch_size: int = 64, lr: float = 0.01, optimizer: str = "sgd", momentum: float = 0.9,
                   weight_decay: float = 5e-4, lr_milestones: tuple[int, ...] = (), seed: int = 0,
-                  checkpoint_path: str | Path | None = None, device: str | torch.device = "cpu",
+                  checkpoint_path: str | Path | None = None, checkpoint_every: int = 1,
+                  device: str | torch.device = "cpu",
                   evaluate: Callable[[HashingModel], dict[str, float]] | None = None,
                   defense=None) -> list[dict[str, Any]]:
     """Train ``model`` with a pairwise hashing ``loss`` on ``train_split``; returns the per-epoch history.
@@ -85,7 +106,9 @@ def train_hashing(model: HashingModel, loss: PairwiseHashingLoss, train_split, *
             (defaults: the CgAT/SAAT clean-training SGD, lr 0.01, momentum 0.9, weight decay 5e-4).
         lr_milestones: epochs at which the learning rate is multiplied by 0.1.
         seed: seeds the initial torch RNG state and every epoch's shuffling order.
-        checkpoint_path: where to write the checkpoint after each epoch and resume from.
+        checkpoint_path: where to write the checkpoint and resume from.
+        checkpoint_every: write it every this many epochs, and after the last (a paper-scale AlexNet checkpoint
+            with its optimizer state is about 0.5 GB); an interruption resumes from the last one written.
         device: "cpu", "cuda" or "auto".
         evaluate: optional ``evaluate(model) -> {name: value}`` called after each epoch (model in eval
             mode), whose results join the history (e.g. validation mAP for training curves).
@@ -100,6 +123,8 @@ def train_hashing(model: HashingModel, loss: PairwiseHashingLoss, train_split, *
         raise ValueError(f"epochs must be >= 0, got {epochs}")
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be at least 1 (epochs between checkpoints), got {checkpoint_every}")
     if len(train_split) != loss.code_table.shape[0]:
         raise ValueError(f"the loss was built for num_train={loss.code_table.shape[0]} items but the "
                          f"training split has {len(train_split)}; build it with num_train=len(train_split)")
@@ -136,7 +161,7 @@ def train_hashing(model: HashingModel, loss: PairwiseHashingLoss, train_split, *
         model.train()
         began, total, batches = time.perf_counter(), 0.0, 0
         order = epoch_order(len(train_split), seed=seed, epoch=epoch)
-        for images, labels, indices in iterate_batches(train_split, order, batch_size):
+        for images, labels, indices in iterate_batches(train_split, order, batch_size, device=device):
             images, labels, indices = images.to(device), labels.to(device), indices.to(device)
             if defense is None:
                 value = loss(model(images, scale=loss.scale(step)), labels, indices)
@@ -150,7 +175,7 @@ def train_hashing(model: HashingModel, loss: PairwiseHashingLoss, train_split, *
                       seconds=time.perf_counter() - began)
         scheduler.step()
         append_epoch(history, record, model, evaluate)
-        if checkpoint_path is not None:
+        if checkpoint_path is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
             state = dict(model=model.state_dict(), loss=loss.state_dict(), optimizer=opt.state_dict(),
                          scheduler=scheduler.state_dict(), **rng_state(device),
                          epoch=epoch + 1, step=step, history=history, run_config=run_config)
@@ -208,7 +233,7 @@ def encode(model: HashingModel, split_or_images, *, batch_size: int = 256,
         batches = (split_or_images[i:i + batch_size] for i in range(0, len(split_or_images), batch_size))
     else:
         order = torch.arange(len(split_or_images))
-        batches = (images for images, _, _ in iterate_batches(split_or_images, order, batch_size))
+        batches = (images for images, _, _ in iterate_batches(split_or_images, order, batch_size, device=device))
     for images in batches:
         codes.append(binarize(model.hash_logits(images.to(device))).cpu())
     model.train(was_training)

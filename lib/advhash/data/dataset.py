@@ -21,6 +21,7 @@ Two kinds of split: :class:`InMemorySplit` holds a uint8 (n, C, H, W) image tens
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -99,7 +100,10 @@ class InMemorySplit(HashingSplit):
     def __init__(self, images, labels, *, texts=None, source_indices=None, missing_images_reason: str = ""):
         super().__init__(labels, texts=texts, source_indices=source_indices)
         if images is not None:
-            images = torch.as_tensor(np.asarray(images))
+            array = np.asarray(images)
+            with warnings.catch_warnings():    # a read-only memory map (a decoded cache): only ever read here
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                images = torch.as_tensor(array)
             if images.dtype != torch.uint8 or images.ndim != 4:
                 raise ValueError(f"images must be uint8 (n, C, H, W), got {images.dtype} {tuple(images.shape)}")
             if len(images) != len(self.labels):
@@ -117,9 +121,33 @@ class InMemorySplit(HashingSplit):
     def load_image(self, i: int) -> torch.Tensor:
         return self._require_images()[i].float().div_(255)
 
-    def batch(self, indices) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def batch(self, indices, device: torch.device | str | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Images (on ``device``: from a copy held on that GPU when it fits, else from pinned host memory),
+        labels and indices of the items ``indices``; the same numbers on every device."""
         indices = torch.as_tensor(indices, dtype=torch.int64)
-        return self._require_images()[indices].float().div_(255), self.labels[indices], indices
+        images = self._require_images()
+        if device is not None and torch.device(device).type == "cuda":
+            resident = self._resident(torch.device(device))
+            if resident is not None:
+                return resident[indices.to(resident.device)].float().div_(255), self.labels[indices], indices
+            chunk = images[indices].pin_memory().to(device, non_blocking=True)
+            return chunk.float().div_(255), self.labels[indices], indices
+        return images[indices].float().div_(255), self.labels[indices], indices
+
+    def _resident(self, device: torch.device) -> torch.Tensor | None:
+        """The images held on ``device`` (copied once), or None when they do not fit in half its free memory
+        (then batches stream from pinned host memory; said once)."""
+        cache = self.__dict__.setdefault("_on_device", {})
+        if str(device) not in cache:
+            size, free = self.images.numel(), torch.cuda.mem_get_info(device)[0]
+            if size <= free // 2:
+                cache[str(device)] = self.images.to(device)
+            else:
+                print(f"{size / 2**30:.1f} GiB of images do not fit in half of {device}'s free "
+                      f"{free / 2**30:.1f} GiB: batches stream from pinned host memory")
+                cache[str(device)] = None
+        return cache[str(device)]
 
 
 def default_transform(image_size: int) -> Callable:
@@ -129,15 +157,21 @@ def default_transform(image_size: int) -> Callable:
 
 
 class ImageFileSplit(HashingSplit):
-    """A split of image files read on demand (RGB), through ``transform`` (default: resize + ToTensor)."""
+    """A split of image files read on demand (RGB), through ``transform`` (default: resize + ToTensor).
+
+    ``origins``: where each image was listed (e.g. "<list file>, line 12"), named by the error when a file cannot
+    be decoded. ``image_size`` is None with a custom transform. ``advhash.data.cache.cached_split`` decodes the
+    split once into an :class:`InMemorySplit` of the same bytes."""
 
     def __init__(self, paths: Sequence[str | Path], labels, *, texts=None, source_indices=None,
-                 image_size: int = 224, transform: Callable | None = None):
+                 image_size: int = 224, transform: Callable | None = None, origins: Sequence[str] | None = None):
         super().__init__(labels, texts=texts, source_indices=source_indices)
         self.paths = [Path(p) for p in paths]
         if len(self.paths) != len(self.labels):
             raise ValueError(f"{len(self.paths)} image paths but {len(self.labels)} label rows; they must align")
+        self.origins = list(origins) if origins is not None else [f"item {i}" for i in range(len(self.paths))]
         self.transform = transform or default_transform(image_size)
+        self.image_size = image_size if transform is None else None
         self._image_shape = (3, image_size, image_size) if transform is None else None
 
     @property
@@ -148,8 +182,12 @@ class ImageFileSplit(HashingSplit):
         return self._image_shape
 
     def load_image(self, i: int) -> torch.Tensor:
-        with Image.open(self.paths[i]) as image:
-            return self.transform(image.convert("RGB"))
+        try:
+            with Image.open(self.paths[i]) as image:
+                return self.transform(image.convert("RGB"))
+        except (OSError, SyntaxError) as error:
+            raise ValueError(f"{self.origins[i]}: image {self.paths[i]} cannot be decoded ({type(error).__name__}: "
+                             f"{error}); replace the file or remove its line") from None
 
 
 @dataclass

@@ -10,8 +10,10 @@ Two forms, chosen per split by which file exists in ``<root>/<folder>/``:
 sizes are FLICKR-25K 1,700 queries / 5,000 train lines (4,496 unique; repeated lines are kept) /
 23,300 database, NUS-WIDE 2,100 / 10,500, MS-COCO 5,000 / 10,000 (``STANDARD_SPLITS``). Relative
 image paths are resolved against ``image_root`` (default ``<root>/<folder>``); absolute ones are
-used as they are. Images are read on demand as RGB, resized to ``image_size`` and made tensors in
-[0, 1] (:class:`~advhash.data.dataset.ImageFileSplit`). Class names come from ``class_names``, else
+used as they are. Images are read as RGB, resized to ``image_size`` and made tensors in [0, 1]
+(:class:`~advhash.data.dataset.ImageFileSplit`); by default each split is decoded once into the decoded image
+cache (``advhash.data.cache``), the same bytes held as uint8, so epochs and encodings no longer decode JPEGs.
+A file that cannot be decoded is an error naming it and its list-file line. Class names come from ``class_names``, else
 ``<root>/<folder>/classes.txt`` (one a line), else "0", "1", ...
 
 Items with an all-zero label line are kept (FLICKR-25K has 381 in the database). Every label line
@@ -28,6 +30,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .cache import cached_split
 from .dataset import HashingData, ImageFileSplit
 
 SPLIT_FILES = {"train": "train", "query": "test", "database": "database"}   # split -> file stem
@@ -106,7 +109,8 @@ def _resolve(paths: list[str], image_root: Path, list_file: Path, check: bool) -
 def load_listfile_dataset(root: str | os.PathLike = "data", *, folder: str, name: str | None = None,
                           image_root: str | os.PathLike | None = None, image_size: int = 224,
                           transform: Callable | None = None, class_names: Sequence[str] | None = None,
-                          check_images: bool = True) -> HashingData:
+                          check_images: bool = True, cache: bool = True,
+                          cache_dir: str | os.PathLike | None = None) -> HashingData:
     """A dataset given by list files in ``<root>/<folder>/`` (see the module docstring).
 
     Args:
@@ -117,6 +121,9 @@ def load_listfile_dataset(root: str | os.PathLike = "data", *, folder: str, name
         transform: replaces the default Resize + ToTensor (must give float tensors in [0, 1]).
         class_names: names of the L labels (default: classes.txt, else "0".."L-1").
         check_images: check at load time that every image file exists.
+        cache: decode every split once into the decoded image cache (``advhash.data.cache``: same bytes, an
+            in-memory split); False reads the files on every access. A custom ``transform`` is never cached.
+        cache_dir: where the cache lives (default ``advhash.data.cache.default_cache_dir()``).
 
     Example:
         >>> data = load_listfile_dataset("data", folder="FLICKR-25K")
@@ -144,8 +151,12 @@ def load_listfile_dataset(root: str | os.PathLike = "data", *, folder: str, name
         class_names = [line.strip() for line in _lines(base / "classes.txt")]
     class_names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
     splits = {split: ImageFileSplit(_resolve(paths, image_root, list_file, check_images), labels,
-                                    image_size=image_size, transform=transform)
+                                    image_size=image_size, transform=transform,
+                                    origins=[f"{list_file}, line {number}" for number in range(1, len(paths) + 1)])
               for split, (paths, labels, list_file) in read.items()}
+    if cache:
+        splits = {split: cached_split(images, cache_dir=cache_dir, name=f"{name or folder}-{split}")
+                  for split, images in splits.items()}
     meta = dict(name=name or folder, source=f"list files in {base}", image_size=image_size,
                 list_files={split: list_file.name for split, (_, _, list_file) in read.items()})
     return HashingData(name=name or folder, **splits, class_names=class_names,
