@@ -46,6 +46,7 @@ lr_milestones = []              # epochs at which the learning rate drops 10x
 seed = 0                        # weight init and shuffling
 checkpoint_every = 1            # epochs between checkpoints (and after the last); the fine-tunes of 04 and 05 too
 device = "cpu"                  # "cpu", "cuda" or "auto"
+precision = "auto"              # backbone precision: "auto" (bf16 on CUDA, fp32 on a CPU), "fp32" or "bf16"
 # evaluation
 topk = 5000                     # mAP@k, capped at the database size
 pn_max = 500                    # largest N of the precision@N curve
@@ -88,7 +89,7 @@ split = dict(dataset=dataset, root=data_root, num_query=num_query, num_train=num
 victims = VictimManifest(run.root / checkpoint_dir, split=split, training=dict(
     backbone=backbone, weights=weights, input_size=input_size, pairs=pairs, epochs=epochs, seed=seed,
     batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
-    lr_milestones=tuple(lr_milestones), checkpoint_every=checkpoint_every))
+    lr_milestones=tuple(lr_milestones), checkpoint_every=checkpoint_every, precision=precision))
 models, histories = {}, []
 for method in methods:
     for bits in bits_list:

@@ -83,3 +83,36 @@ def test_scaled_hash_layer_keeps_codes_and_saturates_tanh():
     assert model.hash_layer.weight.data_ptr() != scaled.hash_layer.weight.data_ptr()  # a copy
     with pytest.raises(ValueError, match="positive"):
         with_scaled_hash_layer(model, -1.0)
+
+
+def test_bf16_backbone_codes_agree_with_fp32_on_at_least_99_percent_of_the_bits(trained):
+    from advhash.models import effective_precision, set_precision
+
+    model, db_codes, database, _ = trained
+    images = database.images
+    try:
+        fp32 = binarize(set_precision(model, "fp32").hash_logits(images).detach())
+        logits = set_precision(model, "bf16").hash_logits(images).detach()
+    finally:
+        set_precision(model, "auto")
+    assert logits.dtype == torch.float32, "only the backbone runs in bf16: the hash layer and codes stay float32"
+    assert torch.equal(fp32, db_codes)
+    agreement = (binarize(logits) == fp32).float().mean().item()
+    assert agreement >= 0.99, f"bf16 and fp32 codes agree on {agreement:.2%} of the bits"
+    assert effective_precision("auto", "cpu") == "fp32" and effective_precision("auto", "cuda") == "bf16"
+    with pytest.raises(ValueError, match=r"precision must be one of \('auto', 'fp32', 'bf16'\), got 'fp16'"):
+        set_precision(model, "fp16")
+
+
+def test_a_bf16_training_run_gets_its_own_checkpoint_and_float32_names_never_change(tmp_path):
+    from helpers import stripes, stripes_data
+
+    from advhash.train import fit_hashing_model, hashing_checkpoint_name
+
+    data = stripes_data(stripes(32, seed=0))
+    settings = dict(method="dph", bits=8, batch_size=32, lr=0.01)
+    assert hashing_checkpoint_name(data, **settings) == hashing_checkpoint_name(data, precision="fp32", **settings)
+    assert hashing_checkpoint_name(data, precision="bf16", **settings) != hashing_checkpoint_name(data, **settings)
+    fit_hashing_model(data, epochs=1, checkpoint_dir=tmp_path, precision="bf16", **settings)
+    fit_hashing_model(data, epochs=1, checkpoint_dir=tmp_path, **settings)         # auto: fp32 on the CPU
+    assert len(list(tmp_path.glob("*.pt"))) == 2

@@ -41,7 +41,8 @@ from typing import Any
 import torch
 
 from .checkpoint import load_checkpoint, split_digest
-from .models import HashingModel, build_model
+from .models import HashingModel, build_model, effective_precision
+from .utils import resolve_device
 from .train import fit_hashing_model, hashing_checkpoint_name
 
 __all__ = ["MANIFEST_NAME", "VictimManifest", "read_manifest"]
@@ -103,6 +104,8 @@ class VictimManifest:
         if self.train_digest not in (None, digest):
             raise ValueError(f"victim manifest {self.path} lists victims trained on other data ({self.train_digest}) "
                              f"than the {data.name} given ({digest}): one manifest holds the victims of one split")
+        if self.training.get("precision", "auto") == "auto":       # listed as it was resolved for this device
+            self.training["precision"] = effective_precision("auto", resolve_device(device))
         model, history = fit_hashing_model(data, method=method, bits=bits, checkpoint_dir=self.folder,
                                            device=device, **self.training)
         self.train_digest = digest
@@ -112,6 +115,7 @@ class VictimManifest:
     def checkpoint_name(self, data, method: str, bits: int) -> str:
         """The checkpoint file name of victim ``method`` / ``bits`` trained on ``data`` with these settings."""
         settings = {key: value for key, value in self.training.items() if key != "epochs"}
+        settings["precision"] = effective_precision(settings.get("precision", "fp32"), "cpu")   # resolved when fit
         return hashing_checkpoint_name(data, method=method, bits=bits, **settings)
 
     def lists(self, dataset: str, method: str, bits: int, *, backbone: str | None = None,

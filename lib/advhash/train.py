@@ -22,7 +22,7 @@ import torch
 from .checkpoint import load_checkpoint, save_checkpoint, settings_tag, train_items_tag, weights_tag
 from .data.dataset import ImageFileSplit, InMemorySplit
 from .losses import LOSSES, PairwiseHashingLoss, build_loss
-from .models import HashingModel, binarize, build_model
+from .models import HashingModel, binarize, build_model, effective_precision, set_precision
 from .utils import progress, resolve_device
 
 
@@ -72,6 +72,12 @@ def make_optimizer(name: str, params, *, lr: float, momentum: float, weight_deca
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     raise ValueError(f"unknown optimizer {name!r}; choose 'sgd' or 'adam'")
+
+
+def precision_setting(precision: str) -> dict[str, str]:
+    """What a checkpoint's settings say of the backbone's resolved precision: nothing for fp32 (so that every
+    float32 checkpoint keeps its name), {"precision": "bf16"} for bfloat16 training."""
+    return {} if precision == "fp32" else {"precision": precision}
 
 
 def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
@@ -271,15 +277,16 @@ def reuse_checkpoint(model: HashingModel, checkpoint_path: Path, folders, *, epo
 
 def hashing_checkpoint_name(data, *, method: str, bits: int, backbone: str = "small_cnn",
                             input_size: int | None = None, weights: str | Path | None = None, pairs: str | None = None,
-                            seed: int = 0, **training) -> str:
+                            seed: int = 0, precision: str = "fp32", **training) -> str:
     """The file name of the checkpoint :func:`fit_hashing_model` writes for these settings on ``data``:
     ``<method>_<bits>bits_<backbone>_<tag>.pt``, the tag hashing the data's name, its training items, the
     pretrained weights (``advhash.checkpoint.weights_tag``: a local file by its content) and every setting but
-    ``epochs`` (``pairs`` resolved to the loss's own default when None)."""
+    ``epochs`` (``pairs`` resolved to the loss's own default when None); ``precision`` is the one the backbone
+    trains in ("fp32" or "bf16", resolved), named only when bf16 so that float32 names never changed."""
     pairs = pairs or LOSSES[method.lower()].default_pairs
     settings = dict(data=data.name, train_items=train_items_tag(data.train), method=method, bits=bits,
                     backbone=backbone, input_size=input_size, weights=weights_tag(weights), pairs=pairs, seed=seed,
-                    **training)
+                    **training, **precision_setting(precision))
     return f"{method}_{bits}bits_{backbone}_{settings_tag(settings)}.pt"
 
 
@@ -287,7 +294,7 @@ def fit_hashing_model(data, *, method: str, bits: int, backbone: str = "small_cn
                       checkpoint_dir: str | Path | None = None, input_size: int | None = None,
                       weights: str | Path | None = None, pairs: str | None = None,
                       device: str | torch.device = "cpu", seed: int = 0, reuse_from: tuple = (),
-                      **training) -> tuple[HashingModel, list[dict[str, Any]]]:
+                      precision: str = "auto", **training) -> tuple[HashingModel, list[dict[str, Any]]]:
     """Build and train (or resume, or just load) a ``method`` hashing model with ``bits`` bits on
     ``data.train``. The checkpoint is ``<checkpoint_dir>/`` :func:`hashing_checkpoint_name`, whose tag hashes
     every setting, so changed settings never pick up a stale checkpoint.
@@ -295,16 +302,19 @@ def fit_hashing_model(data, *, method: str, bits: int, backbone: str = "small_cn
     ``reuse_from``: other checkpoint folders (e.g. another notebook's) searched first for a finished
     checkpoint of the same settings, which is then only read, never written.
     ``pairs`` picks the loss's pairing ("table" / "batch", None = the method's own; ``advhash.losses``);
+    ``precision`` the backbone's (``advhash.models.set_precision``: "auto" is bf16 on CUDA, fp32 elsewhere);
     ``training`` goes to :func:`train_hashing` (batch_size, lr, optimizer, weight_decay, ...).
     """
     in_channels = data.image_shape[0] if data.image_shape else 3
     torch.manual_seed(seed)
-    model = HashingModel(backbone, bits=bits, in_channels=in_channels, input_size=input_size, weights=weights)
+    model = set_precision(HashingModel(backbone, bits=bits, in_channels=in_channels, input_size=input_size,
+                                       weights=weights), precision)
     loss = build_loss(method, num_train=len(data.train), bits=bits, num_classes=data.num_classes, pairs=pairs)
     checkpoint_path = None
     if checkpoint_dir is not None:
         name = hashing_checkpoint_name(data, method=method, bits=bits, backbone=backbone, input_size=input_size,
-                                       weights=weights, pairs=loss.pairs, seed=seed, **training)
+                                       weights=weights, pairs=loss.pairs, seed=seed,
+                                       precision=effective_precision(precision, resolve_device(device)), **training)
         checkpoint_path = Path(checkpoint_dir) / name
         reused = reuse_checkpoint(model, checkpoint_path, reuse_from, epochs=epochs, device=device)
         if reused is not None:

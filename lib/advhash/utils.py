@@ -30,11 +30,14 @@ def progress(iterable=None, **kwargs):
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """``"auto"`` or None picks CUDA when available, else CPU. Asking for CUDA where there is none is an error
-    that says so, instead of torch's failure at the first tensor moved there."""
+    that says so, instead of torch's failure at the first tensor moved there. On CUDA, ``cudnn.benchmark`` is
+    switched on (fixed input sizes: cuDNN picks its fastest kernels)."""
     if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {str(device)!r} asks for CUDA, but this torch ({torch.__version__}, CUDA build "
                          f"{torch.version.cuda}) sees no CUDA device; set device to \"auto\" or \"cpu\"")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     return device

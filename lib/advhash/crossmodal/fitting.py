@@ -18,6 +18,9 @@ import pandas as pd
 import torch
 
 from ..checkpoint import model_digest, settings_tag, split_digest, train_items_tag, weights_tag
+from ..models import backbone_precision
+from ..train import precision_setting
+from ..utils import resolve_device
 
 
 def require_texts(split, what: str = "the training split") -> torch.Tensor:
@@ -48,7 +51,8 @@ def fit_cross_modal(data, build: Callable[[int], torch.nn.Module], train: Callab
     if checkpoint_dir is not None:
         settings = dict(data=data.name, train_items=train_items_tag(train_split), content=split_digest(train_split),
                         config=model.config, base=None if base is None else model_digest(base), seed=seed, **training,
-                        **({} if weights is None or base is not None else dict(weights=weights_tag(weights))))
+                        **({} if weights is None or base is not None else dict(weights=weights_tag(weights))),
+                        **precision_setting(backbone_precision(model, resolve_device(device))))
         checkpoint_path = Path(checkpoint_dir) / f"{name}_{bits}bits_{backbone}_{settings_tag(settings)}.pt"
     history = train(model, train_split, epochs=epochs, seed=seed, start_from_model=base is not None,
                     checkpoint_path=checkpoint_path, device=device, **training)

@@ -25,8 +25,9 @@ from torch import nn
 from ..attacks.base import MODEL_MODES
 from ..checkpoint import model_digest, settings_tag, train_items_tag
 from ..losses import build_loss
-from ..models import HashingModel, binarize
-from ..train import encode, reuse_checkpoint, train_hashing
+from ..models import HashingModel, binarize, effective_precision
+from ..train import encode, precision_setting, reuse_checkpoint, train_hashing
+from ..utils import resolve_device
 
 
 class AdversarialTraining(nn.Module):
@@ -138,7 +139,8 @@ def fit_defended_model(data, base_model: HashingModel, defense: AdversarialTrain
         name = "finetune" if defense is None else defense.name
         settings = dict(data=data.name, train_items=train_items_tag(data.train), base=model_digest(base_model),
                         method=method, pairs=loss.pairs, seed=seed,
-                        defense=None if defense is None else defense.config, **training)
+                        defense=None if defense is None else defense.config, **training,
+                        **precision_setting(effective_precision(model.precision, resolve_device(device))))
         checkpoint_path = (Path(checkpoint_dir) /
                            f"{name}_{method}_{model.bits}bits_{model.config['backbone']}_{settings_tag(settings)}.pt")
         reused = reuse_checkpoint(model, checkpoint_path, reuse_from, epochs=epochs, device=device)

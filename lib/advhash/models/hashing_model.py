@@ -7,6 +7,11 @@ The hash activation is ``h = tanh(scale * z)`` with the tanh scale settable per 
 (``model(images, scale=...)``): HashNet's continuation grows it during training (its paper calls it
 beta), HAG and SAAT grow it during an attack to fight vanishing gradients. (``alpha`` is only ever an
 attack's step size.) Binary codes are ``b = sign(h)`` with sign(0) := +1, so every code is in {-1, +1}^K.
+
+Precision (``model.precision``, set by :func:`set_precision`; not part of the weights or the config): "fp32", or
+"bf16", bfloat16 autocast on the backbone only (the normalization, the hash layer, tanh, every loss, code table,
+code and metric stay float32), or "auto" (the default): bf16 on CUDA, fp32 elsewhere, so CPU numbers never move.
+On CUDA the backbone also runs channels_last.
 """
 
 from __future__ import annotations
@@ -22,6 +27,32 @@ from .backbones import BACKBONES, MIN_INPUT_SIZE, build_backbone
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def effective_precision(precision: str, device: torch.device | str) -> str:
+    """"fp32" or "bf16": what ``precision`` means on ``device`` ("auto": bf16 on CUDA, fp32 elsewhere)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        return "bf16" if torch.device(device).type == "cuda" else "fp32"
+    return precision
+
+
+def backbone_precision(model: nn.Module, device: torch.device | str) -> str:
+    """"bf16" when a ``HashingModel`` inside ``model`` runs its backbone in bfloat16 on ``device``, else "fp32"."""
+    return "bf16" if any(effective_precision(module.precision, device) == "bf16" for module in model.modules()
+                         if isinstance(module, HashingModel)) else "fp32"
+
+
+def set_precision(model: nn.Module, precision: str) -> nn.Module:
+    """Set the precision of every ``HashingModel`` in ``model`` (itself, or the image network of a cross-modal
+    model); returns ``model``."""
+    effective_precision(precision, "cpu")         # validates the name
+    for module in model.modules():
+        if isinstance(module, HashingModel):
+            module.precision = precision
+    return model
 
 
 def binarize(h: torch.Tensor) -> torch.Tensor:
@@ -73,6 +104,7 @@ class HashingModel(nn.Module):
         self.backbone, feature_dim = build_backbone(
             backbone, in_channels=in_channels if backbone == "small_cnn" else 3, weights=weights)
         self.hash_layer = nn.Linear(feature_dim, bits)
+        self.precision = "auto"
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """The backbone's features (N, feature_dim) of images in [0, 1] (normalized and resized inside)."""
@@ -84,7 +116,16 @@ class HashingModel(nn.Module):
             x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
         if self.repeat_channels > 1:
             x = x.expand(-1, self.repeat_channels, -1, -1)
-        return self.backbone(x)
+        if x.device.type == "cuda":
+            if not getattr(self, "_channels_last", False):       # once: the 4-D weights too (same Parameters)
+                self.backbone.to(memory_format=torch.channels_last)
+                self._channels_last = True
+            x = x.contiguous(memory_format=torch.channels_last)
+        if effective_precision(getattr(self, "precision", "auto"), x.device) == "fp32":
+            return self.backbone(x)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            features = self.backbone(x)
+        return features.float()
 
     def hash_logits(self, images: torch.Tensor) -> torch.Tensor:
         """The pre-activation z (N, bits) for images in [0, 1]."""
