@@ -66,11 +66,12 @@ num_examples = 3                # queries shown with their top-5 before and afte
 checkpoint_dir = "build/nbval/checkpoints/02_hag"
 figure_dir = "build/nbval/figures/02_hag"
 metrics_dir = "build/nbval/metrics"
+check_claims = True             # False only in the CI smoke of the paper path (no profile sets it)
 
 # %%
 import pandas as pd
 
-from advhash.evaluation import attack_scores, attack_sweep, nested_metrics, query_set, snapshot_scores
+from advhash.evaluation import attack_scores, attack_sweep, check_budget, nested_metrics, query_set, snapshot_scores
 from advhash.figures import attack_histories, curve_panels, retrieval_examples, transfer_heatmap
 from advhash.fitting import fit_victims
 from advhash.manifest import read_manifest
@@ -204,15 +205,19 @@ run.finish()
 # ## Claims checked
 
 # %%
-assert metrics["linf_255_max"] <= eps_255 + 1e-3, "left the eps-ball"
-assert all((images - queries[grid[0]].images).abs().max() <= eps + 1e-6 for images in perturbed.values())
-by_victim = results.set_index(["dataset", "bits"])
-gap_closed = (by_victim.clean - by_victim.HAG) / (by_victim.clean - by_victim.random)
-assert (gap_closed > 0.6).all(), f"HAG should close 60% of the clean-to-random mAP gap everywhere:\n{gap_closed}"
-gain = (results["HAG*"] - results["HAG"]).mean()
-assert gain > 0, f"growing alpha should beat fixed alpha on average; mean mAP(HAG*) - mAP(HAG) = {gain:.4f}"
-curves = iterations.sort_values("iteration").groupby(["dataset", "bits"])["map"]
-assert (curves.diff().dropna() <= 0.02).all(), f"mAP should fall with iterations:\n{curves.apply(list)}"
-assert (curves.last() < curves.first()).all(), f"the attack did not lower mAP:\n{curves.apply(list)}"
-print(f"all claims hold: inside the eps-ball; HAG closes at least {gap_closed.min():.0%} of the clean-to-random mAP",
-      f"gap everywhere; growing alpha beats fixed by {gain:.3f} mAP on average; mAP falls with iterations")
+check_budget(runs, queries, eps)           # the threat model: always checked
+check_budget({("transfer", row): images for row, images in perturbed.items()}, queries[grid[0]], eps)
+if not check_claims:       # the CI smoke of the paper path only (no profile sets it): too small for any claim
+    print("inside the eps-ball; the other claims not checked: check_claims is off")
+else:
+    by_victim = results.set_index(["dataset", "bits"])
+    gap_closed = (by_victim.clean - by_victim.HAG) / (by_victim.clean - by_victim.random)
+    assert (gap_closed > 0.6).all(), \
+        f"HAG should close 60% of the clean-to-random mAP gap everywhere:\n{gap_closed}"
+    gain = (results["HAG*"] - results["HAG"]).mean()
+    assert gain > 0, f"growing alpha should beat fixed alpha on average; mean mAP(HAG*) - mAP(HAG) = {gain:.4f}"
+    curves = iterations.sort_values("iteration").groupby(["dataset", "bits"])["map"]
+    assert (curves.diff().dropna() <= 0.02).all(), f"mAP should fall with iterations:\n{curves.apply(list)}"
+    assert (curves.last() < curves.first()).all(), f"the attack did not lower mAP:\n{curves.apply(list)}"
+    print(f"all claims hold: inside the eps-ball; HAG closes at least {gap_closed.min():.0%} of the clean-to-random",
+          f"mAP gap everywhere; growing alpha beats fixed by {gain:.3f} mAP on average; mAP falls with iterations")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from advhash.pipeline import (NOTEBOOK_SECTIONS, build_notebook, main, project_root, read_params, write_json,
-                              write_notebooks)
+from advhash.pipeline import (CI_ONLY_PARAMETERS, NOTEBOOK_SECTIONS, build_notebook, main, project_root, read_params,
+                              write_json, write_notebooks)
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.py"))   # the sources; each builds notebooks/<stem>.ipynb
@@ -116,7 +116,8 @@ def test_a_source_edit_makes_its_notebook_stale(tmp_path, monkeypatch, capsys):
 def test_profiles_set_exactly_the_notebook_parameters(profile):
     params = yaml.safe_load(profile.read_text())
     for stem, section in NOTEBOOK_SECTIONS.items():
-        names = _parameters(ROOT / "notebooks" / f"{stem}.py")
+        names = set(_parameters(ROOT / "notebooks" / f"{stem}.py")) - set(CI_ONLY_PARAMETERS)
+        assert not set(params[section]) & set(CI_ONLY_PARAMETERS), f"{profile.name} sets a CI-only parameter"
         assert set(params[section]) == set(names), (
             f"{profile.name} [{section}] differs from the parameters cell of {stem}: "
             f"missing {set(names) - set(params[section])}, unknown {set(params[section]) - set(names)}")

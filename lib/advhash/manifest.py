@@ -16,10 +16,10 @@ reruns them. The file:
 A listed victim is loaded from its own file only, and only when that file is exactly what the manifest says:
 the name that the reader's data and the manifest's settings give (``advhash.train.hashing_checkpoint_name``:
 same dataset, same training items, same settings), training data of the same content (``train_digest``,
-``advhash.checkpoint.split_digest``: labels and in-memory images) and a finished run of ``epochs`` epochs. Anything else is an
-error naming the file, the difference and the fix; never a silent retrain or a stale model. A victim the
-manifest does not list (another dataset, backbone or seed: notebook 02's transfer victims) is trained with the
-manifest's settings into the reader's own checkpoint folder (``advhash.fitting.fit_victims``).
+``advhash.checkpoint.split_digest``: labels and in-memory images) and a finished run of ``epochs`` epochs.
+Anything else is an error naming the file, the difference and the fix; never a silent retrain or a stale model.
+A victim the manifest does not list (another dataset, backbone or seed: notebook 02's transfer victims) is
+trained with the manifest's settings into the reader's own checkpoint folder (``advhash.fitting.fit_victims``).
 
     source = VictimManifest(Path("checkpoints/01_deep_hashing"), split=split, training=training)   # notebook 01
     model, history = source.fit(data, "dph", 32)
