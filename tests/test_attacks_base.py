@@ -417,3 +417,28 @@ def test_combine_perturbations_sums_then_clips():
         combine_perturbations(x, [], eps=5 / 255)
     with pytest.raises(ValueError, match="do not match"):
         combine_perturbations(x, [x[..., :2]], eps=5 / 255)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_random_start_is_drawn_on_the_gpu_and_repeats_for_a_seed():
+    model = fresh_model(seed=0).cuda().eval()
+    x = images(4).cuda()
+    starts = [HAG(model, eps=8 / 255, steps=1, random_start=True, seed=3).random_init(x) for _ in range(2)]
+    assert starts[0].device.type == "cuda" and torch.equal(starts[0], starts[1]), "same seed, same start"
+    assert (starts[0] - x).abs().max() <= 8 / 255 + 1e-6
+    other = HAG(model, eps=8 / 255, steps=1, random_start=True, seed=4).random_init(x)
+    assert not torch.equal(other, starts[0])
+
+
+def test_snapshots_can_hold_the_codes_of_the_iterates_instead_of_the_images():
+    model = fresh_model(seed=0).eval()
+    x = images(6)
+    as_images = HAG(model, eps=16 / 255, alpha=4 / 255, steps=4)
+    as_codes = HAG(model, eps=16 / 255, alpha=4 / 255, steps=4)
+    out = perturb(as_images, x, batch_size=4, snapshot_steps=[0, 2, 4])
+    assert torch.equal(perturb(as_codes, x, batch_size=4, snapshot_steps=[0, 2, 4], snapshot_codes=True), out)
+    for step in (0, 2, 4):
+        assert as_codes.snapshots[step].shape == (6, model.bits)
+        assert torch.equal(as_codes.snapshots[step], encode(model, as_images.snapshots[step]))
+    with pytest.raises(ValueError, match="snapshot_codes encodes the iterates with the model, which in train mode"):
+        HAG(model, steps=1, model_mode="train")(x, snapshot_steps=[1], snapshot_codes=True)

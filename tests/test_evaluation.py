@@ -96,7 +96,8 @@ def test_a_non_targeted_attack_lowers_the_map(setup):
     assert (result.adversarial - queries.images).abs().max() <= 32 / 255 + 1e-6
     assert 0 < result.sizes["linf_255"] <= 32 + 1e-3
     assert len(result.history) == 20 and sorted(result.snapshots) == [0, 20]
-    assert torch.equal(result.snapshots[20], result.adversarial)
+    assert torch.equal(result.snapshots[20], result.codes), "snapshots hold the iterates' codes"
+    assert torch.equal(result.snapshots[0], victim.encode(queries.images)), "step 0: the clean queries' codes"
 
 
 def test_a_targeted_attack_raises_the_targeted_map(setup):

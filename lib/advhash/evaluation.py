@@ -112,7 +112,7 @@ def curve_rows(curve, **columns) -> list[dict]:
 class AttackResult:
     """One attack on one victim: the adversarial images and their codes, the score (mAP, or t-MAP when
     targeted), the perturbation's size (``advhash.attacks.perturbation_stats``) and the attack's
-    per-iteration history and snapshots."""
+    per-iteration history and snapshots: {step: the codes (N, K) of the step-t iterates}."""
 
     adversarial: torch.Tensor
     codes: torch.Tensor
@@ -137,7 +137,8 @@ def evaluate_attack(attack: HashingAttack, victim: Victim, queries: QuerySet, *,
         raise ValueError(f"{type(attack).__name__} is a targeted attack: evaluate it with targeted=True")
     if attack.target_mode != "never":
         attack.set_targets(queries.target_labels if targeted else None)
-    adversarial = perturb(attack, queries.images, queries.labels, batch_size=batch_size, snapshot_steps=snapshot_steps)
+    adversarial = perturb(attack, queries.images, queries.labels, batch_size=batch_size, snapshot_steps=snapshot_steps,
+                          snapshot_codes=True)
     codes = victim.encode(adversarial)
     labels = queries.target_labels if targeted else queries.labels
     return AttackResult(adversarial, codes, retrieval_map(victim, codes, labels, topk=topk, targeted=targeted),
@@ -366,12 +367,12 @@ def snapshot_scores(runs: Mapping[tuple, AttackResult], victims: Mapping[Any, Vi
                     queries: Mapping[Any, QuerySet], label: str, *, topk: int | None,
                     columns: tuple[str, ...] = ("dataset", "bits")) -> pd.DataFrame:
     """Attack strength vs iterations: mAP@k of the iterates the attack ``label`` recorded on each victim
-    (``AttackResult.snapshots`` in the ``runs`` of :func:`attack_results`), scored against that victim's database
+    (``AttackResult.snapshots``, their codes, in the ``runs`` of :func:`attack_scores`), scored against that victim's database
     with its queries' labels. One row per (victim, iteration), iterations sorted: columns ``columns``,
     iteration, map."""
     rows = [{**dict(zip(columns, key)), "iteration": step,
-             "map": retrieval_map(victim, victim.encode(images), queries[key].labels, topk=topk)}
-            for key, victim in victims.items() for step, images in sorted(runs[(*key, label)].snapshots.items())]
+             "map": retrieval_map(victim, codes, queries[key].labels, topk=topk)}
+            for key, victim in victims.items() for step, codes in sorted(runs[(*key, label)].snapshots.items())]
     return pd.DataFrame(rows, columns=[*columns, "iteration", "map"])
 
 

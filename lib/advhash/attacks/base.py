@@ -56,14 +56,14 @@ class HashingAttack:
         seed: seed of the attack's own ``torch.Generator`` (random start): a fresh attack with the
             same seed reproduces a run; successive calls of one attack continue its random stream.
 
-    The call: ``attack(images, labels=None, snapshot_steps=())``; ``labels`` (N, L) are the queries'
+    The call: ``attack(images, labels=None, snapshot_steps=(), snapshot_codes=False)``; ``labels`` (N, L) are the queries'
     multi-hot labels (the non-targeted guided attacks need them; HAG and PGD ignore them). A targeted
     attack takes its target labels once, ``attack.set_targets(target_labels)`` (N, L), one row per image
     of the next calls (``perturb`` cuts them into its batches).
 
     After a call:
-        ``snapshots``: {step: adversarial images (cpu)} for every step in ``snapshot_steps``;
-            step t is the iterate after t iterations, step 0 the start point.
+        ``snapshots``: {step: adversarial images (cpu)} for every step in ``snapshot_steps`` (their codes
+            (N, K) with ``snapshot_codes=True``); step t is the iterate after t iterations, step 0 the start.
         ``history``: one dict per iteration t = 0 .. steps-1, measured at the iterate x_t the
             iteration starts from (the one ``snapshots[t]`` holds): ``step``, ``loss``,
             ``grad_norm`` (mean per-image L2 norm of the input gradient), ``flipped_fraction``
@@ -122,9 +122,10 @@ class HashingAttack:
 
     # --- the call -------------------------------------------------------------------------------
     def __call__(self, images: torch.Tensor, labels: torch.Tensor | None = None, *,
-                 snapshot_steps: Iterable[int] = ()) -> torch.Tensor:
+                 snapshot_steps: Iterable[int] = (), snapshot_codes: bool = False) -> torch.Tensor:
         check_images(images)
-        return self.run(images, self.prepare(len(images), labels), snapshot_steps=snapshot_steps)
+        return self.run(images, self.prepare(len(images), labels), snapshot_steps=snapshot_steps,
+                        snapshot_codes=snapshot_codes)
 
     def prepare(self, count: int, labels: torch.Tensor | None) -> torch.Tensor | None:
         """The per-image guide rows of ``count`` images with ``labels``: :meth:`guide` after the checks
@@ -147,9 +148,11 @@ class HashingAttack:
         return None
 
     def run(self, images: torch.Tensor, guide: torch.Tensor | None = None, *,
-            snapshot_steps: Iterable[int] = ()) -> torch.Tensor:
+            snapshot_steps: Iterable[int] = (), snapshot_codes: bool = False) -> torch.Tensor:
         """Attack ``images`` steered by ``guide`` (one row per image, as :meth:`guide` makes them, or
-        given directly, e.g. by an adversarial trainer from its own code table)."""
+        given directly, e.g. by an adversarial trainer from its own code table). With ``snapshot_codes`` the
+        snapshots hold the iterates' codes sign(z) (N, K) instead of the images: what scoring them needs, and
+        a few bytes instead of a float32 copy of every image at every mark (eval-mode attacks only)."""
         check_images(images)
         if guide is not None and len(guide) != len(images):
             raise ValueError(f"the guide needs one row per image: {len(guide)} rows for {len(images)} images")
@@ -157,7 +160,10 @@ class HashingAttack:
         bad = sorted(s for s in steps if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= self.steps)
         if bad:
             raise ValueError(f"snapshot_steps must be integers in [0, steps={self.steps}]; got {bad}")
-        self._snapshot_steps = frozenset(steps)
+        if snapshot_codes and self.model_mode != "eval":
+            raise ValueError("snapshot_codes encodes the iterates with the model, which in train mode would update "
+                             "its BatchNorm statistics: snapshot images instead, or attack in eval mode")
+        self._snapshot_steps, self._snapshot_codes = frozenset(steps), snapshot_codes
         self.snapshots, self.history, self._stats = {}, [], []
         device = next(self.model.parameters()).device
         clean = images.to(device)
@@ -184,11 +190,23 @@ class HashingAttack:
         return torch.clamp(torch.minimum(torch.maximum(adv, images - self.eps), images + self.eps), 0, 1)
 
     def random_init(self, images: torch.Tensor) -> torch.Tensor:
-        """A uniform point of the eps-ball around ``images`` (clipped to [0, 1]), drawn from the
-        attack's seeded generator on the CPU, so the start is the same on every device."""
-        noise = torch.rand(images.shape, generator=self.generator, dtype=images.dtype)
-        noise = noise.to(images.device).mul_(2 * self.eps).sub_(self.eps)
+        """A uniform point of the eps-ball around ``images`` (clipped to [0, 1]), drawn on the images' device from
+        the attack's generator for that device, seeded with ``seed``: the same numbers on every run on one device
+        (a GPU draws other numbers than the CPU, and no host-to-device copy of the noise is made)."""
+        noise = torch.rand(images.shape, generator=self.generator_on(images.device), dtype=images.dtype,
+                           device=images.device)
+        noise = noise.mul_(2 * self.eps).sub_(self.eps)
         return self.project(images + noise, images)
+
+    def generator_on(self, device: torch.device) -> torch.Generator:
+        """The attack's random stream on ``device``: ``self.generator`` on the CPU, else one generator per device,
+        seeded with ``seed`` when first used; successive calls continue it."""
+        if device.type == "cpu":
+            return self.generator
+        generators = self.__dict__.setdefault("_device_generators", {})
+        if str(device) not in generators:
+            generators[str(device)] = torch.Generator(device=device).manual_seed(self.seed)
+        return generators[str(device)]
 
     def start_point(self, images: torch.Tensor) -> torch.Tensor:
         """x_0: ``random_init`` with ``random_start``, else a copy of the clean images (snapshot 0)."""
@@ -202,9 +220,14 @@ class HashingAttack:
         return binarize(self.model.hash_logits(images))
 
     def snapshot(self, step: int, adv: torch.Tensor) -> None:
-        """Keep a CPU copy of the iterate after ``step`` iterations if that step was requested."""
+        """Keep a CPU copy of the iterate after ``step`` iterations (or of its codes, with ``snapshot_codes``)
+        if that step was requested."""
         if step in self._snapshot_steps:
-            self.snapshots[step] = adv.detach().to("cpu", copy=True)
+            if getattr(self, "_snapshot_codes", False):
+                with torch.no_grad():
+                    self.snapshots[step] = binarize(self.model.hash_logits(adv.detach())).cpu()
+            else:
+                self.snapshots[step] = adv.detach().to("cpu", copy=True)
 
     @torch.no_grad()
     def record(self, step: int, *, loss: torch.Tensor, grad: torch.Tensor, logits: torch.Tensor,
