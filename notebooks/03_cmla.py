@@ -102,7 +102,7 @@ figure_dir = "build/nbval/figures/03_cmla"
 metrics_dir = "build/nbval/metrics"
 
 # %%
-from advhash.crossmodal import (attack_table, clean_scores, clean_table, cmla_snapshots, crossmodal_curves,
+from advhash.crossmodal import (SnapshotMaker, attack_table, clean_scores, clean_table, crossmodal_curves,
                                 encode_models, encode_snapshots, fit_crossmodal_victims, paired_query_set,
                                 protocol_scores, published_attack_table, published_clean_table, tag_changes,
                                 task_metrics)
@@ -159,9 +159,10 @@ beside_published(clean_table(clean), published1, ours_label=f"ours, {dataset}",
 # protocol) and by re-attacking them (**adaptive**).
 
 # %%
-# CMLA's adversarial queries of every model: {(model, bits): {modality: {iterations: adversarial inputs}}}
-snapshots = {key: cmla_snapshots(model, queries, clean_codes[key], steps=attack_steps, marks=iteration_marks,
-                                settings=cmla_settings, batch_size=attack_batch_size) for key, model in models.items()}
+# CMLA's adversarial queries of each model ({modality: {iterations: inputs}}), made one model at a time
+key = ("DCMH", story_bits)          # the model of the curves and examples below, whose queries are kept
+snapshots = SnapshotMaker(models, queries, clean_codes, steps=attack_steps, marks=iteration_marks,
+                          settings=cmla_settings, batch_size=attack_batch_size, keep=[key])
 attacks = protocol_scores(models, snapshots, queries, clean_codes, db_codes, db_labels, topk=k, clean=clean,
                         made_on={"DCMH+": "DCMH", "SSAH+": "SSAH"})   # model, protocol, bits, iterations, task, ...
 story = attacks[(attacks.bits == story_bits) & attacks.task.isin(["image->text", "text->image"])]
@@ -188,8 +189,8 @@ final.pivot_table(index=["model", "bits"], columns="task", values="drop")[tasks]
 # tasks (Hamming-radius precision-recall, and precision of the top N).
 
 # %%
-key, ns = ("DCMH", story_bits), range(10, min(pn_max, len(db_labels)) + 1, 10)
-codes = {"clean": clean_codes[key], "CMLA": encode_snapshots(models[key], snapshots[key], attack_steps)}
+ns = range(10, min(pn_max, len(db_labels)) + 1, 10)
+codes = {"clean": clean_codes[key], "CMLA": encode_snapshots(models[key], snapshots.kept[key], attack_steps)}
 curves, pn = crossmodal_curves(codes, db_codes[key], queries.labels, db_labels, ns=ns)
 fig = pr_and_pn_curves(curves, pn, title=f"DCMH {story_bits} bits: precision-recall (Hamming radius)")
 finish_figure(fig, run.figure_dir / "pr_pn_curves.png")
@@ -201,9 +202,9 @@ finish_figure(fig, run.figure_dir / "pr_pn_curves.png")
 # (a tag vector is continuous once perturbed).
 
 # %%
-fig = perturbation_grid(queries.images[:num_examples], snapshots[key]["image"][attack_steps][:num_examples])
+fig = perturbation_grid(queries.images[:num_examples], snapshots.kept[key]["image"][attack_steps][:num_examples])
 finish_figure(fig, run.figure_dir / "adversarial_images.png")
-tag_changes(queries.texts[:num_examples], snapshots[key]["text"][attack_steps][:num_examples])
+tag_changes(queries.texts[:num_examples], snapshots.kept[key]["text"][attack_steps][:num_examples])
 
 # %% [markdown]
 # ## Results written for DVC

@@ -11,8 +11,8 @@ from helpers import stripes, stripes_data, stripes_pairs
 
 from advhash.attacks import perturb
 from advhash.crossmodal import CMLA, CrossModalHashing, cmla_distortion, crossmodal_maps, encode_pairs
-from advhash.crossmodal.evaluation import (ATTACKED_TASKS, protocol_scores, attack_table, clean_scores, clean_table,
-                                           cmla_scores, cmla_snapshots, crossmodal_curves, encode_models,
+from advhash.crossmodal.evaluation import (ATTACKED_TASKS, SnapshotMaker, protocol_scores, attack_table,
+                                           clean_scores, clean_table, cmla_scores, cmla_snapshots, crossmodal_curves, encode_models,
                                            encode_queries, encode_snapshots, paired_query_set, published_attack_table,
                                            published_clean_table, tag_changes, tag_names, task_metrics)
 from advhash.data import TAG_VOCABULARY
@@ -141,6 +141,24 @@ def test_clean_and_attack_scores_follow_both_protocols(setup):
     assert (scores[scores.iterations == 0]["drop"] == 0).all()       # step 0: the clean queries
     with pytest.raises(ValueError, match="no models"):
         protocol_scores({}, snapshots, queries, codes, db_codes, db_labels, topk=20, clean=clean)
+
+
+def test_snapshots_made_one_model_at_a_time_give_the_same_scores(setup):
+    data, queries, models, codes, db_codes, snapshots = setup
+    labels, db_labels = queries.labels, data.database.labels
+    clean = clean_scores(codes, db_codes, labels, db_labels, topk=20)
+    maker = SnapshotMaker(models, queries, codes, steps=4, marks=[0, 2], settings=SETTINGS, batch_size=4,
+                          keep=[("A", BITS)])
+    made = []
+    counting = lambda key: made.append(key) or maker(key)
+    lazy = protocol_scores(models, counting, queries, codes, db_codes, db_labels, topk=20, clean=clean,
+                           made_on={"A+": "A"})
+    eager = protocol_scores(models, snapshots, queries, codes, db_codes, db_labels, topk=20, clean=clean,
+                            made_on={"A+": "A"})
+    pd.testing.assert_frame_equal(lazy, eager)
+    assert made == [("A", BITS), ("A+", BITS)], "each model's queries made once, though A's serve two protocols"
+    assert list(maker.kept) == [("A", BITS)] and torch.equal(maker.kept["A", BITS]["image"][4],
+                                                             snapshots["A", BITS]["image"][4])
 
 
 def test_clean_table_and_the_published_table_share_the_table_1_layout(tmp_path):

@@ -16,7 +16,7 @@ from ..checkpoint import split_digest  # re-exported: its home is advhash.checkp
 from .adversarial_training import augmented_training_split, cmla_samples, fit_cmla_training
 from .cmla import CMLA, cmla_distortion, cmla_inter_loss, cmla_intra_loss
 from .dcmh import dcmh_batch_loss, dcmh_objective, fit_dcmh, train_dcmh
-from .evaluation import (protocol_scores, attack_table, clean_scores, clean_table, cmla_scores, cmla_snapshots,
+from .evaluation import (SnapshotMaker, protocol_scores, attack_table, clean_scores, clean_table, cmla_scores, cmla_snapshots,
                          crossmodal_curves, encode_models, encode_queries, encode_snapshots, paired_query_set,
                          published_attack_table, published_clean_table, tag_changes, tag_names, task_metrics)
 from .fitting import fit_crossmodal_victims
@@ -30,6 +30,6 @@ __all__ = ["CrossModalHashing", "TextHashingModel", "dcmh_objective", "dcmh_batc
            "CMLA", "cmla_distortion", "cmla_inter_loss", "cmla_intra_loss", "cmla_samples",
            "augmented_training_split", "fit_cmla_training", "SSAHModel", "LabelNetwork", "SSAHImageNetwork",
            "SSAHTextNetwork", "ssah_pairwise_loss", "ssah_network_loss", "train_ssah", "fit_ssah",
-           "fit_crossmodal_victims", "paired_query_set", "encode_queries", "encode_models", "cmla_snapshots",
+           "fit_crossmodal_victims", "SnapshotMaker", "paired_query_set", "encode_queries", "encode_models", "cmla_snapshots",
            "encode_snapshots", "cmla_scores", "clean_scores", "clean_table", "published_clean_table", "protocol_scores",
            "attack_table", "published_attack_table", "crossmodal_curves", "task_metrics", "tag_names", "tag_changes"]

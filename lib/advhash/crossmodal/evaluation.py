@@ -34,6 +34,7 @@ from .cmla import CMLA, cmla_distortion
 from .retrieval import TASKS, crossmodal_maps, encode_pairs
 
 __all__ = ["ATTACKED_TASKS", "PairedQueries", "paired_query_set", "encode_queries", "encode_models", "cmla_snapshots",
+           "SnapshotMaker",
            "encode_snapshots", "cmla_scores", "clean_scores", "clean_table", "published_clean_table", "protocol_scores",
            "attack_table", "published_attack_table", "crossmodal_curves", "task_metrics", "tag_names", "tag_changes"]
 
@@ -108,6 +109,27 @@ def cmla_snapshots(model, queries: PairedQueries, codes: Mapping[str, torch.Tens
     return snapshots
 
 
+class SnapshotMaker:
+    """CMLA's adversarial queries of each model, made when asked for: ``maker(key)`` is :func:`cmla_snapshots` of
+    ``models[key]`` with its clean ``codes[key]``. Given to :func:`protocol_scores` instead of a dict, the queries of
+    one or two models are in memory at a time (each set is released after its last use: at the paper's scale a set
+    is about 3.6 GB of float32 images); those of the keys in ``keep`` stay in ``kept`` for later figures."""
+
+    def __init__(self, models, queries: PairedQueries, codes, *, steps: int, marks: Iterable[int] = (),
+                 settings: Mapping[str, Mapping[str, Any]] | None = None, batch_size: int = 128, keep=()):
+        self.models, self.queries, self.codes, self.keep = models, queries, codes, set(keep)
+        self.attack = dict(steps=steps, marks=marks, settings=settings, batch_size=batch_size)
+        self.kept: dict[Any, dict[str, dict[int, torch.Tensor]]] = {}
+
+    def __call__(self, key) -> dict[str, dict[int, torch.Tensor]]:
+        if key in self.kept:
+            return self.kept[key]
+        made = cmla_snapshots(self.models[key], self.queries, self.codes[key], **self.attack)
+        if key in self.keep:
+            self.kept[key] = made
+        return made
+
+
 def encode_snapshots(model, snapshots: Mapping[str, Mapping[int, torch.Tensor]], iterations: int
                      ) -> dict[str, torch.Tensor]:
     """{"image": codes, "text": codes} of the adversarial queries after ``iterations`` CMLA iterations
@@ -168,19 +190,27 @@ def protocol_scores(models, snapshots, queries: PairedQueries, codes, db_codes, 
     same code length (protocol "fixed (made on DCMH)": the published protocol of DCMH+ and SSAH+).
 
     ``models``, ``snapshots`` (:func:`cmla_snapshots`), ``codes`` (:func:`encode_queries`) and ``db_codes`` are
-    keyed by (model, bits); ``clean`` (:func:`clean_scores`) gives each task's clean mAP, for the drop.
-    Columns: model, protocol, bits, iterations, task, map, drop (clean - attacked mAP), D."""
+    keyed by (model, bits); ``snapshots`` may instead be a function of the key (a :class:`SnapshotMaker`), called
+    once per key and released after the key's last use. ``clean`` (:func:`clean_scores`) gives each task's clean
+    mAP, for the drop. Columns: model, protocol, bits, iterations, task, map, drop (clean - attacked mAP), D."""
     if not models:
         raise ValueError("no models to score")
     made_on = made_on or {}
     clean_map = {(row.model, row.bits, row.task): row.map for row in clean.itertuples()}
-    frames = []
-    for (name, bits), model in models.items():
-        sources = {"adaptive": name, **({f"fixed (made on {made_on[name]})": made_on[name]} if name in made_on else {})}
-        for protocol, source in sources.items():
-            scores = cmla_scores(model, snapshots[source, bits], queries, codes[name, bits], db_codes[name, bits],
-                                 db_labels, topk=topk)
-            frames.append(scores.assign(model=name, protocol=protocol, bits=bits))
+    plan = [(name, bits, protocol, (source, bits)) for (name, bits) in models
+            for protocol, source in {"adaptive": name, **({f"fixed (made on {made_on[name]})": made_on[name]}
+                                                          if name in made_on else {})}.items()]
+    last_use = {source: i for i, (*_, source) in enumerate(plan)}
+    made, frames = {}, []
+    for i, (name, bits, protocol, source) in enumerate(plan):
+        if callable(snapshots):
+            made[source] = made[source] if source in made else snapshots(source)
+            adversarial = made.pop(source) if last_use[source] == i else made[source]
+        else:
+            adversarial = snapshots[source]
+        scores = cmla_scores(models[name, bits], adversarial, queries, codes[name, bits], db_codes[name, bits],
+                             db_labels, topk=topk)
+        frames.append(scores.assign(model=name, protocol=protocol, bits=bits))
     table = pd.concat(frames, ignore_index=True)
     table["drop"] = [clean_map[row.model, row.bits, row.task] - row.map for row in table.itertuples()]
     return table[["model", "protocol", "bits", "iterations", "task", "map", "drop", "D"]]
