@@ -160,9 +160,8 @@ beside_published(clean_table(clean), published1, ours_label=f"ours, {dataset}",
 
 # %%
 # CMLA's adversarial queries of each model ({modality: {iterations: inputs}}), made one model at a time
-key = ("DCMH", story_bits)          # the model of the curves and examples below, whose queries are kept
 snapshots = SnapshotMaker(models, queries, clean_codes, steps=attack_steps, marks=iteration_marks,
-                          settings=cmla_settings, batch_size=attack_batch_size, keep=[key])
+                          settings=cmla_settings, batch_size=attack_batch_size, keep=[("DCMH", story_bits)])
 attacks = protocol_scores(models, snapshots, queries, clean_codes, db_codes, db_labels, topk=k, clean=clean,
                         made_on={"DCMH+": "DCMH", "SSAH+": "SSAH"})   # model, protocol, bits, iterations, task, ...
 story = attacks[(attacks.bits == story_bits) & attacks.task.isin(["image->text", "text->image"])]
@@ -189,7 +188,7 @@ final.pivot_table(index=["model", "bits"], columns="task", values="drop")[tasks]
 # tasks (Hamming-radius precision-recall, and precision of the top N).
 
 # %%
-ns = range(10, min(pn_max, len(db_labels)) + 1, 10)
+key, ns = ("DCMH", story_bits), range(10, min(pn_max, len(db_labels)) + 1, 10)   # queries kept by SnapshotMaker
 codes = {"clean": clean_codes[key], "CMLA": encode_snapshots(models[key], snapshots.kept[key], attack_steps)}
 curves, pn = crossmodal_curves(codes, db_codes[key], queries.labels, db_labels, ns=ns)
 fig = pr_and_pn_curves(curves, pn, title=f"DCMH {story_bits} bits: precision-recall (Hamming radius)")

@@ -108,16 +108,14 @@ clean = fit_victims({dataset: data}, {bits: (dataset, method, bits) for bits in 
                     train=True, **training)
 curve_point = robustness_probe(data, queries.head(curve_queries), dict(center, steps=curve_steps), topk=k,
                                batch_size=attack_batch_size)   # clean and center-attacked mAP after every epoch
-victims, histories = fit_defended_victims(data, clean, defenses, evaluate=curve_point, eps=train_eps_255 / 255,
-                                          alpha=train_step_255 / 255, steps=train_steps, method=method,
-                                          epochs=adv_epochs, lr=adv_lr, lr_milestones=tuple(adv_lr_milestones),
-                                          settings=dict(cgat=dict(weight=cgat_weight, variant=center_variant),
-                                                        atrdh=dict(weight=atrdh_weight)), seed=seed, **training)
+victims, histories = fit_defended_victims(
+    data, clean, defenses, evaluate=curve_point, eps=train_eps_255 / 255, alpha=train_step_255 / 255, seed=seed,
+    steps=train_steps, method=method, epochs=adv_epochs, lr=adv_lr, lr_milestones=tuple(adv_lr_milestones),
+    settings=dict(cgat=dict(weight=cgat_weight, variant=center_variant), atrdh=dict(weight=atrdh_weight)), **training)
 model_names = ["undefended", *defenses]
 palette = model_palette()    # one colour per model, every figure
-print(f"{len(victims)} models ({method.upper()}, {backbone}); defenses fine-tuned {adv_epochs} epochs at "
-      f"eps {train_eps_255}/255; evaluation eps {eps_255}/255 on {len(queries)} queries; "
-      f"mAP@{k} of a random ranking: {random_map:.3f}")
+print(f"{len(victims)} models ({method.upper()}, {backbone}), fine-tuned {adv_epochs} epochs at {train_eps_255}/255; "
+      f"attacked at {eps_255}/255 on {len(queries)} queries; mAP@{k} of a random ranking: {random_map:.3f}")
 
 # %% [markdown]
 # ## 1. Center codes against ordinary codes

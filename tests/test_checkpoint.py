@@ -84,3 +84,52 @@ def test_naming_helpers_keep_their_old_import_paths():
     assert advhash.defenses.model_digest is model_digest
     assert advhash.crossmodal.split_digest is split_digest
     assert advhash.train.train_items_tag is train_items_tag
+
+
+def test_a_second_writer_is_refused_and_a_dead_runs_lock_and_temporary_files_are_cleared(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from advhash.checkpoint import checkpoint_lock
+
+    path, lock = tmp_path / "m.pt", tmp_path / "m.pt.lock"
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock.write_text(f"{other.pid}@{socket.gethostname()}")          # a live run holds it
+        with pytest.raises(RuntimeError, match=rf"checkpoint .*m.pt is being written by another run \(process "
+                                               rf"{other.pid}@.*wait for it to finish"):
+            with checkpoint_lock(path):
+                pass
+        assert lock.read_text().startswith(str(other.pid)), "the holder's lock is left alone"
+    finally:
+        other.kill()
+        other.wait()
+    (tmp_path / ".m.pt.x1y2.tmp").write_bytes(b"half a checkpoint")   # the killed run's interrupted write
+    with checkpoint_lock(path):                                        # its process is gone: a stale lock
+        assert lock.read_text() == f"{os.getpid()}@{socket.gethostname()}"
+        assert not (tmp_path / ".m.pt.x1y2.tmp").exists()
+        with pytest.raises(RuntimeError, match="being written by another run"):
+            with checkpoint_lock(path):                                # this run, a second time: refused too
+                pass
+    assert not lock.exists(), "released at the end"
+
+
+def test_training_holds_the_lock_of_its_checkpoint(tmp_path):
+    from helpers import StripesSplit
+
+    from advhash.checkpoint import checkpoint_lock
+    from advhash.losses import build_loss
+    from advhash.models import HashingModel
+    from advhash.train import train_hashing
+
+    split = StripesSplit(32)
+    model = HashingModel("small_cnn", bits=8, in_channels=1)
+    loss = build_loss("dpsh", num_train=len(split), bits=8, num_classes=4)
+    with checkpoint_lock(tmp_path / "m.pt"):
+        with pytest.raises(RuntimeError, match="being written by another run"):
+            train_hashing(model, loss, split, epochs=1, checkpoint_path=tmp_path / "m.pt")
+    assert not (tmp_path / "m.pt").exists(), "refused before the first epoch"
+    train_hashing(model, loss, split, epochs=1, checkpoint_path=tmp_path / "m.pt")
+    assert (tmp_path / "m.pt").is_file() and not (tmp_path / "m.pt.lock").exists()

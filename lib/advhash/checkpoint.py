@@ -17,9 +17,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -40,6 +42,53 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextmanager
+def checkpoint_lock(path: str | os.PathLike | None) -> Iterator[None]:
+    """One writer per checkpoint: ``<path>.lock`` holds "<pid>@<host>" of the run writing ``path`` for as long as
+    the block runs. A second writer is refused with a message naming the holder; a lock whose process is gone
+    (same host, no such pid: a killed run) is stale and taken over, and that run's leftover temporary files
+    (``.<name>.*.tmp``) are removed. ``path=None`` (no checkpoint) locks nothing."""
+    if path is None:
+        yield
+        return
+    path = Path(path)
+    lock = path.with_name(path.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    me, host = f"{os.getpid()}@{socket.gethostname()}", socket.gethostname()
+    for _ in range(2):
+        try:
+            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            holder = lock.read_text().strip() if lock.is_file() else ""
+            pid, _, where = holder.partition("@")
+            if where == host and pid.isdigit() and not _process_alive(int(pid)):
+                lock.unlink(missing_ok=True)             # stale: the run that held it is gone
+                continue
+            raise RuntimeError(f"checkpoint {path} is being written by another run (process {holder or '?'}, "
+                               f"lock {lock}); wait for it to finish, or delete the lock if that run is gone") from None
+        with os.fdopen(handle, "w") as file:
+            file.write(me)
+        break
+    else:
+        raise RuntimeError(f"could not take the lock {lock} of checkpoint {path}; delete it if no run is writing")
+    for leftover in path.parent.glob(f".{path.name}.*.tmp"):     # an interrupted write of this checkpoint
+        leftover.unlink(missing_ok=True)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -9,7 +9,9 @@ are stale.
 it with papermill (kernel ``python3``, the one ipykernel installs in every environment), injecting the
 ``deep_hashing`` section of ``params.yaml`` (see ``NOTEBOOK_SECTIONS``) into its ``parameters`` cell,
 and writes the rendered notebook to ``reports/``. The DVC stages in ``dvc.yaml`` call exactly this, so
-they depend on the ``.py`` only.
+they depend on the ``.py`` only. Before anything runs, the section is checked against the notebook's
+parameters cell, its schema (:func:`validate_params`): an unknown key (with the closest valid name), a missing
+key or a value of the wrong type stops the run with a message naming the section and the key.
 
 ``python -m advhash.pipeline profile paper`` copies ``profiles/paper.yaml`` over ``params.yaml``:
 profiles are presets (``default`` for a 2-core CPU, ``paper`` for a GPU and the real datasets), and
@@ -46,9 +48,10 @@ NOTEBOOK_SECTIONS = {
     "04_saat": "saat",
     "05_cgat": "cgat",
 }
-# notebook parameters that no profile sets: the switch of the claims, off only in the CI smoke of the paper path
-# (tests/test_end_to_end.py), where the data are too few for any claim to hold
-CI_ONLY_PARAMETERS = ("check_claims",)
+# the tag of the cells that assert a notebook's statistical claims (not its threat model): run_notebook(...,
+# skip_tags=("claims",)) leaves them out, which only the CI smoke of the paper path does (tests/test_end_to_end.py:
+# its data are too few for any claim to hold); the pipeline and nbval always run them
+CLAIMS_TAG = "claims"
 
 
 def project_root(start: str | os.PathLike | None = None) -> Path:
@@ -129,30 +132,132 @@ def write_notebooks(root: str | os.PathLike | None = None, check: bool = False) 
     return stale
 
 
+def notebook_parameters(stem: str, root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The parameters cell of ``notebooks/<stem>.py`` as {name: default}: the schema its params.yaml section
+    must follow (the cell holds literal assignments only)."""
+    import ast
+
+    cells = [cell for cell in build_notebook(stem, root).cells if "parameters" in cell.metadata.get("tags", [])]
+    if len(cells) != 1:
+        raise ValueError(f"notebooks/{stem}.py needs exactly one cell tagged parameters, found {len(cells)}")
+    defaults = {}
+    for node in ast.parse(cells[0].source).body:
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            raise ValueError(f"notebooks/{stem}.py: the parameters cell may hold only `name = literal` lines "
+                             f"(line {node.lineno} of the cell)")
+        defaults[node.targets[0].id] = ast.literal_eval(node.value)
+    return defaults
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+
+
+def _number(text: str) -> float | int | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return int(value) if value.is_integer() and not any(c in text.lower() for c in ".e") else value
+
+
+def validate_params(section: str, given: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``given`` (a params.yaml section) checked against the notebook's ``defaults``: every key known (else the
+    closest valid name), none missing, each value of its default's type (an int where a float is expected is
+    fine; ``null`` is accepted anywhere, as the notebooks treat None as "the data's own" or "off"). Numbers YAML
+    read as strings (``1e-3``) become numbers. Returns the values to inject; raises ValueError naming the section,
+    every bad key and the fix."""
+    import difflib
+
+    problems, values = [], {}
+    for key, value in given.items():
+        if key not in defaults:
+            close = difflib.get_close_matches(key, list(defaults), n=1)
+            problems.append(f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            continue
+        default = defaults[key]
+        if isinstance(value, str) and isinstance(default, (int, float)) and not isinstance(default, bool):
+            value = _number(value) if _number(value) is not None else value
+        expected = (type(default) if not isinstance(default, (int, float)) or isinstance(default, bool)
+                    else (int,) if isinstance(default, int) else (int, float))
+        fits = (value is None or default is None or isinstance(value, expected)
+                and not (isinstance(value, bool) and not isinstance(default, bool)))
+        if not fits:
+            problems.append(f"{key}: {value!r} is {_a(type(value).__name__)}, the notebook expects "
+                            f"{_a(type(default).__name__)} (its default: {default!r})")
+        values[key] = value
+    missing = sorted(set(defaults) - set(given))
+    if missing:
+        problems.append(f"missing keys {missing} (add them; the notebook's defaults are CI-sized)")
+    if problems:
+        raise ValueError(f"params.yaml section {section!r}: " + "; ".join(problems))
+    return values
+
+
 def run_notebook(stem: str, *, root: str | os.PathLike | None = None, params_path: str | None = None,
-                 output: str | os.PathLike | None = None) -> Path:
+                 output: str | os.PathLike | None = None, skip_tags: tuple[str, ...] = ()) -> Path:
     """Execute the notebook built from ``notebooks/<stem>.py`` with its params.yaml section into ``output``
-    (default ``reports/<stem>.ipynb``). The committed ``notebooks/<stem>.ipynb`` is not read."""
+    (default ``reports/<stem>.ipynb``), without the cells tagged with one of ``skip_tags`` (only the CI smoke
+    run skips any: ``CLAIMS_TAG``). The committed ``notebooks/<stem>.ipynb`` is not read.
+
+    Results are replaced only on success: the notebook writes its figures and metrics to
+    ``build/staging/<stem>/``, and only when it ran to its end (its claims included) do they, and the
+    report, replace the ones in its ``figure_dir``, ``metrics_dir`` and ``output``. A failure leaves every
+    tracked file as it was and names the failed rendering, kept in the staging folder."""
     import papermill
     from papermill.iorw import write_ipynb
 
     root = project_root(root)
     if stem not in NOTEBOOK_SECTIONS:
         raise KeyError(f"unknown notebook {stem!r}; known: {sorted(NOTEBOOK_SECTIONS)}")
-    parameters = read_params(NOTEBOOK_SECTIONS[stem], params_path or root / "params.yaml")
+    section = NOTEBOOK_SECTIONS[stem]
+    parameters = validate_params(section, read_params(section, params_path or root / "params.yaml"),
+                                 notebook_parameters(stem, root))
     notebook = build_notebook(stem, root)
+    notebook.cells = [cell for cell in notebook.cells if not set(cell.metadata.get("tags", ())) & set(skip_tags)]
     output = Path(output) if output is not None else root / "reports" / f"{stem}.ipynb"
-    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path("build") / "staging" / stem                   # relative: the notebook resolves it at the root
+    shutil.rmtree(root / staging, ignore_errors=True)
+    staged = dict(parameters, figure_dir=str(staging / "figures"), metrics_dir=str(staging / "metrics"))
+    report = root / staging / f"{stem}.ipynb"
+    report.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="advhash-") as folder:
         built = Path(folder) / f"{stem}.ipynb"
         built.write_text(_notebook_text(notebook), encoding="utf-8")
-        rendered = papermill.execute_notebook(str(built), str(output), parameters=parameters,
-                                              kernel_name=KERNEL_NAME, cwd=str(root), progress_bar=False,
-                                              log_output=False)
+        try:
+            rendered = papermill.execute_notebook(str(built), str(report), parameters=staged,
+                                                  kernel_name=KERNEL_NAME, cwd=str(root), progress_bar=False,
+                                                  log_output=False)
+        except Exception as error:
+            raise RuntimeError(f"notebook {stem} failed ({type(error).__name__}: {str(error).strip()[-400:]}); "
+                               f"nothing tracked was replaced. The failed rendering is {report}, its figures and "
+                               f"metrics are in {root / staging}") from error
+    for folder in ("figure_dir", "metrics_dir"):      # the report shows the folders the results went to
+        for cell in rendered.cells:
+            if "injected-parameters" in cell.metadata.get("tags", []):
+                cell.source = cell.source.replace(staged[folder], str(parameters[folder]))
+    _replace(root / staging / "figures", root / parameters["figure_dir"])
+    metrics_dir = root / parameters["metrics_dir"]
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    for item in sorted((root / staging / "metrics").iterdir()):
+        _replace(item, metrics_dir / item.name)
     # papermill records the temporary file it ran; the report names the source instead
     rendered.metadata.papermill["input_path"] = str(root / "notebooks" / f"{stem}.py")
+    rendered.metadata.papermill["output_path"] = str(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
     write_ipynb(rendered, str(output))
+    shutil.rmtree(root / staging, ignore_errors=True)
     return output
+
+
+def _replace(source: Path, target: Path) -> None:
+    """Put ``source`` (a file or a folder) where ``target`` is, replacing it."""
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    elif target.exists():
+        target.unlink()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(source), str(target))
 
 
 def use_profile(name: str, *, root: str | os.PathLike | None = None) -> Path:

@@ -19,7 +19,8 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from .checkpoint import load_checkpoint, save_checkpoint, settings_tag, train_items_tag, weights_tag
+from .checkpoint import (checkpoint_lock, load_checkpoint, save_checkpoint, settings_tag, train_items_tag,
+                         weights_tag)
 from .data.dataset import ImageFileSplit, InMemorySplit
 from .losses import LOSSES, PairwiseHashingLoss, build_loss
 from .models import HashingModel, binarize, build_model, effective_precision, set_precision
@@ -146,50 +147,51 @@ def train_hashing(model: HashingModel, loss: PairwiseHashingLoss, train_split, *
                       defense=None if defense is None else defense.config)  # a clean run never resumes a defended one
     if defense is not None:
         defense.to(device)
-    history: list[dict[str, Any]] = []
-    start_epoch, step = 0, 0
-    if checkpoint_path is not None and Path(checkpoint_path).is_file():
-        state = load_checkpoint(checkpoint_path, map_location=device)
-        check_same_run(state["run_config"], run_config, checkpoint_path)
-        model.load_state_dict(state["model"])
-        loss.load_state_dict(state["loss"])
-        opt.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        restore_rng_state(state, device)
-        start_epoch, step, history = state["epoch"], state["step"], list(state["history"])
-        if defense is not None:
-            defense.load_state_dict(state["defense"])
-    elif defense is not None:
-        defense.prepare(model, train_split, seed=seed)
-
-    for epoch in progress(range(start_epoch, epochs), desc=f"train {run_config['loss']}", initial=start_epoch,
-                          total=epochs):
-        model.train()
-        began, total, batches = time.perf_counter(), 0.0, 0
-        order = epoch_order(len(train_split), seed=seed, epoch=epoch)
-        for images, labels, indices in iterate_batches(train_split, order, batch_size, device=device):
-            images, labels, indices = images.to(device), labels.to(device), indices.to(device)
-            if defense is None:
-                value = loss(model(images, scale=loss.scale(step)), labels, indices)
-            else:
-                value = defense.batch_loss(model, loss, images, labels, indices, step=step)
-            opt.zero_grad(set_to_none=True)
-            value.backward()
-            opt.step()
-            total, batches, step = total + value.item(), batches + 1, step + 1
-        record = dict(epoch=epoch + 1, loss=total / max(batches, 1), lr=opt.param_groups[0]["lr"],
-                      seconds=time.perf_counter() - began)
-        scheduler.step()
-        append_epoch(history, record, model, evaluate)
-        if checkpoint_path is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
-            state = dict(model=model.state_dict(), loss=loss.state_dict(), optimizer=opt.state_dict(),
-                         scheduler=scheduler.state_dict(), **rng_state(device),
-                         epoch=epoch + 1, step=step, history=history, run_config=run_config)
+    with checkpoint_lock(checkpoint_path):     # one writer per checkpoint
+        history: list[dict[str, Any]] = []
+        start_epoch, step = 0, 0
+        if checkpoint_path is not None and Path(checkpoint_path).is_file():
+            state = load_checkpoint(checkpoint_path, map_location=device)
+            check_same_run(state["run_config"], run_config, checkpoint_path)
+            model.load_state_dict(state["model"])
+            loss.load_state_dict(state["loss"])
+            opt.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            restore_rng_state(state, device)
+            start_epoch, step, history = state["epoch"], state["step"], list(state["history"])
             if defense is not None:
-                state["defense"] = defense.state_dict()
-            save_checkpoint(state, checkpoint_path)
-    model.eval()
-    return history
+                defense.load_state_dict(state["defense"])
+        elif defense is not None:
+            defense.prepare(model, train_split, seed=seed)
+
+        for epoch in progress(range(start_epoch, epochs), desc=f"train {run_config['loss']}", initial=start_epoch,
+                              total=epochs):
+            model.train()
+            began, total, batches = time.perf_counter(), 0.0, 0
+            order = epoch_order(len(train_split), seed=seed, epoch=epoch)
+            for images, labels, indices in iterate_batches(train_split, order, batch_size, device=device):
+                images, labels, indices = images.to(device), labels.to(device), indices.to(device)
+                if defense is None:
+                    value = loss(model(images, scale=loss.scale(step)), labels, indices)
+                else:
+                    value = defense.batch_loss(model, loss, images, labels, indices, step=step)
+                opt.zero_grad(set_to_none=True)
+                value.backward()
+                opt.step()
+                total, batches, step = total + value.item(), batches + 1, step + 1
+            record = dict(epoch=epoch + 1, loss=total / max(batches, 1), lr=opt.param_groups[0]["lr"],
+                          seconds=time.perf_counter() - began)
+            scheduler.step()
+            append_epoch(history, record, model, evaluate)
+            if checkpoint_path is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
+                state = dict(model=model.state_dict(), loss=loss.state_dict(), optimizer=opt.state_dict(),
+                             scheduler=scheduler.state_dict(), **rng_state(device),
+                             epoch=epoch + 1, step=step, history=history, run_config=run_config)
+                if defense is not None:
+                    state["defense"] = defense.state_dict()
+                save_checkpoint(state, checkpoint_path)
+        model.eval()
+        return history
 
 
 def append_epoch(history: list[dict[str, Any]], record: dict[str, Any], model: torch.nn.Module,

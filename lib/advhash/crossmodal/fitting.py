@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Mapping
 import pandas as pd
 import torch
 
-from ..checkpoint import model_digest, settings_tag, split_digest, train_items_tag, weights_tag
+from ..checkpoint import checkpoint_lock, model_digest, settings_tag, split_digest, train_items_tag, weights_tag
 from ..models import backbone_precision
 from ..train import precision_setting
 from ..utils import resolve_device
@@ -54,8 +54,9 @@ def fit_cross_modal(data, build: Callable[[int], torch.nn.Module], train: Callab
                         **({} if weights is None or base is not None else dict(weights=weights_tag(weights))),
                         **precision_setting(backbone_precision(model, resolve_device(device))))
         checkpoint_path = Path(checkpoint_dir) / f"{name}_{bits}bits_{backbone}_{settings_tag(settings)}.pt"
-    history = train(model, train_split, epochs=epochs, seed=seed, start_from_model=base is not None,
-                    checkpoint_path=checkpoint_path, device=device, **training)
+    with checkpoint_lock(checkpoint_path):        # one writer per checkpoint
+        history = train(model, train_split, epochs=epochs, seed=seed, start_from_model=base is not None,
+                        checkpoint_path=checkpoint_path, device=device, **training)
     return model.eval(), history
 
 
