@@ -442,3 +442,10 @@ def test_snapshots_can_hold_the_codes_of_the_iterates_instead_of_the_images():
         assert torch.equal(as_codes.snapshots[step], encode(model, as_images.snapshots[step]))
     with pytest.raises(ValueError, match="snapshot_codes encodes the iterates with the model, which in train mode"):
         HAG(model, steps=1, model_mode="train")(x, snapshot_steps=[1], snapshot_codes=True)
+
+
+def test_a_nan_pixel_is_refused_before_the_attack_runs():
+    x = images(3)
+    x[1, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"images hold 1 NaN or infinite values \(images \[1\]\)"):
+        HAG(fresh_model(seed=0), steps=1)(x)

@@ -133,3 +133,28 @@ def test_training_holds_the_lock_of_its_checkpoint(tmp_path):
     assert not (tmp_path / "m.pt").exists(), "refused before the first epoch"
     train_hashing(model, loss, split, epochs=1, checkpoint_path=tmp_path / "m.pt")
     assert (tmp_path / "m.pt").is_file() and not (tmp_path / "m.pt.lock").exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 half a zip", b"not a checkpoint at all"])
+def test_an_unreadable_checkpoint_is_named_with_its_path_and_the_fix(tmp_path, content):
+    path = tmp_path / "dph_16bits_small_cnn_1a2b3c4d.pt"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=r"checkpoint .*dph_16bits_small_cnn_1a2b3c4d.pt cannot be read .*delete it "
+                                         r"to train that model again"):
+        load_checkpoint(path)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() == 0,
+                    reason="root may write in a read-only folder")
+def test_a_read_only_checkpoint_folder_is_refused_before_training(tmp_path):
+    from advhash.checkpoint import checkpoint_lock
+
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(PermissionError, match=r"cannot write in .*checkpoints, where checkpoint m.pt goes"):
+            with checkpoint_lock(folder / "m.pt"):
+                pass
+    finally:
+        folder.chmod(0o755)

@@ -26,3 +26,14 @@ def test_bad_labels_and_mismatched_splits_are_refused():
     wider = InMemorySplit(np.zeros((2, 1, 2, 2), np.uint8), np.eye(3)[:2])
     with pytest.raises(ValueError, match="label widths disagree"):
         HashingData("toy", train=split, query=wider, database=split, class_names=["a", "b"])
+
+
+@pytest.mark.parametrize("bad", [0.5, 2, -1, 255])
+def test_a_split_refuses_non_binary_labels_naming_the_value_and_row(bad):
+    labels = np.eye(3)
+    labels[2, 1] = bad                        # with -1, items with no label in common would count as relevant
+    with pytest.raises(ValueError, match=rf"labels from a InMemorySplit must be binary \(0/1 multi-hot\); found "
+                                         rf"values .*{bad}.* in row 2"):
+        InMemorySplit(np.zeros((3, 1, 2, 2), np.uint8), labels)
+    with pytest.raises(ValueError, match="must be binary"):
+        InMemorySplit(np.zeros((3, 1, 2, 2), np.uint8), torch.as_tensor(labels).float())

@@ -91,3 +91,10 @@ def test_query_database_overlap_warns(tmp_path):
     _break(base, "test_img.txt", "images/2.png\nimages/1.png\n")
     with pytest.warns(UserWarning, match="both query"):
         load_listfile_dataset(tmp_path, folder="TOY")
+
+
+def test_an_empty_split_file_is_named(tmp_path):
+    base = _list_dataset(tmp_path)
+    (base / "test_label.txt").write_text("\n")
+    with pytest.raises(ValueError, match=r"test_label.txt is empty: it needs one line per item"):
+        load_listfile_dataset(tmp_path, folder="TOY", image_size=16)

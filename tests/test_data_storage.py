@@ -23,3 +23,10 @@ def test_save_arrays_round_trip_is_byte_deterministic_and_atomic(tmp_path):
         save_arrays(tmp_path / "c", **{**pool, "labels": 2 * pool["labels"]})
     with pytest.raises(FileNotFoundError, match="does not exist.*materialize"):
         load_arrays(tmp_path / "missing")
+
+
+def test_a_stored_labels_file_with_non_binary_values_is_refused_naming_it(tmp_path):
+    save_arrays(tmp_path, images=np.zeros((2, 1, 2, 2), np.uint8), labels=np.eye(2, dtype=np.uint8), meta={})
+    np.save(tmp_path / "labels.npy", np.array([[0, 2], [1, 0]], dtype=np.uint8))     # edited by hand
+    with pytest.raises(ValueError, match=r"labels from .*labels.npy must be binary"):
+        load_arrays(tmp_path)

@@ -401,3 +401,28 @@ def test_robustness_probe_scores_a_model_clean_and_under_an_attack_built_on_it(s
     pgd = build_attack("pgd", victim, eps=32 / 255, alpha=4 / 255, steps=10)
     assert point["adversarial_map"] == evaluate_attack(pgd, victim, queries, topk=20).score
     assert point["adversarial_map"] < point["clean_map"]
+
+
+def test_curves_cached_in_a_checkpoint_are_reused_only_for_the_same_evaluation(setup, tmp_path):
+    from advhash.defenses import fit_defense
+
+    victim, data = setup
+    queries = query_set(data, 4)
+    kwargs = dict(eps=8 / 255, alpha=2 / 255, steps=1, method="dpsh", epochs=1, batch_size=32, lr=0.001,
+                  checkpoint_dir=tmp_path)
+    calls = []
+
+    def counted(attack):
+        probe = robustness_probe(data, queries, attack, topk=20)
+        wrapped = lambda model: calls.append(attack["eps"]) or probe(model)
+        wrapped.config = probe.config
+        return wrapped
+    first = counted(dict(attack="pgd", eps=8 / 255, alpha=2 / 255, steps=2))
+    _, history = fit_defense("finetune", data, victim.model, evaluate=first, **kwargs)
+    assert calls == [8 / 255] and "adversarial_map" in history[0]
+    fit_defense("finetune", data, victim.model, evaluate=counted(dict(attack="pgd", eps=32 / 255, alpha=4 / 255,
+                                                                      steps=2)), **kwargs)
+    assert calls == [8 / 255, 32 / 255], "other curve settings: evaluated anew, not served from the checkpoint"
+    assert len(list(tmp_path.glob("*.pt"))) == 2
+    _, again = fit_defense("finetune", data, victim.model, evaluate=first, **kwargs)
+    assert again == history and len(calls) == 2, "the same settings: the finished run is loaded, not re-evaluated"

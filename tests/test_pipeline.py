@@ -211,3 +211,21 @@ def test_a_failed_run_replaces_no_result_and_names_its_rendering(tmp_path):
     assert (tmp_path / "figures" / "pr_curves.png").read_bytes() == b"the last good figure"
     assert (tmp_path / "m" / "01_deep_hashing.json").read_text() == '{"map": 0.5}'
     assert (ROOT / "build" / "staging" / "01_deep_hashing" / "01_deep_hashing.ipynb").is_file()
+
+
+def test_switching_profiles_keeps_the_params_yaml_it_replaces(tmp_path, capsys):
+    from advhash.pipeline import use_profile
+
+    for marker in ("dvc.yaml", "pyproject.toml"):            # a project root
+        (tmp_path / marker).write_text("")
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "paper.yaml").write_text("deep_hashing: {epochs: 100}\n")
+    (tmp_path / "params.yaml").write_text("deep_hashing: {epochs: 7}   # an edit of my own\n")
+    assert use_profile("paper", root=tmp_path).read_text() == "deep_hashing: {epochs: 100}\n"
+    backups = list((tmp_path / "build" / "params-backups").glob("params-*.yaml"))
+    assert [b.read_text() for b in backups] == ["deep_hashing: {epochs: 7}   # an edit of my own\n"]
+    assert "kept as build/params-backups/params-" in capsys.readouterr().out
+    use_profile("paper", root=tmp_path)                          # the same content: nothing new to keep
+    assert len(list((tmp_path / "build" / "params-backups").iterdir())) == 1
+    with pytest.raises(FileNotFoundError, match=r"no profile .*gpu.yaml; known profiles: \['paper'\]"):
+        use_profile("gpu", root=tmp_path)

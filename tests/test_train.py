@@ -231,3 +231,28 @@ def test_checkpoints_are_written_at_their_cadence_and_the_cadence_does_not_renam
     assert settings_tag(dict(lr=0.1, checkpoint_every=3)) == settings_tag(dict(lr=0.1))
     with pytest.raises(ValueError, match="checkpoint_every must be at least 1"):
         train_hashing(model, loss, split, epochs=1, checkpoint_every=0)
+
+
+def test_encode_refuses_nan_and_0_to_255_images_with_a_clear_error():
+    model = HashingModel("small_cnn", bits=8, in_channels=1).eval()
+    images = torch.rand(4, 1, 16, 16)
+    images[2, 0, 3, 3] = float("nan")
+    with pytest.raises(ValueError, match=r"the images to encode hold 1 NaN or infinite values \(images \[2\]\)"):
+        encode(model, images)
+    with pytest.raises(ValueError, match=r"values in \[0, 1\] .*got range \[0, 255\]"):
+        encode(model, torch.linspace(0, 255, 4 * 256).view(4, 1, 16, 16))
+
+
+def test_a_bad_checkpoint_in_another_folder_is_skipped_with_a_warning(tmp_path):
+    from helpers import stripes, stripes_data
+
+    from advhash.train import fit_hashing_model, hashing_checkpoint_name
+
+    data = stripes_data(stripes(32, seed=0))
+    settings = dict(method="dph", bits=8, batch_size=32)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / hashing_checkpoint_name(data, **settings)).write_bytes(b"truncated")
+    with pytest.warns(UserWarning, match=r"skipping .*other/dph_8bits_small_cnn_\w+\.pt: checkpoint .* cannot be read"):
+        fit_hashing_model(data, epochs=1, checkpoint_dir=tmp_path / "own", reuse_from=(other,), **settings)
+    assert len(list((tmp_path / "own").glob("*.pt"))) == 1, "this run trained its own"

@@ -56,6 +56,9 @@ def checkpoint_lock(path: str | os.PathLike | None) -> Iterator[None]:
     path = Path(path)
     lock = path.with_name(path.name + ".lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(lock.parent, os.W_OK):
+        raise PermissionError(f"cannot write in {lock.parent}, where checkpoint {path.name} goes; make the folder "
+                              "writable or choose another checkpoint folder (nothing was trained)")
     me, host = f"{os.getpid()}@{socket.gethostname()}", socket.gethostname()
     for _ in range(2):
         try:
@@ -96,7 +99,11 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}; train the model first or fix the path")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:       # truncated, empty, not a torch file, or holding objects weights_only refuses
+        raise ValueError(f"checkpoint {path} cannot be read ({type(error).__name__}: {str(error)[:200]}); delete it "
+                         "to train that model again") from error
 
 
 RUN_ONLY_SETTINGS = ("checkpoint_every",)   # how a run is carried out, not what it computes

@@ -354,12 +354,15 @@ def robustness_probe(data, queries: QuerySet, attack: Mapping[str, Any], *, topk
     """A per-epoch evaluation for training curves (the ``evaluate`` of ``advhash.fitting.fit_defended_victims``):
     for a model, its mAP@k on ``queries`` (a fixed subset, e.g. ``queries.head(50)``) clean ("clean_map") and
     under ``attack`` (``dict(attack=<ATTACKS name>, **kwargs)``, built on that model, re-encoded on ``data``:
-    "adversarial_map")."""
+    "adversarial_map"). Its ``config`` says what determines those numbers, so that a checkpoint's history of
+    them is reused only for the same evaluation."""
     def probe(model) -> dict[str, float]:
         victim = Victim.build(model, data)
         built = build_attacks(victim, {"probe": attack})["probe"]
         return dict(clean_map=retrieval_map(victim, victim.encode(queries.images), queries.labels, topk=topk),
                     adversarial_map=evaluate_attack(built, victim, queries, topk=topk, batch_size=batch_size).score)
+    # what determines its numbers: part of the name of a checkpoint whose history holds them (fit_defended_model)
+    probe.config = dict(queries=len(queries), attack=dict(attack), topk=topk)
     return probe
 
 

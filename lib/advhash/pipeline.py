@@ -261,14 +261,24 @@ def _replace(source: Path, target: Path) -> None:
 
 
 def use_profile(name: str, *, root: str | os.PathLike | None = None) -> Path:
-    """Copy ``profiles/<name>.yaml`` over ``params.yaml``."""
+    """Copy ``profiles/<name>.yaml`` over ``params.yaml``, first keeping the ``params.yaml`` it replaces (when it
+    differs) as ``build/params-backups/params-<time>.yaml``, so edits made there are never lost."""
+    import time
+
     root = project_root(root)
     source = root / "profiles" / f"{name}.yaml"
     if not source.is_file():
         known = sorted(p.stem for p in (root / "profiles").glob("*.yaml"))
         raise FileNotFoundError(f"no profile {source}; known profiles: {known}")
-    shutil.copyfile(source, root / "params.yaml")
-    return root / "params.yaml"
+    target = root / "params.yaml"
+    if target.is_file() and target.read_bytes() != source.read_bytes():
+        backups = root / "build" / "params-backups"
+        backups.mkdir(parents=True, exist_ok=True)
+        backup = backups / f"params-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9:09d}.yaml"
+        shutil.copyfile(target, backup)
+        print(f"the params.yaml replaced is kept as {backup.relative_to(root)}")
+    shutil.copyfile(source, target)
+    return target
 
 
 def _rounded(value: Any, digits: int) -> Any:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -24,7 +25,7 @@ from .checkpoint import (checkpoint_lock, load_checkpoint, save_checkpoint, sett
 from .data.dataset import ImageFileSplit, InMemorySplit
 from .losses import LOSSES, PairwiseHashingLoss, build_loss
 from .models import HashingModel, binarize, build_model, effective_precision, set_precision
-from .utils import progress, resolve_device
+from .utils import check_images, progress, resolve_device
 
 
 def epoch_order(num_items: int, *, seed: int, epoch: int) -> torch.Tensor:
@@ -238,6 +239,10 @@ def encode(model: HashingModel, split_or_images, *, batch_size: int = 256,
     model.eval()
     codes = []
     if isinstance(split_or_images, torch.Tensor):
+        if split_or_images.ndim == 4:            # images; a text network's tag vectors may take any finite value
+            check_images(split_or_images, what="the images to encode")
+        elif not torch.isfinite(split_or_images).all():
+            raise ValueError("the inputs to encode hold NaN or infinite values; fix the input")
         batches = (split_or_images[i:i + batch_size] for i in range(0, len(split_or_images), batch_size))
     else:
         order = torch.arange(len(split_or_images))
@@ -270,7 +275,11 @@ def reuse_checkpoint(model: HashingModel, checkpoint_path: Path, folders, *, epo
     for folder in folders:
         candidate = Path(folder) / checkpoint_path.name
         if candidate.is_file():
-            state = load_checkpoint(candidate, map_location=device)
+            try:
+                state = load_checkpoint(candidate, map_location=device)
+            except ValueError as error:           # another folder's bad file must not stop this run
+                warnings.warn(f"skipping {candidate}: {error}", stacklevel=2)
+                continue
             if state["epoch"] >= epochs:
                 model.load_state_dict(state["model"])
                 return list(state["history"])

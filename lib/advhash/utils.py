@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,6 +27,24 @@ def progress(iterable=None, **kwargs):
     kwargs.setdefault("leave", False)
     kwargs.setdefault("dynamic_ncols", True)
     return tqdm(iterable, **kwargs)
+
+
+def check_images(images: Any, *, what: str = "images") -> None:
+    """Images must be a floating tensor (N, C, H, W) of finite values in [0, 1]: the error names what is wrong
+    (NaN / inf, 0-255 pixels) instead of letting it surface later as a failed assertion or a NaN result."""
+    if not isinstance(images, torch.Tensor) or not images.is_floating_point():
+        kind = f"{images.dtype} tensor" if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"{what} must be a float tensor with values in [0, 1] (e.g. uint8 / 255); got a {kind}")
+    if not images.numel():
+        return
+    finite = torch.isfinite(images)
+    if not finite.all():
+        bad = (~finite).flatten(1).any(1).nonzero().flatten().tolist() if images.ndim > 1 else []
+        raise ValueError(f"{what} hold {int((~finite).sum())} NaN or infinite values (images {bad[:5]}); "
+                         "fix the input: images are floats in [0, 1]")
+    if images.min() < 0 or images.max() > 1:
+        raise ValueError(f"{what} must have values in [0, 1] (normalization happens inside the model); got "
+                         f"range [{images.min().item():.3g}, {images.max().item():.3g}]")
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:

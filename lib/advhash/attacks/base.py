@@ -32,6 +32,7 @@ from typing import Any, Iterable, Sequence
 import torch
 
 from ..models import binarize
+from ..utils import check_images
 from ..victim import Victim, as_victim
 
 MODEL_MODES = ("eval", "train")
@@ -246,16 +247,6 @@ class HashingAttack:
         self.history = [dict(step=step, loss=v[0], grad_norm=v[1], flipped_fraction=v[2], scale=scale)
                         for (step, scale, *_), v in zip(self._stats, values)]
         self._stats = []
-
-
-def check_images(images: Any) -> None:
-    """Images must be a floating tensor (N, C, H, W) with values in [0, 1]."""
-    if not isinstance(images, torch.Tensor) or not images.is_floating_point():
-        kind = f"{images.dtype} tensor" if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"images must be a float tensor with values in [0, 1] (e.g. uint8 / 255); got a {kind}")
-    if images.numel() and (images.min() < 0 or images.max() > 1):
-        raise ValueError(f"images must have values in [0, 1] (normalization happens inside the model); got "
-                         f"range [{images.min().item():.3g}, {images.max().item():.3g}]")
 
 
 def check_labels(labels: Any, *, name: str = "labels") -> torch.Tensor:

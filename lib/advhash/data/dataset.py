@@ -55,7 +55,8 @@ class HashingSplit(torch.utils.data.Dataset):
     image_shape: tuple[int, int, int] | None = None     # (C, H, W); None for a split without images
 
     def __init__(self, labels, *, texts=None, source_indices=None):
-        self.labels = _as_float_tensor(labels)                                   # (n, L)
+        labels = labels.detach().cpu() if isinstance(labels, torch.Tensor) else labels
+        self.labels = _as_float_tensor(check_binary_labels(labels, where=f"a {type(self).__name__}"))   # (n, L)
         self.texts = None if texts is None else _as_float_tensor(texts)          # (n, T)
         n = len(self.labels)
         if self.texts is not None and len(self.texts) != n:

@@ -41,6 +41,8 @@ def _lines(path: Path) -> list[str]:
     lines = path.read_text().splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
+    if not lines:
+        raise ValueError(f"{path} is empty: it needs one line per item")
     for number, line in enumerate(lines, 1):
         if not line.strip():
             raise ValueError(f"{path}, line {number}: empty line inside the file; remove it (lines must align)")

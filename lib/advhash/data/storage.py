@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from .dataset import check_binary_labels
+
 IMAGES_FILE, LABELS_FILE, TEXTS_FILE, META_FILE = "images.npy", "labels.npy", "texts.npy", "meta.json"
 
 
@@ -132,7 +134,7 @@ def load_arrays(folder: str | os.PathLike, *, mmap: bool = False
     if missing:
         raise FileNotFoundError(f"{folder} lacks {', '.join(missing)}; materialize the dataset again")
     images = np.load(folder / IMAGES_FILE, mmap_mode="r" if mmap else None, allow_pickle=False)
-    labels = np.load(folder / LABELS_FILE, allow_pickle=False)
+    labels = check_binary_labels(np.load(folder / LABELS_FILE, allow_pickle=False), where=str(folder / LABELS_FILE))
     texts = np.load(folder / TEXTS_FILE, allow_pickle=False) if (folder / TEXTS_FILE).is_file() else None
     meta = read_meta(folder)
     if images.ndim != 4 or len(images) != len(labels):

@@ -124,7 +124,9 @@ def fit_defended_model(data, base_model: HashingModel, defense: AdversarialTrain
     items and every setting, so an interrupted run resumes and a finished one only loads.
     ``reuse_from``: other notebooks' checkpoint folders searched for a finished run of the same settings
     (only read; its history is returned as recorded there). ``evaluate(model) -> {name: value}`` adds
-    per-epoch numbers (e.g. clean and adversarial mAP) to the history; ``training`` goes to ``train_hashing``.
+    per-epoch numbers (e.g. clean and adversarial mAP) to the history; its ``config`` (e.g.
+    ``advhash.evaluation.robustness_probe``'s) joins the checkpoint's name, so a history of other evaluation
+    settings is never served. ``training`` goes to ``train_hashing``.
 
     Returns the fine-tuned model (eval mode) and its per-epoch history.
     """
@@ -140,6 +142,7 @@ def fit_defended_model(data, base_model: HashingModel, defense: AdversarialTrain
         settings = dict(data=data.name, train_items=train_items_tag(data.train), base=model_digest(base_model),
                         method=method, pairs=loss.pairs, seed=seed,
                         defense=None if defense is None else defense.config, **training,
+                        **({} if getattr(evaluate, "config", None) is None else dict(curves=evaluate.config)),
                         **precision_setting(effective_precision(model.precision, resolve_device(device))))
         checkpoint_path = (Path(checkpoint_dir) /
                            f"{name}_{method}_{model.bits}bits_{model.config['backbone']}_{settings_tag(settings)}.pt")
