@@ -101,3 +101,28 @@ def test_the_paper_path_runs_notebooks_01_and_02_end_to_end_on_a_cpu(tmp_path, m
                 if "injected-parameters" in cell["metadata"].get("tags", [])]
     assert f'figure_dir = "{tmp_path / "figures"}"' in "".join(injected[0]["source"]), "where its figures went"
     assert "every adversarial example is inside the eps-ball" in report and "all claims hold" not in report
+
+
+@pytest.mark.slow
+def test_two_runs_of_a_stage_on_one_machine_give_byte_identical_metrics(tmp_path):
+    """The determinism the pipeline promises: same parameters, same pipeline.threads, two runs from scratch (each
+    trains its own models), byte-identical metrics; each checkpoint records its thread count."""
+    from advhash.checkpoint import load_checkpoint
+
+    section = yaml.safe_load((ROOT / "profiles" / "default.yaml").read_text())["deep_hashing"]
+    section.update(methods=["dph", "hashnet"], bits_list=[16], epochs=2, num_query=50, num_train=200,
+                   num_database=400, num_examples=1, pn_max=50)
+    metrics = []
+    for run in ("first", "second"):
+        folder = tmp_path / run
+        params = {"pipeline": {"threads": 2}, "deep_hashing": dict(
+            section, checkpoint_dir=str(folder / "checkpoints"), figure_dir=str(folder / "figures"),
+            metrics_dir=str(folder / "metrics"))}
+        (folder / "params.yaml").parent.mkdir(parents=True)
+        (folder / "params.yaml").write_text(yaml.safe_dump(params))
+        run_notebook("01_deep_hashing", params_path=str(folder / "params.yaml"), output=folder / "report.ipynb",
+                     skip_tags=(CLAIMS_TAG,))        # too small for the claims; the numbers are what is compared
+        metrics.append((folder / "metrics" / "01_deep_hashing.json").read_bytes())
+        checkpoints = sorted((folder / "checkpoints").glob("*.pt"))
+        assert len(checkpoints) == 2 and all(load_checkpoint(path)["threads"] == 2 for path in checkpoints)
+    assert metrics[0] == metrics[1], "two runs with the same threads must give the same bytes"

@@ -229,3 +229,19 @@ def test_switching_profiles_keeps_the_params_yaml_it_replaces(tmp_path, capsys):
     assert len(list((tmp_path / "build" / "params-backups").iterdir())) == 1
     with pytest.raises(FileNotFoundError, match=r"no profile .*gpu.yaml; known profiles: \['paper'\]"):
         use_profile("gpu", root=tmp_path)
+
+
+def test_the_pipeline_thread_count_is_read_and_checked(tmp_path):
+    from advhash.pipeline import run_threads
+
+    path = tmp_path / "params.yaml"
+    path.write_text("pipeline: {threads: 3}\ndeep_hashing: {}\n")
+    assert run_threads(path) == 3
+    path.write_text("deep_hashing: {}\n")
+    assert run_threads(path) is None, "no pipeline section: the machine's default"
+    for bad in ("0", "two", "1.5", "true"):
+        path.write_text(f"pipeline: {{threads: {bad}}}\n")
+        with pytest.raises(ValueError, match="pipeline.threads must be a positive integer"):
+            run_threads(path)
+    for profile in PROFILES:
+        assert run_threads(profile) is not None, f"{profile.name} fixes the thread count"

@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 KERNEL_NAME = "python3"
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 # the notebook metadata of every built notebook: nothing that depends on the machine that built it
 NOTEBOOK_METADATA = {
@@ -194,6 +195,16 @@ def validate_params(section: str, given: dict[str, Any], defaults: dict[str, Any
     return values
 
 
+def run_threads(params_path: str | os.PathLike) -> int | None:
+    """The torch thread count of every stage: ``pipeline.threads`` in the params file (None: the machine's
+    default). Fixed, because float sums, hence trained weights and metrics, differ between thread counts."""
+    params = yaml.safe_load(Path(params_path).read_text()) or {}
+    threads = (params.get("pipeline") or {}).get("threads")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"{params_path}: pipeline.threads must be a positive integer (or null); got {threads!r}")
+    return threads
+
+
 def run_notebook(stem: str, *, root: str | os.PathLike | None = None, params_path: str | None = None,
                  output: str | os.PathLike | None = None, skip_tags: tuple[str, ...] = ()) -> Path:
     """Execute the notebook built from ``notebooks/<stem>.py`` with its params.yaml section into ``output``
@@ -203,16 +214,19 @@ def run_notebook(stem: str, *, root: str | os.PathLike | None = None, params_pat
     Results are replaced only on success: the notebook writes its figures and metrics to
     ``build/staging/<stem>/``, and only when it ran to its end (its claims included) do they, and the
     report, replace the ones in its ``figure_dir``, ``metrics_dir`` and ``output``. A failure leaves every
-    tracked file as it was and names the failed rendering, kept in the staging folder."""
+    tracked file as it was and names the failed rendering, kept in the staging folder.
+
+    The kernel runs on ``pipeline.threads`` torch threads (:func:`run_threads`); each checkpoint records its
+    count."""
     import papermill
     from papermill.iorw import write_ipynb
 
     root = project_root(root)
     if stem not in NOTEBOOK_SECTIONS:
         raise KeyError(f"unknown notebook {stem!r}; known: {sorted(NOTEBOOK_SECTIONS)}")
-    section = NOTEBOOK_SECTIONS[stem]
-    parameters = validate_params(section, read_params(section, params_path or root / "params.yaml"),
-                                 notebook_parameters(stem, root))
+    section, params_path = NOTEBOOK_SECTIONS[stem], params_path or root / "params.yaml"
+    parameters = validate_params(section, read_params(section, params_path), notebook_parameters(stem, root))
+    threads = run_threads(params_path)
     notebook = build_notebook(stem, root)
     notebook.cells = [cell for cell in notebook.cells if not set(cell.metadata.get("tags", ())) & set(skip_tags)]
     output = Path(output) if output is not None else root / "reports" / f"{stem}.ipynb"
@@ -224,6 +238,9 @@ def run_notebook(stem: str, *, root: str | os.PathLike | None = None, params_pat
     with tempfile.TemporaryDirectory(prefix="advhash-") as folder:
         built = Path(folder) / f"{stem}.ipynb"
         built.write_text(_notebook_text(notebook), encoding="utf-8")
+        saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+        if threads is not None:                       # the kernel inherits them: torch reads them at import
+            os.environ.update({name: str(threads) for name in THREAD_VARIABLES})
         try:
             rendered = papermill.execute_notebook(str(built), str(report), parameters=staged,
                                                   kernel_name=KERNEL_NAME, cwd=str(root), progress_bar=False,
@@ -232,6 +249,12 @@ def run_notebook(stem: str, *, root: str | os.PathLike | None = None, params_pat
             raise RuntimeError(f"notebook {stem} failed ({type(error).__name__}: {str(error).strip()[-400:]}); "
                                f"nothing tracked was replaced. The failed rendering is {report}, its figures and "
                                f"metrics are in {root / staging}") from error
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
     for folder in ("figure_dir", "metrics_dir"):      # the report shows the folders the results went to
         for cell in rendered.cells:
             if "injected-parameters" in cell.metadata.get("tags", []):

@@ -186,7 +186,7 @@ def train_hashing(model: HashingModel, loss: PairwiseHashingLoss, train_split, *
             append_epoch(history, record, model, evaluate)
             if checkpoint_path is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
                 state = dict(model=model.state_dict(), loss=loss.state_dict(), optimizer=opt.state_dict(),
-                             scheduler=scheduler.state_dict(), **rng_state(device),
+                             scheduler=scheduler.state_dict(), **rng_state(device), threads=torch.get_num_threads(),
                              epoch=epoch + 1, step=step, history=history, run_config=run_config)
                 if defense is not None:
                     state["defense"] = defense.state_dict()

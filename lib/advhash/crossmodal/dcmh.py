@@ -173,7 +173,8 @@ def train_dcmh(model: CrossModalHashing, train_split, *, epochs: int, batch_size
             save_checkpoint(dict(model=model.state_dict(), image_optimizer=optimizers["image"].state_dict(),
                                  text_optimizer=optimizers["text"].state_dict(), image_buffer=buffers["image"],
                                  text_buffer=buffers["text"], codes=codes, **rng_state(device),
-                                 epoch=epoch + 1, history=history, run_config=run_config), checkpoint_path)
+                                 threads=torch.get_num_threads(), epoch=epoch + 1, history=history,
+                                 run_config=run_config), checkpoint_path)
     model.eval()
     return history
 

@@ -416,7 +416,7 @@ def train_ssah(model: SSAHModel, train_split, *, epochs: int, batch_size: int = 
         append_epoch(history, record, model, evaluate)
         if checkpoint_path is not None:
             save_checkpoint(dict(model=model.state_dict(), anchor_features=anchor_features, anchor_codes=anchor_codes,
-                                 **rng_state(device), epoch=epoch + 1, history=history,
+                                 **rng_state(device), threads=torch.get_num_threads(), epoch=epoch + 1, history=history,
                                  run_config=run_config,
                                  **{f"{name}_optimizer": optimizers[name].state_dict() for name in NETWORK_PASSES}),
                             checkpoint_path)
