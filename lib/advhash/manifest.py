@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,9 +40,10 @@ from typing import Any
 import torch
 
 from .checkpoint import load_checkpoint, split_digest
-from .models import HashingModel, build_model, effective_precision
+from .data.storage import write_bytes_atomic
+from .models import HashingModel, effective_precision
 from .utils import resolve_device
-from .train import fit_hashing_model, hashing_checkpoint_name
+from .train import fit_hashing_model, hashing_checkpoint_name, model_from_state
 
 __all__ = ["MANIFEST_NAME", "VictimManifest", "read_manifest"]
 
@@ -65,6 +65,7 @@ class VictimManifest:
     training: dict[str, Any]
     victims: dict[tuple[str, int], str] = field(default_factory=dict)
     train_digest: str | None = None
+    _digests: dict = field(default_factory=dict, repr=False, compare=False)   # id(split) -> (split, its digest)
 
     def __post_init__(self):
         self.folder = Path(self.folder)
@@ -100,7 +101,7 @@ class VictimManifest:
     def fit(self, data, method: str, bits: int, *, device: str | torch.device = "cpu"):
         """Train (or resume, or load) victim ``method`` / ``bits`` on ``data`` with this manifest's settings in
         its folder, and list it. Returns ``fit_hashing_model``'s (model, history)."""
-        digest = split_digest(data.train)
+        digest = self.content_digest(data.train)
         if self.train_digest not in (None, digest):
             raise ValueError(f"victim manifest {self.path} lists victims trained on other data ({self.train_digest}) "
                              f"than the {data.name} given ({digest}): one manifest holds the victims of one split")
@@ -125,6 +126,13 @@ class VictimManifest:
                 and backbone in (None, self.training.get("backbone", "small_cnn"))
                 and seed in (None, self.training.get("seed", 0)))
 
+    def content_digest(self, split) -> str:
+        """``split_digest`` of a training split, computed once per split object (it hashes every image held in
+        memory: a decoded FLICKR-25K training split is 750 MB, and each listed victim checks it)."""
+        if id(split) not in self._digests or self._digests[id(split)][0] is not split:
+            self._digests[id(split)] = (split, split_digest(split))
+        return self._digests[id(split)][1]
+
     def load(self, data, method: str, bits: int, *, device: str | torch.device = "cpu") -> HashingModel:
         """Victim ``method`` / ``bits``, read (never written) from its checkpoint after checking it is the one
         listed for ``data``: same name, finished after the manifest's epochs. Eval mode, on ``device``."""
@@ -140,9 +148,10 @@ class VictimManifest:
                              f"given ({data.name}) would name it {expected}: the data or its split differs from the "
                              f"one the victims were trained on (load it with the manifest's load_data()), or the "
                              f"pretrained weights file changed since (rerun notebook 01)")
-        if split_digest(data.train) != self.train_digest:
+        given = self.content_digest(data.train)
+        if given != self.train_digest:
             raise ValueError(f"victim manifest {self.path} lists victims trained on other data than the {data.name} "
-                             f"given (content digest {self.train_digest} vs {split_digest(data.train)}): the data "
+                             f"given (content digest {self.train_digest} vs {given}): the data "
                              "differs from the one the victims were trained on; load it with the manifest's "
                              "load_data(), or rerun notebook 01 (dvc repro deep_hashing) after a data change")
         if not path.is_file():
@@ -153,21 +162,14 @@ class VictimManifest:
             raise ValueError(f"{path} holds a run of {state['epoch']} epochs but {self.path} says "
                              f"{self.training['epochs']}: the manifest and the checkpoint come from different runs; "
                              "rerun notebook 01 (dvc repro deep_hashing)")
-        model = build_model(state["run_config"]["model"])
-        model.load_state_dict(state["model"])
-        return model.to(device).eval()
+        return model_from_state(state, device=device)
 
     def write(self) -> Path:
         """Write the manifest to ``folder / victims.json`` atomically. Returns its path."""
         content = dict(format=FORMAT, split=self.split, training=self.training, train_digest=self.train_digest,
                        victims=[dict(method=method, bits=bits, checkpoint=name)
                                 for (method, bits), name in self.victims.items()])
-        self.folder.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{MANIFEST_NAME}.", suffix=".tmp", dir=self.folder)
-        with os.fdopen(handle, "w") as file:
-            json.dump(content, file, indent=2)
-            file.write("\n")
-        os.replace(temporary, self.path)
+        write_bytes_atomic(self.path, (json.dumps(content, indent=2) + "\n").encode())
         return self.path
 
 

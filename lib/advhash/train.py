@@ -255,7 +255,11 @@ def encode(model: HashingModel, split_or_images, *, batch_size: int = 256,
 
 def load_trained_model(checkpoint_path: str | Path, *, device: str | torch.device = "cpu") -> HashingModel:
     """Rebuild a trained model from a checkpoint written by :func:`train_hashing` (eval mode)."""
-    state = load_checkpoint(checkpoint_path, map_location=device)
+    return model_from_state(load_checkpoint(checkpoint_path, map_location=device), device=device)
+
+
+def model_from_state(state: dict[str, Any], *, device: str | torch.device = "cpu") -> HashingModel:
+    """The trained model a loaded :func:`train_hashing` checkpoint holds, on ``device`` in eval mode."""
     model = build_model(state["run_config"]["model"])
     model.load_state_dict(state["model"])
     return model.to(device).eval()
