@@ -278,3 +278,28 @@ def weighted_distance_loop(candidates, table_codes, positives, negatives):
     for j, w in negatives:
         values -= w * distances[:, j]
     return values
+
+
+def clean_and_adversarial_map(victim, attack, queries):
+    """mAP (full ranking) of ``queries`` and of ``attack``'s adversarial versions of them on ``victim``'s database:
+    what "the attack lowers retrieval" tests compare."""
+    from advhash.metrics import mean_average_precision
+
+    scores = [mean_average_precision(victim.encode(images), victim.db_codes, queries.labels, victim.db_labels)
+              for images in (queries.images, attack(queries.images, queries.labels))]
+    return tuple(scores)
+
+
+def assert_resumes_bit_for_bit(fit, data, settings, folder, prefix):
+    """An interrupted multi-network run (``fit``: ``fit_dcmh`` or ``fit_ssah``) resumes from its checkpoint in
+    ``folder`` (named ``<prefix>...``) to the weights and losses of an uninterrupted one; returns the path."""
+    from advhash.checkpoint import load_checkpoint
+
+    uninterrupted, history = fit(data, epochs=2, **settings)
+    fit(data, epochs=1, checkpoint_dir=folder, **settings)
+    (path,) = folder.iterdir()
+    assert load_checkpoint(path)["epoch"] == 1 and path.name.startswith(prefix)
+    resumed, resumed_history = fit(data, epochs=2, checkpoint_dir=folder, **settings)
+    assert same_weights(uninterrupted, resumed)
+    assert [r["image_loss"] for r in resumed_history] == [r["image_loss"] for r in history]
+    return path

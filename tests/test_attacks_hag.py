@@ -4,10 +4,9 @@ SAAT code, and the attack lowering the mAP of a trained model, built on its vict
 import pytest
 import torch
 
-from helpers import fresh_model, images
+from helpers import clean_and_adversarial_map, fresh_model, images
 
 from advhash.attacks import HAG, build_attack, hag_loss, hag_scale, perturb
-from advhash.metrics import mean_average_precision
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -86,12 +85,8 @@ def test_hag_grows_the_scale_and_hag_star_keeps_the_fixed_scale():
 @pytest.mark.parametrize("setting", sorted(HAG_SETTINGS))
 def test_hag_lowers_the_map_of_a_trained_model(victim, trained, setting):
     _, _, _, queries = trained
-    clean_map = mean_average_precision(victim.encode(queries.images), victim.db_codes, queries.labels,
-                                       victim.db_labels)
     attack = build_attack("hag", victim, eps=32 / 255, alpha=2 / 255, steps=30, **HAG_SETTINGS[setting])
-    adversarial = attack(queries.images, queries.labels)
-    adversarial_map = mean_average_precision(victim.encode(adversarial), victim.db_codes, queries.labels,
-                                             victim.db_labels)
+    clean_map, adversarial_map = clean_and_adversarial_map(victim, attack, queries)
     assert clean_map > 0.9, f"the tiny model should retrieve the stripes (clean mAP {clean_map:.3f})"
     assert adversarial_map < 0.5 * clean_map, f"{setting}: mAP {clean_map:.3f} -> {adversarial_map:.3f}"
     assert attack.history[-1]["flipped_fraction"] > attack.history[0]["flipped_fraction"]

@@ -4,10 +4,9 @@ lowering the mAP of a trained model, built on its victim or on the bare model.""
 import pytest
 import torch
 
-from helpers import fresh_model, images, random_codes
+from helpers import clean_and_adversarial_map, fresh_model, images, random_codes
 
 from advhash.attacks import HammingPGD, build_attack, hamming_pgd_loss
-from advhash.metrics import mean_average_precision
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -35,12 +34,8 @@ def test_pgd_takes_sign_steps_from_its_start():
 
 def test_pgd_lowers_the_map_of_a_trained_model(victim, trained):
     _, _, _, queries = trained
-    clean_map = mean_average_precision(victim.encode(queries.images), victim.db_codes, queries.labels,
-                                       victim.db_labels)
     attack = build_attack("pgd", victim, eps=32 / 255, alpha=2 / 255, steps=30)
-    adversarial = attack(queries.images, queries.labels)
-    adversarial_map = mean_average_precision(victim.encode(adversarial), victim.db_codes, queries.labels,
-                                             victim.db_labels)
+    clean_map, adversarial_map = clean_and_adversarial_map(victim, attack, queries)
     assert clean_map > 0.9, f"the tiny model should retrieve the stripes (clean mAP {clean_map:.3f})"
     assert adversarial_map < 0.5 * clean_map, f"mAP {clean_map:.3f} -> {adversarial_map:.3f}"
     assert attack.history[-1]["flipped_fraction"] > attack.history[0]["flipped_fraction"]

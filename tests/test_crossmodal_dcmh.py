@@ -5,11 +5,10 @@ form) and resumes bit for bit, under a checkpoint name that never changes."""
 import pytest
 import torch
 
-from helpers import BITS, same_weights, stripes_data, stripes_pairs
+from helpers import BITS, assert_resumes_bit_for_bit, stripes_data, stripes_pairs
 from helpers import DCMH_TRAINING as TRAINING
 from helpers import log1p_exp as _log1p_exp
 
-from advhash.checkpoint import load_checkpoint
 from advhash.crossmodal import (CrossModalHashing, crossmodal_maps, dcmh_batch_loss, dcmh_objective, encode_pairs,
                                 fit_dcmh, train_dcmh)
 from advhash.metrics import relevance
@@ -93,13 +92,7 @@ def test_dcmh_within_the_batch_learns_both_modalities(pairs):
 def test_interrupted_dcmh_resumes_bit_for_bit_and_refuses_other_settings(tmp_path, pairs_form):
     data = stripes_data(stripes_pairs(48, seed=2))
     settings = dict(bits=8, text_hidden=32, **dict(TRAINING, pairs=pairs_form))
-    uninterrupted, history = fit_dcmh(data, epochs=2, **settings)
-    fit_dcmh(data, epochs=1, checkpoint_dir=tmp_path, **settings)
-    (path,) = tmp_path.iterdir()
-    assert load_checkpoint(path)["epoch"] == 1 and path.name.startswith("dcmh_8bits_small_cnn_")
-    resumed, resumed_history = fit_dcmh(data, epochs=2, checkpoint_dir=tmp_path, **settings)
-    assert same_weights(uninterrupted, resumed)
-    assert [r["image_loss"] for r in resumed_history] == [r["image_loss"] for r in history]
+    path = assert_resumes_bit_for_bit(fit_dcmh, data, settings, tmp_path, "dcmh_8bits_small_cnn_")
     with pytest.raises(ValueError, match="different run"):
         train_dcmh(CrossModalHashing(bits=8, text_dim=14, in_channels=1, text_hidden=32), data.train, epochs=3,
                    checkpoint_path=path, batch_size=16)

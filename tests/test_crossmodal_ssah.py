@@ -8,10 +8,9 @@ import math
 import pytest
 import torch
 
-from helpers import BITS, same_weights, stripes_data, stripes_pairs
+from helpers import BITS, assert_resumes_bit_for_bit, same_weights, stripes_data, stripes_pairs
 from helpers import SSAH_TRAINING as TRAINING
 
-from advhash.checkpoint import load_checkpoint
 from advhash.crossmodal import (CMLA, SSAHModel, crossmodal_maps, encode_pairs, fit_cmla_training, fit_ssah,
                                 ssah_network_loss, ssah_pairwise_loss, train_ssah)
 from advhash.crossmodal.ssah import MultiScaleFusion, adversarial_loss
@@ -99,13 +98,7 @@ def test_the_adversarial_term_trains_the_modality_networks_only_with_the_papers_
 def test_interrupted_ssah_resumes_bit_for_bit_and_refuses_other_settings(tmp_path):
     data = stripes_data(stripes_pairs(48, seed=2))
     settings = dict(bits=8, **dict(TRAINING, batch_size=16, hidden=64, adversarial_gradient=True))
-    uninterrupted, history = fit_ssah(data, epochs=2, **settings)
-    fit_ssah(data, epochs=1, checkpoint_dir=tmp_path, **settings)
-    (path,) = tmp_path.iterdir()
-    assert load_checkpoint(path)["epoch"] == 1 and path.name.startswith("ssah_8bits_small_cnn_")
-    resumed, resumed_history = fit_ssah(data, epochs=2, checkpoint_dir=tmp_path, **settings)
-    assert same_weights(uninterrupted, resumed)
-    assert [r["image_loss"] for r in resumed_history] == [r["image_loss"] for r in history]
+    path = assert_resumes_bit_for_bit(fit_ssah, data, settings, tmp_path, "ssah_8bits_small_cnn_")
     with pytest.raises(ValueError, match="different run"):
         train_ssah(SSAHModel(bits=8, text_dim=14, num_labels=4, in_channels=1, hidden=64), data.train, epochs=3,
                    checkpoint_path=path, batch_size=8)

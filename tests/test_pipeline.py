@@ -1,6 +1,5 @@
 """The reproducible pipeline: source notebooks, their parameters, params.yaml profiles and dvc.yaml."""
 
-import ast
 import json
 import shutil
 import subprocess
@@ -9,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from advhash.pipeline import (CLAIMS_TAG, NOTEBOOK_SECTIONS, build_notebook, main, project_root, read_params,
-                              write_json, write_notebooks)
+from advhash.pipeline import (CLAIMS_TAG, NOTEBOOK_SECTIONS, build_notebook, main, notebook_parameters,
+                              project_root, read_params, write_json, write_notebooks)
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.py"))   # the sources; each builds notebooks/<stem>.ipynb
@@ -23,15 +22,6 @@ def _parameters_cell(source: Path) -> str:
     tagged = [cell for cell in cells if "parameters" in cell.metadata.get("tags", [])]
     assert len(tagged) == 1, f"{source.name} needs exactly one cell tagged 'parameters' (# %% tags=[\"parameters\"])"
     return tagged[0].source
-
-
-def _parameters(source: Path) -> dict:
-    tree = ast.parse(_parameters_cell(source))
-    names = {}
-    for node in tree.body:
-        assert isinstance(node, ast.Assign), f"{source.name}: the parameters cell holds assignments only"
-        names[node.targets[0].id] = ast.literal_eval(node.value)   # literals only: papermill recomputes nothing
-    return names
 
 
 def test_every_notebook_is_in_the_pipeline():
@@ -116,7 +106,7 @@ def test_a_source_edit_makes_its_notebook_stale(tmp_path, monkeypatch, capsys):
 def test_profiles_set_exactly_the_notebook_parameters(profile):
     params = yaml.safe_load(profile.read_text())
     for stem, section in NOTEBOOK_SECTIONS.items():
-        names = _parameters(ROOT / "notebooks" / f"{stem}.py")
+        names = notebook_parameters(stem, ROOT)       # literal assignments only, or it raises
         assert set(params[section]) == set(names), (
             f"{profile.name} [{section}] differs from the parameters cell of {stem}: "
             f"missing {set(names) - set(params[section])}, unknown {set(params[section]) - set(names)}")
@@ -167,7 +157,7 @@ def test_claims_cells_are_tagged_and_never_hold_the_threat_model():
 
 
 def test_params_are_checked_against_the_notebook_parameters_before_it_runs(tmp_path):
-    from advhash.pipeline import notebook_parameters, run_notebook, validate_params
+    from advhash.pipeline import run_notebook, validate_params
 
     defaults = notebook_parameters("01_deep_hashing", ROOT)
     assert defaults["epochs"] == 5 and defaults["lr"] == 0.001 and defaults["weights"] is None
@@ -203,8 +193,8 @@ def test_a_failed_run_replaces_no_result_and_names_its_rendering(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"deep_hashing": section}))
     report = tmp_path / "report.ipynb"
     report.write_text("the last good report")
-    with pytest.raises(RuntimeError, match=r"(?s)notebook 01_deep_hashing failed .*no-such-dataset.*nothing tracked was "
-                                           r"replaced\. The failed rendering is .*build/staging/01_deep_hashing/"
+    with pytest.raises(RuntimeError, match=r"(?s)notebook 01_deep_hashing failed .*no-such-dataset.*nothing tracked "
+                                           r"was replaced\. The failed rendering is .*build/staging/01_deep_hashing/"
                                            r"01_deep_hashing.ipynb"):
         run_notebook("01_deep_hashing", params_path=str(tmp_path / "params.yaml"), output=report)
     assert report.read_text() == "the last good report"
