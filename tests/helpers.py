@@ -291,15 +291,17 @@ def clean_and_adversarial_map(victim, attack, queries):
 
 
 def assert_resumes_bit_for_bit(fit, data, settings, folder, prefix):
-    """An interrupted multi-network run (``fit``: ``fit_dcmh`` or ``fit_ssah``) resumes from its checkpoint in
-    ``folder`` (named ``<prefix>...``) to the weights and losses of an uninterrupted one; returns the path."""
+    """A 2-epoch multi-network run (``fit``: ``fit_dcmh`` or ``fit_ssah``) after a finished 1-epoch run of the same
+    settings in ``folder`` (named ``<prefix>e1_...``) resumes from a copy of its checkpoint, which is kept, to the
+    weights and losses of an uninterrupted 2-epoch run; returns the 1-epoch checkpoint's path."""
     from advhash.checkpoint import load_checkpoint
 
     uninterrupted, history = fit(data, epochs=2, **settings)
     fit(data, epochs=1, checkpoint_dir=folder, **settings)
     (path,) = folder.iterdir()
-    assert load_checkpoint(path)["epoch"] == 1 and path.name.startswith(prefix)
+    assert load_checkpoint(path)["epoch"] == 1 and path.name.startswith(prefix + "e1_")
     resumed, resumed_history = fit(data, epochs=2, checkpoint_dir=folder, **settings)
     assert same_weights(uninterrupted, resumed)
+    assert sorted(load_checkpoint(p)["epoch"] for p in folder.glob("*.pt")) == [1, 2]
     assert [r["image_loss"] for r in resumed_history] == [r["image_loss"] for r in history]
     return path

@@ -1,5 +1,5 @@
 """advhash.checkpoint: atomic writes, clear errors, and the helpers that name checkpoints, whose outputs
-are pinned (a kept checkpoint folder is matched by these names: they must never change)."""
+are pinned (a kept checkpoint folder is matched by these names: they change only with what they hash)."""
 
 import pytest
 import torch
@@ -158,3 +158,118 @@ def test_a_read_only_checkpoint_folder_is_refused_before_training(tmp_path):
                 pass
     finally:
         folder.chmod(0o755)
+
+
+def test_split_digest_reads_image_files_and_notices_changes_in_place(tmp_path):
+    from PIL import Image
+
+    from advhash.data import ImageFileSplit
+
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"{i}.png")
+        Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(paths[-1])
+    labels = torch.eye(3)
+    files = ImageFileSplit(paths, labels, image_size=8)
+    before = split_digest(files)
+    assert split_digest(ImageFileSplit(paths, labels, image_size=8)) == before
+    assert split_digest(ImageFileSplit(paths, labels, image_size=4)) != before, "the decoding is part of the data"
+    Image.new("RGB", (8, 8), (0, 0, 9)).save(paths[1])                 # a corrected image, same name
+    assert split_digest(files) != before
+    memory = _tiny_split()
+    first = split_digest(memory)
+    memory.images[0, 0, 0, 0] += 1                                      # changed in place: not served from memory
+    assert split_digest(memory) != first
+    memory.images[0, 0, 0, 0] -= 1
+    assert split_digest(memory) == first
+
+
+def test_a_longer_run_starts_from_the_longest_finished_shorter_one(tmp_path):
+    from advhash.checkpoint import resume_shorter_run, run_file
+
+    settings = dict(lr=0.1)
+    paths = {epochs: run_file(tmp_path, "dph_8bits_small_cnn", epochs=epochs, settings=settings)
+             for epochs in range(1, 6)}
+    save_checkpoint({"epoch": 1}, paths[1])
+    save_checkpoint({"epoch": 2}, paths[3])                              # an unfinished 3-epoch run
+    paths[4].write_bytes(b"truncated")                                   # an unreadable 4-epoch run
+    save_checkpoint({"epoch": 1}, run_file(tmp_path, "dph_8bits_small_cnn", epochs=2, settings=dict(lr=0.2)))
+    with pytest.warns(UserWarning, match=r"not resuming from .*_e4_\w+\.pt: checkpoint .* cannot be read"):
+        assert resume_shorter_run(paths[5]) == paths[1]
+    assert load_checkpoint(paths[5]) == {"epoch": 1} and load_checkpoint(paths[1]) == {"epoch": 1}, "a copy"
+    assert resume_shorter_run(paths[5]) is None, "an existing checkpoint is left alone"
+    assert resume_shorter_run(tmp_path / "model.pt") is None, "not a run file"
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+KILLED_RUN = """
+import os, sys, time
+sys.path.insert(0, sys.argv[2])
+import torch
+torch.set_num_threads(1)
+import advhash.checkpoint as checkpoint
+from helpers import StripesSplit
+from advhash.losses import build_loss
+from advhash.models import HashingModel
+from advhash.train import train_hashing
+
+real_save = torch.save
+def save_then_hang(state, file):
+    if state["epoch"] == 2:                    # the second checkpoint: write half of it, then hang until killed
+        file.write(b"half a checkpoint")
+        file.flush()
+        open(sys.argv[1] + ".writing", "w").close()
+        time.sleep(600)
+    real_save(state, file)
+checkpoint.torch.save = save_then_hang
+torch.manual_seed(0)
+split = StripesSplit(48)
+model = HashingModel("small_cnn", bits=8, in_channels=1)
+train_hashing(model, build_loss("dpsh", num_train=48, bits=8, num_classes=4), split, epochs=3, batch_size=16,
+              checkpoint_path=sys.argv[1])
+"""
+
+
+def test_a_run_killed_while_writing_leaves_the_last_checkpoint_and_the_next_run_cleans_up_and_resumes(tmp_path,
+                                                                                                     one_thread):
+    """kill -9 during a checkpoint write (issue 15): the previous checkpoint stays readable, and the next run
+    removes the half-written temporary file and the dead run's lock, resumes, and reaches the uninterrupted
+    weights bit for bit."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from helpers import StripesSplit, same_weights
+
+    from advhash.losses import build_loss
+    from advhash.models import HashingModel
+    from advhash.train import train_hashing
+
+    path = tmp_path / "run.pt"
+    process = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(path), str(Path(__file__).parent)])
+    try:
+        deadline = time.monotonic() + 300
+        while not (tmp_path / "run.pt.writing").exists():
+            assert process.poll() is None, "the run ended before its second checkpoint"
+            assert time.monotonic() < deadline, "the run never reached its second checkpoint"
+            time.sleep(0.05)
+    finally:
+        process.kill()
+        process.wait()
+    assert load_checkpoint(path)["epoch"] == 1, "the first checkpoint is intact"
+    assert list(tmp_path.glob(".run.pt.*.tmp")) and (tmp_path / "run.pt.lock").exists(), "what the kill left"
+
+    def run(checkpoint_path):
+        torch.manual_seed(0)
+        split = StripesSplit(48)
+        model = HashingModel("small_cnn", bits=8, in_channels=1)
+        train_hashing(model, build_loss("dpsh", num_train=48, bits=8, num_classes=4), split, epochs=3,
+                      batch_size=16, checkpoint_path=checkpoint_path)
+        return model
+
+    resumed = run(path)
+    assert not list(tmp_path.glob(".run.pt.*.tmp")) and not (tmp_path / "run.pt.lock").exists()
+    assert load_checkpoint(path)["epoch"] == 3
+    assert same_weights(resumed, run(None))
+

@@ -1,6 +1,8 @@
 """DCMH (advhash.crossmodal.dcmh): the objective against a plain loop over pairs, the alternating training's
 batch gradient against the whole objective, training that learns both modalities (the table and the batch
-form) and resumes bit for bit, under a checkpoint name that never changes."""
+form) and resumes bit for bit, under a checkpoint name that changes only with what determines its weights."""
+
+import re
 
 import pytest
 import torch
@@ -98,8 +100,19 @@ def test_interrupted_dcmh_resumes_bit_for_bit_and_refuses_other_settings(tmp_pat
                    checkpoint_path=path, batch_size=16)
 
 
-def test_dcmh_checkpoint_name_hashes_the_settings_and_never_changes(tmp_path):
-    """A kept (DVC persist) checkpoint folder is matched by file name: these settings always give this name."""
+def test_dcmh_checkpoint_name_says_the_run_and_changes_with_the_training_code(tmp_path, monkeypatch):
+    """A kept (DVC persist) checkpoint folder is matched by file name: the same run finds its file again; a change
+    to the code on DCMH's training path trains a new one."""
+    import advhash.crossmodal.fitting as fitting
+
     data = stripes_data(stripes_pairs(48, seed=2))
-    fit_dcmh(data, bits=8, epochs=1, text_hidden=32, checkpoint_dir=tmp_path, batch_size=16, lr=0.001, optimizer="adam")
-    assert [path.name for path in tmp_path.iterdir()] == ["dcmh_8bits_small_cnn_f23e54ad.pt"]
+    settings = dict(bits=8, epochs=1, text_hidden=32, checkpoint_dir=tmp_path, batch_size=16, lr=0.001,
+                    optimizer="adam")
+    fit_dcmh(data, **settings)
+    (name,) = [path.name for path in tmp_path.iterdir()]
+    assert re.fullmatch(r"dcmh_8bits_small_cnn_e1_[0-9a-f]{8}\.pt", name)
+    fit_dcmh(data, **settings)
+    assert [path.name for path in tmp_path.iterdir()] == [name]
+    monkeypatch.setattr(fitting, "code_fingerprint", lambda *modules: "0ther0de")
+    fit_dcmh(data, **settings)
+    assert len(list(tmp_path.iterdir())) == 2

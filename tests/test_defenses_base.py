@@ -112,13 +112,26 @@ def test_checkpoint_of_another_defense_run_is_refused_not_overwritten(tmp_path, 
     assert path.read_bytes() == before
 
 
-def test_defended_checkpoint_name_hashes_the_base_model_and_the_settings_and_never_changes(tmp_path):
-    """A kept (DVC persist) checkpoint folder is matched by file name: these settings always give this name."""
+def test_defended_checkpoint_name_hashes_the_base_model_and_a_longer_run_starts_from_a_shorter_one(tmp_path):
+    """A kept (DVC persist) checkpoint folder is matched by file name: the same run finds its file again, another
+    base model trains anew, and 2 epochs after a finished 1-epoch run continue it (the defense's code table
+    included) to the weights of 2 epochs at once."""
+    import re
+
     data = stripes_data(stripes(64), stripes(16, seed=1))
-    defense = CgAT(num_train=64, bits=8, num_classes=4, steps=2)
-    fit_defended_model(data, fresh_model(seed=0, bits=8), defense, method="dpsh", epochs=1, checkpoint_dir=tmp_path,
-                       batch_size=32)
-    assert [path.name for path in tmp_path.iterdir()] == ["cgat_dpsh_8bits_small_cnn_518477de.pt"]
+
+    def run(epochs, folder, base_seed=0):
+        defense = CgAT(num_train=64, bits=8, num_classes=4, steps=2)
+        return fit_defended_model(data, fresh_model(seed=base_seed, bits=8), defense, method="dpsh", epochs=epochs,
+                                  checkpoint_dir=folder, batch_size=32)[0]
+    run(1, tmp_path)
+    (name,) = [path.name for path in tmp_path.iterdir()]
+    assert re.fullmatch(r"cgat_dpsh_8bits_small_cnn_e1_[0-9a-f]{8}\.pt", name)
+    run(1, tmp_path)
+    run(1, tmp_path, base_seed=1)
+    assert len(list(tmp_path.iterdir())) == 2
+    assert same_weights(run(2, tmp_path), run(2, None))
+    assert len(list(tmp_path.iterdir())) == 3
 
 
 # --- determinism and the inner attacks ---------------------------------------------------------------------

@@ -93,9 +93,10 @@ def test_a_listed_victim_is_refused_on_other_data_after_another_run_or_when_miss
     content = json.loads(path.read_text())
     content["training"]["epochs"] = 2                        # the manifest of a 2-epoch run beside 1-epoch files
     path.write_text(json.dumps(content))
-    with pytest.raises(ValueError, match=r"holds a run of 1 epochs but .*victims.json says 2: the manifest and the "
-                                         r"checkpoint come from different runs"):
-        read_manifest(path).load(data, "dph", 8)             # epochs are not in the name: the epoch count is checked
+    with pytest.raises(ValueError, match=r"lists dph_8bits_small_cnn_e1_\w+\.pt .* would name it "
+                                         r"dph_8bits_small_cnn_e2_\w+\.pt: it lists a run of 1 epochs but its "
+                                         r"training settings say 2: the manifest and the checkpoint come from"):
+        read_manifest(path).load(data, "dph", 8)
     content["training"]["epochs"] = 1
     path.write_text(json.dumps(content))
     (path.parent / source.victims["dph", 8]).unlink()
@@ -117,3 +118,17 @@ def test_read_manifest_names_a_missing_or_unreadable_file_and_the_fix(tmp_path):
     path.write_text(json.dumps(dict(format=9, split=SPLIT, training=TRAINING, train_digest=None, victims=[])))
     with pytest.raises(ValueError, match="format 9, this advhash reads format 1"):
         read_manifest(path)
+
+
+def test_a_listed_victim_is_refused_after_a_change_to_the_training_code(written, monkeypatch):
+    """A fix to the training code renames every victim: the manifest names the cause instead of a stale model."""
+    import advhash.manifest as manifest_module
+    import advhash.train as train_module
+
+    path, data, _ = written
+    monkeypatch.setattr(train_module, "code_fingerprint", lambda *modules: "0ther0de")
+    monkeypatch.setattr(manifest_module, "code_fingerprint", lambda *modules: "0ther0de")
+    with pytest.raises(ValueError, match=r"the training code changed since notebook 01 trained it \(code fingerprint "
+                                         r"\w+ vs 0ther0de.*rerun notebook 01"):
+        read_manifest(path).load(data, "dph", 8)
+

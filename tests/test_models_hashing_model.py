@@ -104,15 +104,17 @@ def test_bf16_backbone_codes_agree_with_fp32_on_at_least_99_percent_of_the_bits(
         set_precision(model, "fp16")
 
 
-def test_a_bf16_training_run_gets_its_own_checkpoint_and_float32_names_never_change(tmp_path):
+def test_a_bf16_training_run_gets_its_own_checkpoint_and_float32_names_omit_the_precision(tmp_path):
     from helpers import stripes, stripes_data
 
     from advhash.train import fit_hashing_model, hashing_checkpoint_name
 
     data = stripes_data(stripes(32, seed=0))
     settings = dict(method="dph", bits=8, batch_size=32, lr=0.01)
+    fit = dict(settings)
+    settings["epochs"] = 1
     assert hashing_checkpoint_name(data, **settings) == hashing_checkpoint_name(data, precision="fp32", **settings)
     assert hashing_checkpoint_name(data, precision="bf16", **settings) != hashing_checkpoint_name(data, **settings)
-    fit_hashing_model(data, epochs=1, checkpoint_dir=tmp_path, precision="bf16", **settings)
-    fit_hashing_model(data, epochs=1, checkpoint_dir=tmp_path, **settings)         # auto: fp32 on the CPU
+    fit_hashing_model(data, epochs=1, checkpoint_dir=tmp_path, precision="bf16", **fit)
+    fit_hashing_model(data, epochs=1, checkpoint_dir=tmp_path, **fit)              # auto: fp32 on the CPU
     assert len(list(tmp_path.glob("*.pt"))) == 2

@@ -1,6 +1,8 @@
 """The training loop (advhash.train): seeded determinism, resume after interruption, checkpoints that load
 with weights_only, reuse of another folder's finished checkpoint, code extraction."""
 
+import re
+
 import pytest
 import torch
 
@@ -136,14 +138,67 @@ def test_finished_checkpoint_in_another_folder_is_reused_read_only(tmp_path):
     assert len(list(second_dir.iterdir())) == 1
 
 
-def test_checkpoint_name_hashes_the_settings_and_never_changes(tmp_path):
-    """A kept (DVC persist) checkpoint folder is matched by file name: these settings always give this name."""
+def test_checkpoint_name_says_the_run_and_hashes_what_determines_its_weights(tmp_path, monkeypatch):
+    """A kept (DVC persist) checkpoint folder is matched by file name: the name changes with the settings, the
+    epochs, the data's content and the training code, and with nothing else."""
     from helpers import stripes, stripes_data
+
+    import advhash.train as train_module
+    from advhash.train import fit_hashing_model, hashing_checkpoint_name
+
+    data = stripes_data(stripes(64), stripes(16, seed=1))
+    settings = dict(method="hashnet", bits=8, epochs=1, batch_size=32)
+    fit_hashing_model(data, checkpoint_dir=tmp_path, **settings)
+    name = hashing_checkpoint_name(data, **settings)
+    assert [path.name for path in tmp_path.glob("*.pt")] == [name]
+    assert re.fullmatch(r"hashnet_8bits_small_cnn_e1_[0-9a-f]{8}\.pt", name)
+    assert hashing_checkpoint_name(stripes_data(stripes(64), stripes(16, seed=1)), **settings) == name
+    assert hashing_checkpoint_name(data, **dict(settings, checkpoint_every=2)) == name, "cadence is not identity"
+    others = {"lr": hashing_checkpoint_name(data, **dict(settings, lr=0.02)),
+              "epochs": hashing_checkpoint_name(data, **dict(settings, epochs=2))}
+    flipped = stripes(64)
+    flipped.images[0, 0, 0, 0] ^= 1                       # one pixel of one training image
+    others["pixel"] = hashing_checkpoint_name(stripes_data(flipped, stripes(16, seed=1)), **settings)
+    relabelled = stripes(64)
+    relabelled.labels[0] = relabelled.labels[0].roll(1)
+    others["label"] = hashing_checkpoint_name(stripes_data(relabelled, stripes(16, seed=1)), **settings)
+    monkeypatch.setattr(train_module, "code_fingerprint", lambda *modules: "0ther0de")
+    others["code"] = hashing_checkpoint_name(data, **settings)
+    assert len(set(others.values()) | {name}) == len(others) + 1, others
+
+
+def test_a_code_fix_retrains_and_a_finished_run_serves_only_its_own_epoch_count(tmp_path, monkeypatch):
+    """Stale models after a change (issue 15): asking for 1 epoch after a 3-epoch run trains 1 epoch (not the
+    3-epoch model); a 3-epoch run after a 2-epoch one resumes from it and equals 3 epochs at once, bit for bit;
+    a change to the training code trains a new model beside the old one."""
+    from helpers import same_weights, stripes, stripes_data
+
+    import advhash.train as train_module
     from advhash.train import fit_hashing_model
 
     data = stripes_data(stripes(64), stripes(16, seed=1))
-    fit_hashing_model(data, method="hashnet", bits=8, epochs=1, checkpoint_dir=tmp_path, batch_size=32)
-    assert [path.name for path in tmp_path.iterdir()] == ["hashnet_8bits_small_cnn_af3bbd06.pt"]
+    settings = dict(method="dpsh", bits=8, batch_size=32, lr_milestones=(2,))
+    direct = {epochs: fit_hashing_model(data, epochs=epochs, **settings)[0] for epochs in (1, 3)}
+    folder = tmp_path / "kept"
+    fit_hashing_model(data, epochs=2, checkpoint_dir=folder, **settings)
+    three, history = fit_hashing_model(data, epochs=3, checkpoint_dir=folder, **settings)
+    assert same_weights(three, direct[3]) and [row["epoch"] for row in history] == [1, 2, 3]
+    one, history = fit_hashing_model(data, epochs=1, checkpoint_dir=folder, **settings)
+    assert same_weights(one, direct[1]) and len(history) == 1
+    assert sorted(path.name.split("_")[4] for path in folder.glob("*.pt")) == ["e1", "e2", "e3"]
+    stamps = {path.name: path.stat().st_mtime_ns for path in folder.glob("*.pt")}
+    monkeypatch.setattr(train_module, "code_fingerprint", lambda *modules: "0ther0de")
+    fit_hashing_model(data, epochs=3, checkpoint_dir=folder, **settings)
+    assert len(list(folder.glob("*.pt"))) == 4, "the new code trained its own model"
+    assert all(path.stat().st_mtime_ns == stamps[path.name] for path in folder.glob("*.pt") if path.name in stamps)
+
+
+def test_a_checkpoint_past_the_epochs_asked_for_is_refused(tmp_path):
+    split = StripesSplit()
+    path = tmp_path / "model.pt"
+    _run(split, epochs=2, checkpoint_path=path)
+    with pytest.raises(ValueError, match=r"model.pt holds 2 epochs, more than the 1 asked for"):
+        _run(split, epochs=1, checkpoint_path=path)
 
 
 def test_asking_for_cuda_without_it_is_a_clear_error_and_auto_falls_back_to_the_cpu():
@@ -252,7 +307,8 @@ def test_a_bad_checkpoint_in_another_folder_is_skipped_with_a_warning(tmp_path):
     settings = dict(method="dph", bits=8, batch_size=32)
     other = tmp_path / "other"
     other.mkdir()
-    (other / hashing_checkpoint_name(data, **settings)).write_bytes(b"truncated")
-    with pytest.warns(UserWarning, match=r"skipping .*other/dph_8bits_small_cnn_\w+\.pt: checkpoint .* cannot be read"):
+    (other / hashing_checkpoint_name(data, epochs=1, **settings)).write_bytes(b"truncated")
+    with pytest.warns(UserWarning, match=r"skipping .*other/dph_8bits_small_cnn_e1_\w+\.pt: checkpoint .* cannot be "
+                                         r"read"):
         fit_hashing_model(data, epochs=1, checkpoint_dir=tmp_path / "own", reuse_from=(other,), **settings)
     assert len(list((tmp_path / "own").glob("*.pt"))) == 1, "this run trained its own"

@@ -5,11 +5,15 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so t
 to a temporary file in the same folder and moved into place with ``os.replace``, so an interrupted
 write never leaves a truncated checkpoint behind: the previous one stays intact.
 
-A checkpoint's file name says what was trained, so that a run with other settings never resumes or loads
-it: ``<what>_<bits>bits_<backbone>_<settings_tag(settings)>.pt``, where the settings dict holds every setting
-and names the training items (:func:`train_items_tag`, with :func:`split_digest` for splits made in memory)
-and the model a fine-tune started from (:func:`model_digest`). These names are what a kept (DVC ``persist``)
-checkpoint folder is matched by, so the helpers must never change their output.
+A checkpoint's file name says everything that determines its weights, so that a run that would compute other
+weights never resumes or loads it (:func:`run_file`): ``<what>_<bits>bits_<backbone>_e<epochs>_<tag>.pt``, where
+the tag hashes (:func:`settings_tag`) every setting, the training items (:func:`train_items_tag`) and their
+content (:func:`split_digest`: labels, texts, pixels or image files), the pretrained weights by content
+(:func:`weights_tag`), the model a fine-tune started from (:func:`model_digest`) and the code on the training path
+(``advhash.fingerprint.code_fingerprint``). A finished checkpoint is therefore reused only for exactly the run
+asked for; a longer run of the same settings starts from the longest finished shorter one
+(:func:`resume_shorter_run`, which copies it, so the shorter run stays reusable); a fix to the data or to the
+training code trains anew. These names are what a kept (DVC ``persist``) checkpoint folder is matched by.
 """
 
 from __future__ import annotations
@@ -17,7 +21,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import shutil
 import socket
+import warnings
+import weakref
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -151,13 +159,90 @@ def model_digest(model: nn.Module) -> str:
     return digest.hexdigest()[:8]
 
 
+_split_digests: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # split -> (tensors, versions, digest)
+
+
 def split_digest(split) -> str:
-    """A short hash of a split's labels, texts and in-memory images (e.g. CMLA's augmented training set,
-    whose items have no source indices to name them by)."""
+    """A short hash of a split's content: its labels, texts and in-memory images, or for images read from files
+    (``ImageFileSplit``) each file's path and bytes and the transform that decodes them. Names a checkpoint after
+    the data it was trained on, so a fix to the data (another mosaic pool, a corrected label) trains anew.
+
+    Hashing a decoded paper-scale training split takes about a second, so the digest of an in-memory split is
+    remembered while the split lives, and recomputed when any of its tensors is replaced or changed in place
+    (torch's version counter); file-backed splits are hashed every time (their files may change)."""
+    tensors = {name: getattr(split, name, None) for name in ("images", "labels", "texts")}
+    tensors = {name: value for name, value in tensors.items() if isinstance(value, torch.Tensor)}
+    versions = {name: value._version for name, value in tensors.items()}
+    from_files = "images" not in tensors and getattr(split, "paths", None) is not None
+    try:
+        known = None if from_files else _split_digests.get(split)
+    except TypeError:                      # not weak-referenceable: no memo
+        known = None
+    if known is not None and known[0].keys() == tensors.keys() and known[1] == versions \
+            and all(known[0][name] is value for name, value in tensors.items()):
+        return known[2]
     digest = hashlib.sha1()
-    for name in ("images", "labels", "texts"):
-        value = getattr(split, name, None)
+    for name, value in tensors.items():
         if isinstance(value, torch.Tensor):
             digest.update(name.encode())
             digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:8]
+    if from_files:
+        digest.update(repr(getattr(split, "transform", None)).encode())   # the decoding (resize) is data too
+        for path in split.paths:
+            digest.update(str(path).encode())
+            with open(path, "rb") as file:
+                for block in iter(lambda: file.read(1 << 20), b""):
+                    digest.update(block)
+    result = digest.hexdigest()[:8]
+    if not from_files:
+        try:
+            _split_digests[split] = (tensors, versions, result)
+        except TypeError:
+            pass
+    return result
+
+
+RUN_FILE = re.compile(r"^(?P<stem>.+)_e(?P<epochs>\d+)_(?P<tag>[0-9a-f]+)\.pt$")
+
+
+def run_file(folder: str | os.PathLike, stem: str, *, epochs: int, settings: dict[str, Any]) -> Path:
+    """The checkpoint of a run: ``<folder>/<stem>_e<epochs>_<settings_tag(settings)>.pt``. ``settings`` must hold
+    everything else that determines the weights (see the module docstring); the epoch count is in the name, so
+    a finished checkpoint serves exactly the run it finished."""
+    return Path(folder) / f"{stem}_e{epochs}_{settings_tag(settings)}.pt"
+
+
+def resume_shorter_run(path: str | os.PathLike) -> Path | None:
+    """Start the run of checkpoint ``path`` (a :func:`run_file`) from the longest *finished* shorter run of the
+    same settings in its folder: copy that checkpoint to ``path`` (atomically; the shorter one is kept for the
+    runs that ask for it) so that training resumes from it. Exact for every trainer in advhash, whose epochs do not
+    depend on the total count (tested: 2 epochs then 3 equal 3 at once, bit for bit). Does nothing when ``path``
+    exists, is not a run file, or no shorter run finished; an unreadable candidate is skipped with a warning.
+    Returns the checkpoint copied, or None."""
+    path = Path(path)
+    match = RUN_FILE.match(path.name)
+    if path.exists() or match is None:
+        return None
+    epochs = int(match["epochs"])
+    shorter = []
+    for candidate in path.parent.glob(f"{match['stem']}_e*_{match['tag']}.pt"):
+        found = RUN_FILE.match(candidate.name)
+        if found and found["stem"] == match["stem"] and int(found["epochs"]) < epochs:
+            shorter.append((int(found["epochs"]), candidate))
+    for done, candidate in sorted(shorter, reverse=True):
+        try:
+            finished = load_checkpoint(candidate).get("epoch") == done
+        except ValueError as error:
+            warnings.warn(f"not resuming from {candidate}: {error}", stacklevel=2)
+            continue
+        if finished:
+            handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(handle)
+            try:
+                shutil.copyfile(candidate, temporary)
+                os.replace(temporary, path)
+            except BaseException:
+                Path(temporary).unlink(missing_ok=True)
+                raise
+            return candidate
+    return None

@@ -10,13 +10,13 @@ reruns them. The file:
                "num_database": 6000, "seed": 0},
      "training": {"backbone": "small_cnn", "epochs": 10, "seed": 0, "pairs": "batch", "batch_size": 64,
                   "optimizer": "adam", "lr": 0.001, ...},
-     "train_digest": "5e6f7a8b",
-     "victims": [{"method": "dph", "bits": 16, "checkpoint": "dph_16bits_small_cnn_1a2b3c4d.pt"}, ...]}
+     "train_digest": "5e6f7a8b", "code": "b0157b58",
+     "victims": [{"method": "dph", "bits": 16, "checkpoint": "dph_16bits_small_cnn_e10_1a2b3c4d.pt"}, ...]}
 
 A listed victim is loaded from its own file only, and only when that file is exactly what the manifest says:
 the name that the reader's data and the manifest's settings give (``advhash.train.hashing_checkpoint_name``:
-same dataset, same training items, same settings), training data of the same content (``train_digest``,
-``advhash.checkpoint.split_digest``: labels and in-memory images) and a finished run of ``epochs`` epochs.
+same dataset, training items, settings, epochs and training code), training data of the same content
+(``train_digest``, ``advhash.checkpoint.split_digest``) and a finished run of ``epochs`` epochs.
 Anything else is an error naming the file, the difference and the fix; never a silent retrain or a stale model.
 A victim the manifest does not list (another dataset, backbone or seed: notebook 02's transfer victims) is
 trained with the manifest's settings into the reader's own checkpoint folder (``advhash.fitting.fit_victims``).
@@ -39,7 +39,8 @@ from typing import Any
 
 import torch
 
-from .checkpoint import load_checkpoint, split_digest
+from .checkpoint import RUN_FILE, load_checkpoint, split_digest
+from .fingerprint import code_fingerprint
 from .data.storage import write_bytes_atomic
 from .models import HashingModel, effective_precision
 from .utils import resolve_device
@@ -50,6 +51,7 @@ __all__ = ["MANIFEST_NAME", "VictimManifest", "read_manifest"]
 MANIFEST_NAME = "victims.json"
 FORMAT = 1
 SPLIT_KEYS = ("dataset", "root", "num_query", "num_train", "num_database", "seed")
+VICTIM_CODE = ("advhash.train",)          # the training path of a victim, fingerprinted into its checkpoint name
 
 
 @dataclass
@@ -65,7 +67,7 @@ class VictimManifest:
     training: dict[str, Any]
     victims: dict[tuple[str, int], str] = field(default_factory=dict)
     train_digest: str | None = None
-    _digests: dict = field(default_factory=dict, repr=False, compare=False)   # id(split) -> (split, its digest)
+    code: str | None = None
 
     def __post_init__(self):
         self.folder = Path(self.folder)
@@ -101,7 +103,7 @@ class VictimManifest:
     def fit(self, data, method: str, bits: int, *, device: str | torch.device = "cpu"):
         """Train (or resume, or load) victim ``method`` / ``bits`` on ``data`` with this manifest's settings in
         its folder, and list it. Returns ``fit_hashing_model``'s (model, history)."""
-        digest = self.content_digest(data.train)
+        digest = split_digest(data.train)
         if self.train_digest not in (None, digest):
             raise ValueError(f"victim manifest {self.path} lists victims trained on other data ({self.train_digest}) "
                              f"than the {data.name} given ({digest}): one manifest holds the victims of one split")
@@ -109,13 +111,13 @@ class VictimManifest:
             self.training["precision"] = effective_precision("auto", resolve_device(device))
         model, history = fit_hashing_model(data, method=method, bits=bits, checkpoint_dir=self.folder,
                                            device=device, **self.training)
-        self.train_digest = digest
+        self.train_digest, self.code = digest, code_fingerprint(*VICTIM_CODE)
         self.victims[method, bits] = self.checkpoint_name(data, method, bits)
         return model, history
 
     def checkpoint_name(self, data, method: str, bits: int) -> str:
         """The checkpoint file name of victim ``method`` / ``bits`` trained on ``data`` with these settings."""
-        settings = {key: value for key, value in self.training.items() if key != "epochs"}
+        settings = dict(self.training)
         settings["precision"] = effective_precision(settings.get("precision", "fp32"), "cpu")   # resolved when fit
         return hashing_checkpoint_name(data, method=method, bits=bits, **settings)
 
@@ -126,13 +128,6 @@ class VictimManifest:
                 and backbone in (None, self.training.get("backbone", "small_cnn"))
                 and seed in (None, self.training.get("seed", 0)))
 
-    def content_digest(self, split) -> str:
-        """``split_digest`` of a training split, computed once per split object (it hashes every image held in
-        memory: a decoded FLICKR-25K training split is 750 MB, and each listed victim checks it)."""
-        if id(split) not in self._digests or self._digests[id(split)][0] is not split:
-            self._digests[id(split)] = (split, split_digest(split))
-        return self._digests[id(split)][1]
-
     def load(self, data, method: str, bits: int, *, device: str | torch.device = "cpu") -> HashingModel:
         """Victim ``method`` / ``bits``, read (never written) from its checkpoint after checking it is the one
         listed for ``data``: same name, finished after the manifest's epochs. Eval mode, on ``device``."""
@@ -142,31 +137,40 @@ class VictimManifest:
                            "add the method and code length to notebook 01's parameters (params.yaml, section "
                            "deep_hashing: methods, bits_list) and rerun it")
         path = self.folder / self.victims[method, bits]
-        expected = self.checkpoint_name(data, method, bits)
-        if path.name != expected:
-            raise ValueError(f"victim manifest {self.path} lists {path.name} for {method} {bits} bits, but the data "
-                             f"given ({data.name}) would name it {expected}: the data or its split differs from the "
-                             f"one the victims were trained on (load it with the manifest's load_data()), or the "
-                             f"pretrained weights file changed since (rerun notebook 01)")
-        given = self.content_digest(data.train)
+        given = split_digest(data.train)
         if given != self.train_digest:
             raise ValueError(f"victim manifest {self.path} lists victims trained on other data than the {data.name} "
                              f"given (content digest {self.train_digest} vs {given}): the data "
                              "differs from the one the victims were trained on; load it with the manifest's "
                              "load_data(), or rerun notebook 01 (dvc repro deep_hashing) after a data change")
+        expected = self.checkpoint_name(data, method, bits)
+        if path.name != expected:
+            listed, now = RUN_FILE.match(path.name), RUN_FILE.match(expected)
+            if listed and now and listed["epochs"] != now["epochs"]:
+                why = (f"it lists a run of {listed['epochs']} epochs but its training settings say {now['epochs']}: "
+                       "the manifest and the checkpoint come from different runs")
+            elif self.code is not None and self.code != code_fingerprint(*VICTIM_CODE):
+                why = (f"the training code changed since notebook 01 trained it (code fingerprint {self.code} vs "
+                       f"{code_fingerprint(*VICTIM_CODE)}, advhash.fingerprint)")
+            else:
+                why = (f"the data given ({data.name}) or its split differs from the one the victims were trained on "
+                       "(load it with the manifest's load_data()), or the pretrained weights file changed since")
+            raise ValueError(f"victim manifest {self.path} lists {path.name} for {method} {bits} bits, but these "
+                             f"settings would name it {expected}: {why}; rerun notebook 01 (dvc repro deep_hashing)")
         if not path.is_file():
             raise FileNotFoundError(f"{path}, listed in {self.path}, is missing: rerun notebook 01 "
                                     "(dvc repro deep_hashing) to train it again")
         state = load_checkpoint(path, map_location=device)
         if state["epoch"] != self.training["epochs"]:
             raise ValueError(f"{path} holds a run of {state['epoch']} epochs but {self.path} says "
-                             f"{self.training['epochs']}: the manifest and the checkpoint come from different runs; "
+                             f"{self.training['epochs']}: the run that wrote it did not finish; "
                              "rerun notebook 01 (dvc repro deep_hashing)")
         return model_from_state(state, device=device)
 
     def write(self) -> Path:
         """Write the manifest to ``folder / victims.json`` atomically. Returns its path."""
         content = dict(format=FORMAT, split=self.split, training=self.training, train_digest=self.train_digest,
+                       code=self.code,
                        victims=[dict(method=method, bits=bits, checkpoint=name)
                                 for (method, bits), name in self.victims.items()])
         write_bytes_atomic(self.path, (json.dumps(content, indent=2) + "\n").encode())
@@ -191,7 +195,7 @@ def read_manifest(path: str | os.PathLike) -> VictimManifest:
         if "lr_milestones" in training:
             training["lr_milestones"] = tuple(training["lr_milestones"])   # as the writer passed them
         return VictimManifest(path.parent, split=content["split"], training=training, victims=victims,
-                              train_digest=content["train_digest"])
+                              train_digest=content["train_digest"], code=content.get("code"))
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"victim manifest {path} is unreadable ({type(error).__name__}: {error}); rerun "
                          "notebook 01 (dvc repro deep_hashing) to write it again") from error

@@ -20,11 +20,12 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from .checkpoint import (checkpoint_lock, load_checkpoint, save_checkpoint, settings_tag, train_items_tag,
-                         weights_tag)
+from .checkpoint import (checkpoint_lock, load_checkpoint, resume_shorter_run, run_file, save_checkpoint,
+                         split_digest, train_items_tag, weights_tag)
+from .fingerprint import code_fingerprint, modules_of
 from .data.dataset import ImageFileSplit, InMemorySplit
 from .losses import LOSSES, PairwiseHashingLoss, build_loss
-from .models import HashingModel, binarize, build_model, effective_precision, set_precision
+from .models import BACKBONES, HashingModel, binarize, build_model, effective_precision, set_precision
 from .utils import check_images, progress, resolve_device
 
 
@@ -151,9 +152,12 @@ def train_hashing(model: HashingModel, loss: PairwiseHashingLoss, train_split, *
     with checkpoint_lock(checkpoint_path):     # one writer per checkpoint
         history: list[dict[str, Any]] = []
         start_epoch, step = 0, 0
+        if checkpoint_path is not None:
+            resume_shorter_run(checkpoint_path)   # a longer run of a finished shorter one starts from it
         if checkpoint_path is not None and Path(checkpoint_path).is_file():
             state = load_checkpoint(checkpoint_path, map_location=device)
             check_same_run(state["run_config"], run_config, checkpoint_path)
+            check_epochs(state, epochs, checkpoint_path)
             model.load_state_dict(state["model"])
             loss.load_state_dict(state["loss"])
             opt.load_state_dict(state["optimizer"])
@@ -214,15 +218,29 @@ def check_same_run(saved: dict, current: dict, path) -> None:
                          "delete it or choose another checkpoint path")
 
 
+def check_epochs(state: dict, epochs: int, path) -> None:
+    """Refuse a checkpoint that ran past the ``epochs`` asked for: its weights are not those of the run asked for."""
+    if state["epoch"] > epochs:
+        raise ValueError(f"checkpoint {path} holds {state['epoch']} epochs, more than the {epochs} asked for; "
+                         "ask for its epoch count, or choose another checkpoint path (the fit_* functions name "
+                         "each epoch count's checkpoint apart)")
+
+
 def resume_networks(checkpoint_path, run_config: dict, model: torch.nn.Module, optimizers: dict, *,
-                    device) -> dict | None:
+                    device, epochs: int) -> dict | None:
     """The saved state of an interrupted multi-network run (DCMH, SSAH), or None when ``checkpoint_path`` is None or
-    not written yet: refuses another run's checkpoint, and restores the model, each ``optimizers[name]`` (saved as
-    ``<name>_optimizer``) and the torch RNG; the caller takes its own buffers, history and epoch from the state."""
-    if checkpoint_path is None or not Path(checkpoint_path).is_file():
+    not written yet: refuses another run's checkpoint (or one past ``epochs``), and restores the model, each
+    ``optimizers[name]`` (saved as ``<name>_optimizer``) and the torch RNG; the caller takes its own buffers,
+    history and epoch from the state. A checkpoint not written yet starts from a finished shorter run of the same
+    settings (``advhash.checkpoint.resume_shorter_run``) when there is one."""
+    if checkpoint_path is None:
+        return None
+    resume_shorter_run(checkpoint_path)
+    if not Path(checkpoint_path).is_file():
         return None
     state = load_checkpoint(checkpoint_path, map_location=device)
     check_same_run(state["run_config"], run_config, checkpoint_path)
+    check_epochs(state, epochs, checkpoint_path)
     model.load_state_dict(state["model"])
     for name, optimizer in optimizers.items():
         optimizer.load_state_dict(state[f"{name}_optimizer"])
@@ -270,9 +288,9 @@ def reuse_checkpoint(model: HashingModel, checkpoint_path: Path, folders, *, epo
     """Load a *finished* checkpoint named like ``checkpoint_path`` from another notebook's folder.
 
     Searches ``folders`` in order (only when ``checkpoint_path`` itself does not exist, so a run of this
-    notebook is never shadowed) for a file of the same name, i.e. the same settings, trained for at
-    least ``epochs``; loads its weights into ``model`` (the file is only read, never written) and returns
-    its history. None when there is none: train as usual.
+    notebook is never shadowed) for a file of the same name, i.e. the same settings, data, code and epoch count,
+    finished after exactly ``epochs``; loads its weights into ``model`` (the file is only read, never written) and
+    returns its history. None when there is none: train as usual.
     """
     if checkpoint_path.is_file():
         return None
@@ -284,25 +302,29 @@ def reuse_checkpoint(model: HashingModel, checkpoint_path: Path, folders, *, epo
             except ValueError as error:           # another folder's bad file must not stop this run
                 warnings.warn(f"skipping {candidate}: {error}", stacklevel=2)
                 continue
-            if state["epoch"] >= epochs:
+            if state["epoch"] == epochs:
                 model.load_state_dict(state["model"])
                 return list(state["history"])
     return None
 
 
-def hashing_checkpoint_name(data, *, method: str, bits: int, backbone: str = "small_cnn",
+def hashing_checkpoint_name(data, *, method: str, bits: int, epochs: int, backbone: str = "small_cnn",
                             input_size: int | None = None, weights: str | Path | None = None, pairs: str | None = None,
                             seed: int = 0, precision: str = "fp32", **training) -> str:
     """The file name of the checkpoint :func:`fit_hashing_model` writes for these settings on ``data``:
-    ``<method>_<bits>bits_<backbone>_<tag>.pt``, the tag hashing the data's name, its training items, the
-    pretrained weights (``advhash.checkpoint.weights_tag``: a local file by its content) and every setting but
-    ``epochs`` (``pairs`` resolved to the loss's own default when None); ``precision`` is the one the backbone
-    trains in ("fp32" or "bf16", resolved), named only when bf16 so that float32 names never changed."""
-    pairs = pairs or LOSSES[method.lower()].default_pairs
-    settings = dict(data=data.name, train_items=train_items_tag(data.train), method=method, bits=bits,
-                    backbone=backbone, input_size=input_size, weights=weights_tag(weights), pairs=pairs, seed=seed,
-                    **training, **precision_setting(precision))
-    return f"{method}_{bits}bits_{backbone}_{settings_tag(settings)}.pt"
+    ``<method>_<bits>bits_<backbone>_e<epochs>_<tag>.pt`` (``advhash.checkpoint.run_file``), the tag hashing the
+    data's name, its training items and their content (``split_digest``), the pretrained weights (``weights_tag``:
+    a local file by its content), the code on the training path (``advhash.fingerprint.code_fingerprint`` of this
+    module, the loss's and the backbone's) and every other setting (``pairs`` resolved to the loss's own default
+    when None); ``precision`` is the one the backbone trains in ("fp32" or "bf16", resolved), named only when
+    bf16."""
+    loss_class = LOSSES[method.lower()]
+    pairs = pairs or loss_class.default_pairs
+    settings = dict(data=data.name, train_items=train_items_tag(data.train), content=split_digest(data.train),
+                    method=method, bits=bits, backbone=backbone, input_size=input_size, weights=weights_tag(weights),
+                    pairs=pairs, seed=seed, **training, **precision_setting(precision),
+                    code=code_fingerprint(__name__, *modules_of(loss_class, BACKBONES.get(backbone))))
+    return run_file(".", f"{method}_{bits}bits_{backbone}", epochs=epochs, settings=settings).name
 
 
 def fit_hashing_model(data, *, method: str, bits: int, backbone: str = "small_cnn", epochs: int,
@@ -311,8 +333,9 @@ def fit_hashing_model(data, *, method: str, bits: int, backbone: str = "small_cn
                       device: str | torch.device = "cpu", seed: int = 0, reuse_from: tuple = (),
                       precision: str = "auto", **training) -> tuple[HashingModel, list[dict[str, Any]]]:
     """Build and train (or resume, or just load) a ``method`` hashing model with ``bits`` bits on
-    ``data.train``. The checkpoint is ``<checkpoint_dir>/`` :func:`hashing_checkpoint_name`, whose tag hashes
-    every setting, so changed settings never pick up a stale checkpoint.
+    ``data.train``. The checkpoint is ``<checkpoint_dir>/`` :func:`hashing_checkpoint_name`, named after everything
+    that determines the weights (settings, epochs, data content, pretrained weights, code), so a change to any of
+    them never picks up a stale checkpoint; a finished shorter run of the same settings is resumed from.
 
     ``reuse_from``: other checkpoint folders (e.g. another notebook's) searched first for a finished
     checkpoint of the same settings, which is then only read, never written.
@@ -327,8 +350,8 @@ def fit_hashing_model(data, *, method: str, bits: int, backbone: str = "small_cn
     loss = build_loss(method, num_train=len(data.train), bits=bits, num_classes=data.num_classes, pairs=pairs)
     checkpoint_path = None
     if checkpoint_dir is not None:
-        name = hashing_checkpoint_name(data, method=method, bits=bits, backbone=backbone, input_size=input_size,
-                                       weights=weights, pairs=loss.pairs, seed=seed,
+        name = hashing_checkpoint_name(data, method=method, bits=bits, epochs=epochs, backbone=backbone,
+                                       input_size=input_size, weights=weights, pairs=loss.pairs, seed=seed,
                                        precision=effective_precision(precision, resolve_device(device)), **training)
         checkpoint_path = Path(checkpoint_dir) / name
         reused = reuse_checkpoint(model, checkpoint_path, reuse_from, epochs=epochs, device=device)

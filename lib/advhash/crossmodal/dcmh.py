@@ -138,7 +138,7 @@ def train_dcmh(model: CrossModalHashing, train_split, *, epochs: int, batch_size
     codes = binarize(buffers["image"] + buffers["text"])
     history: list[dict[str, Any]] = []
     start_epoch = 0
-    state = resume_networks(checkpoint_path, run_config, model, optimizers, device=device)
+    state = resume_networks(checkpoint_path, run_config, model, optimizers, device=device, epochs=epochs)
     if state is not None:
         buffers = {"image": state["image_buffer"], "text": state["text_buffer"]}
         codes, history, start_epoch = state["codes"], list(state["history"]), state["epoch"]

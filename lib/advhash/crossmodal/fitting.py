@@ -11,13 +11,13 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import pandas as pd
 import torch
 
-from ..checkpoint import checkpoint_lock, model_digest, settings_tag, split_digest, train_items_tag, weights_tag
+from ..checkpoint import checkpoint_lock, model_digest, run_file, split_digest, train_items_tag, weights_tag
+from ..fingerprint import code_fingerprint, modules_of
 from ..models import backbone_precision
 from ..train import precision_setting
 from ..utils import resolve_device
@@ -35,10 +35,12 @@ def fit_cross_modal(data, build: Callable[[int], torch.nn.Module], train: Callab
                     bits: int, epochs: int, backbone: str, base, train_split, checkpoint_dir, name: str, device,
                     seed: int, training: dict[str, Any], weights=None):
     """What ``fit_dcmh`` and ``fit_ssah`` share: copy ``base`` (to fine-tune it) or seed and ``build(in_channels)``
-    a new model; name its checkpoint ``<checkpoint_dir>/<name>_<bits>bits_<backbone>_<tag>.pt``, the tag hashing
-    the data, the training items (and their content, for splits made in memory), the base model's weights, the
-    pretrained weights of a new model (``weights_tag``; absent for a random init, so those names never changed) and
-    every setting; then ``train`` it (resuming, or only loading a finished checkpoint). Returns (model, history)."""
+    a new model; name its checkpoint ``<checkpoint_dir>/<name>_<bits>bits_<backbone>_e<epochs>_<tag>.pt``
+    (``advhash.checkpoint.run_file``), the tag hashing the data, the training items and their content, the base
+    model's weights, the pretrained weights of a new model (``weights_tag``; absent for a random init), the code of
+    ``train`` and ``build`` (``advhash.fingerprint.code_fingerprint``) and every setting; then ``train`` it
+    (resuming, starting from a finished shorter run, or only loading a finished checkpoint). Returns (model,
+    history)."""
     require_texts(train_split)
     if base is not None:
         model = copy.deepcopy(base)
@@ -52,8 +54,9 @@ def fit_cross_modal(data, build: Callable[[int], torch.nn.Module], train: Callab
         settings = dict(data=data.name, train_items=train_items_tag(train_split), content=split_digest(train_split),
                         config=model.config, base=None if base is None else model_digest(base), seed=seed, **training,
                         **({} if weights is None or base is not None else dict(weights=weights_tag(weights))),
-                        **precision_setting(backbone_precision(model, resolve_device(device))))
-        checkpoint_path = Path(checkpoint_dir) / f"{name}_{bits}bits_{backbone}_{settings_tag(settings)}.pt"
+                        **precision_setting(backbone_precision(model, resolve_device(device))),
+                        code=code_fingerprint(*modules_of(train, build, type(model))))
+        checkpoint_path = run_file(checkpoint_dir, f"{name}_{bits}bits_{backbone}", epochs=epochs, settings=settings)
     with checkpoint_lock(checkpoint_path):        # one writer per checkpoint
         history = train(model, train_split, epochs=epochs, seed=seed, start_from_model=base is not None,
                         checkpoint_path=checkpoint_path, device=device, **training)

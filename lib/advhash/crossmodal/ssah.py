@@ -353,7 +353,7 @@ def train_ssah(model: SSAHModel, train_split, *, epochs: int, batch_size: int = 
         anchor_codes = torch.randn(n, model.bits, generator=generator).to(device)
     history: list[dict[str, Any]] = []
     start_epoch = 0
-    state = resume_networks(checkpoint_path, run_config, model, optimizers, device=device)
+    state = resume_networks(checkpoint_path, run_config, model, optimizers, device=device, epochs=epochs)
     if state is not None:
         anchor_features, anchor_codes = state["anchor_features"], state["anchor_codes"]
         history, start_epoch = list(state["history"]), state["epoch"]

@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from ..attacks.base import MODEL_MODES
-from ..checkpoint import model_digest, settings_tag, train_items_tag
+from ..checkpoint import model_digest, run_file, split_digest, train_items_tag
+from ..fingerprint import code_fingerprint, modules_of
 from ..losses import build_loss
 from ..models import HashingModel, binarize, effective_precision
 from ..train import encode, precision_setting, reuse_checkpoint, train_hashing
@@ -119,9 +120,11 @@ def fit_defended_model(data, base_model: HashingModel, defense: AdversarialTrain
     for the same epochs and optimizer: the control that separates what adversarial training buys from
     what more training buys.
 
-    The checkpoint ``<checkpoint_dir>/<defense>_<method>_<bits>bits_<backbone>_<tag>.pt`` ("finetune" for
-    the control) is written after every epoch; the tag hashes the base model's weights, the training
-    items and every setting, so an interrupted run resumes and a finished one only loads.
+    The checkpoint ``<checkpoint_dir>/<defense>_<method>_<bits>bits_<backbone>_e<epochs>_<tag>.pt`` ("finetune"
+    for the control; ``advhash.checkpoint.run_file``) is written after every epoch; the tag hashes the base model's
+    weights, the training items and their content, every setting and the code of the training loop, the defense
+    and ``evaluate`` (``advhash.fingerprint.code_fingerprint``), so an interrupted run resumes, a finished one only
+    loads and a longer one starts from a finished shorter one.
     ``reuse_from``: other notebooks' checkpoint folders searched for a finished run of the same settings
     (only read; its history is returned as recorded there). ``evaluate(model) -> {name: value}`` adds
     per-epoch numbers (e.g. clean and adversarial mAP) to the history; its ``config`` (e.g.
@@ -139,13 +142,15 @@ def fit_defended_model(data, base_model: HashingModel, defense: AdversarialTrain
     checkpoint_path = None
     if checkpoint_dir is not None:
         name = "finetune" if defense is None else defense.name
-        settings = dict(data=data.name, train_items=train_items_tag(data.train), base=model_digest(base_model),
+        settings = dict(data=data.name, train_items=train_items_tag(data.train), content=split_digest(data.train),
+                        base=model_digest(base_model),
                         method=method, pairs=loss.pairs, seed=seed,
                         defense=None if defense is None else defense.config, **training,
                         **({} if getattr(evaluate, "config", None) is None else dict(curves=evaluate.config)),
-                        **precision_setting(effective_precision(model.precision, resolve_device(device))))
-        checkpoint_path = (Path(checkpoint_dir) /
-                           f"{name}_{method}_{model.bits}bits_{model.config['backbone']}_{settings_tag(settings)}.pt")
+                        **precision_setting(effective_precision(model.precision, resolve_device(device))),
+                        code=code_fingerprint(__name__, *modules_of(type(loss), defense, evaluate)))
+        checkpoint_path = run_file(checkpoint_dir, f"{name}_{method}_{model.bits}bits_{model.config['backbone']}",
+                                   epochs=epochs, settings=settings)
         reused = reuse_checkpoint(model, checkpoint_path, reuse_from, epochs=epochs, device=device)
         if reused is not None:
             return model.to(device).eval(), reused
