@@ -23,8 +23,8 @@
 # **Threat model.** L-inf perturbations on [0, 1] images, the victim in eval mode. The papers' budget, 8/255, is
 # for 224x224 natural photos; on 28x28 grey Fashion-MNIST images it flips few bits (the eps sweep below shows it),
 # and Fashion-MNIST robustness work uses budgets of 0.1 and more, so the default here is **32/255** (0.125). The
-# published code optimizes with SGD (lr 100, momentum 0.9) and adds a balance term; both are options of `HAG`, off
-# here because the paper does not use them.
+# published code optimizes with SGD (lr 100, momentum 0.9) on a differently masked loss with a balance term;
+# `HAG(loss="published", optimizer="sgd")` reproduces it exactly, off here because the paper states its own objective.
 #
 # **Victims.** Notebook 01's DPSH models, loaded from its manifest; other datasets' victims are trained here with its
 # settings. Trained for a few epochs on a CPU their hash logits are small, so tanh is far from saturated and the

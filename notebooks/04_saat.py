@@ -18,9 +18,9 @@
 #
 # Where the code lives: mainstay codes in `advhash/codes/mainstay.py` (`mainstay_codes`, and the objective they
 # minimize, `mainstay_code_objective`); the SAAT attack in `advhash/attacks/saat.py` (masked loss of the published
-# code, or the plain relaxed distance); SDHA, the other non-targeted baseline of the paper, in
-# `advhash/attacks/sdha.py`; HAG, P2P and DHTA as in notebooks 02 and 05; the defenses `SAATTraining`, `ATRDH` and
-# `CgAT` in `advhash/defenses/`. The published tables sit in `notebooks/published/`.
+# code, or the plain relaxed distance, which SAAT training's inner attack uses, as the paper and its code);
+# SDHA, the other non-targeted baseline of the paper, in `advhash/attacks/sdha.py`; HAG, P2P and DHTA as in
+# notebooks 02 and 05; the defenses `SAATTraining`, `ATRDH` and `CgAT` in `advhash/defenses/`. The published tables sit in `notebooks/published/`.
 #
 # This notebook, on the embedded default data:
 # 1. mainstay codes: Hamming distances to positives and negatives beside the query's own code and CgAT's center

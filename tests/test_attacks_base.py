@@ -20,7 +20,7 @@ SETTINGS = {  # label -> (registry name, extra kwargs, targeted)
     "pgd": ("pgd", {}, False),
     "hag": ("hag", {}, False),
     "hag_fixed": ("hag", dict(scale_schedule="fixed"), False),
-    "hag_published_code": ("hag", dict(optimizer="sgd", normalize="mask", balance_weight=1.0), False),
+    "hag_published_code": ("hag", dict(optimizer="sgd", loss="published"), False),
     "center": ("center", {}, False),
     "center_official": ("center", dict(variant="official"), False),
     "p2p": ("p2p", {}, True),

@@ -6,14 +6,14 @@ import torch
 
 from helpers import clean_and_adversarial_map, fresh_model, images
 
-from advhash.attacks import HAG, build_attack, hag_loss, hag_scale, perturb
+from advhash.attacks import HAG, build_attack, hag_loss, hag_published_loss, hag_scale, perturb
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 HAG_SETTINGS = {  # label -> kwargs
     "hag": {},
     "hag_fixed": dict(scale_schedule="fixed"),
-    "hag_published_code": dict(optimizer="sgd", normalize="mask", balance_weight=1.0),
+    "hag_published_code": dict(optimizer="sgd", loss="published"),
 }
 
 
@@ -59,6 +59,73 @@ def test_hag_mask_drops_a_bit_once_it_flipped_past_the_threshold():
     assert balanced.item() == pytest.approx(loss.item() + 2.0 * ((-0.6 - 0.4 - 0.8 + 0.3) / 4) ** 2)
     with pytest.raises(ValueError, match="normalize must be one of"):
         hag_loss(adv, clean, normalize="items")
+
+
+def published_loss_loop(adv, clean, threshold=0.5):
+    """SAAT hag.py L17-41 written per query and per bit with Python numbers: w = (sign(1 + t - |a - sign(c)|) + 1) / 2
+    with sign(0) = 0 (so w is 1/2 at the threshold), the masked codes, / (sum w + 1e-8), and the balance term
+    (weight 1) on the masked adversarial code; also the gradient in the adversarial code."""
+    def sign(v):
+        return (v > 0) - (v < 0)
+    total, balance, grad = 0.0, 0.0, []
+    n = len(adv)
+    for f_adv, f_clean in zip(adv.tolist(), clean.tolist()):
+        k = len(f_adv)
+        mask = [(sign(1 + threshold - abs(a - sign(c))) + 1) / 2 for a, c in zip(f_adv, f_clean)]
+        m = sum(mask) + 1e-8
+        inner = sum((w * a) * (w * c) for w, a, c in zip(mask, f_adv, f_clean)) / m
+        mean_masked = sum(w * a for w, a in zip(mask, f_adv)) / k
+        total += (inner + 1) ** 2
+        balance += mean_masked ** 2
+        grad.append([(2 * (inner + 1) * w * w * c / m + 2 * mean_masked * w / k) / n
+                     for w, c in zip(mask, f_clean)])
+    return total / n + balance / n, torch.tensor(grad, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.2])
+def test_hag_published_loss_matches_the_published_formula_per_bit_with_ties(threshold):
+    g = torch.Generator().manual_seed(4)
+    adv = torch.rand(5, 12, generator=g, dtype=torch.float64) * 2 - 1
+    clean = torch.rand(5, 12, generator=g, dtype=torch.float64) * 2 - 1
+    clean[0, 0] = 0.0                                           # sign(0) = 0 in the published code
+    adv[1, 0], clean[1, 0] = -threshold, 0.7                    # |a - 1| = 1 + t exactly: w = 1/2
+    adv[1, 1], clean[1, 1] = -0.9, 0.3                          # flipped past the threshold: w = 0
+    adv[2], clean[2] = -clean[2].sign() * 0.95, clean[2]         # every bit gone: the row adds (0 + 1)^2
+    adv.requires_grad_(True)
+    expected, expected_grad = published_loss_loop(adv.detach(), clean, threshold)
+    value = hag_published_loss(adv, clean, threshold=threshold)
+    grad, = torch.autograd.grad(value, adv)
+    assert value.item() == pytest.approx(expected, rel=1e-12)
+    assert torch.allclose(grad, expected_grad, rtol=1e-10, atol=1e-14)
+    assert grad[1, 1] == 0 and grad[1, 0] != 0
+
+
+def test_hag_published_is_the_published_attack_loop():
+    """HAG(loss="published", optimizer="sgd") takes the steps of SAAT hag.py L51-77, written plainly here: the
+    clean code tanh(z) once at scale 1, SGD (lr 100, momentum 0.9) on the image, get_alpha's schedule, clipping."""
+    torch.manual_seed(0)
+    model = fresh_model().double()
+    x = images(4).double()
+    steps, eps = 20, 8 / 255
+    attack = HAG(model, eps=eps, steps=steps, loss="published", optimizer="sgd")
+    got = attack(x)
+    with torch.no_grad():
+        clean = torch.tanh(model.hash_logits(x))
+    x_hat = x.clone().requires_grad_(True)
+    optimizer = torch.optim.SGD([x_hat], lr=100, momentum=0.9)
+    schedule = [0.1, 0.1, 0.1, 0.1, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0]
+    for step in range(steps):
+        optimizer.zero_grad()
+        adv = torch.tanh(schedule[int(step / (steps / 10))] * model.hash_logits(x_hat))
+        mask = (torch.sign(1.5 - (adv - clean.sign()).abs()) + 1) / 2
+        loss = (((mask * adv) * (mask * clean)).sum(1) / (mask.sum(1) + 1e-8) + 1).pow(2).mean() \
+            + (mask * adv).mean(1).pow(2).mean()
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            x_hat.copy_(torch.max(torch.min(x_hat, x + eps), x - eps).clamp(0, 1))
+    assert torch.allclose(got, x_hat.detach(), atol=1e-12)
+    assert (got != x).any()
 
 
 # --- the scale schedule --------------------------------------------------------------------------------
@@ -122,6 +189,10 @@ def test_hag_defaults_and_bad_settings():
         HAG(model, normalize="items")
     with pytest.raises(ValueError, match="optimizer must be one of"):
         HAG(model, optimizer="adam")
+    with pytest.raises(ValueError, match="loss must be one of"):
+        HAG(model, loss="saat")
+    with pytest.raises(ValueError, match="normalize and balance_weight shape the paper's loss"):
+        HAG(model, loss="published", balance_weight=1.0)
     with pytest.raises(ValueError, match="fixed_scale"):
         HAG(model, fixed_scale=0)
     for bad in (dict(threshold=-0.1), dict(balance_weight=-1.0), dict(lr=0.0), dict(momentum=1.0)):

@@ -1,4 +1,5 @@
-"""The SAAT attack (Yuan et al., TIFS 2023): the masked loss against a per-bit loop, and the attack built on
+"""The SAAT attack (Yuan et al., TIFS 2023): the published masked loss and advhash's per-row form against
+per-bit loops (value and gradient), and the attack built on
 a victim steering away from the queries' mainstay codes (or, with ``set_targets``, toward the targets'),
 computed from the victim's training codes; the inner loss is the plain code-guided loop."""
 
@@ -8,59 +9,86 @@ import torch
 from helpers import BITS, fresh_model, images, mean_hamming, one_hot_labels, random_codes, table_victim
 
 from advhash.attacks import (ATTACKS, SAAT, CenterGuidedAttack, CodeGuidedAttack, build_attack,
-                             code_alignment_loss, hag_scale, perturb, saat_loss)
+                             code_alignment_loss, hag_scale, perturb, saat_loss, saat_row_loss)
 from advhash.codes import mainstay_codes, sample_target_labels
 from advhash.metrics import mean_average_precision
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-# --- the masked loss, against a per-item, per-bit loop ------------------------------------------------
-def reference_saat_loss(relaxed, guide, toward, threshold):
-    """mean_i sum_k w (s + 2) s / sum_k w, s = +-h g, w = 1[s > threshold]; an item without bits left adds 0."""
-    total = 0.0
+# --- the masked losses, against per-bit loops --------------------------------------------------------------
+def reference_published_loss(relaxed, guide, toward, threshold):
+    """The published SAAT code's loss (base.py L24-45) and its gradient in h, written per bit with Python numbers:
+    s = h g; away: w = 1[s > t], L = sum w (s + 2) s / sum w; toward: w = 1[s < -t], L = -sum w (s + 2) s / sum w,
+    one sum over the whole batch (0 when no bit is left)."""
+    rows = [[h * g for h, g in zip(row, code)] for row, code in zip(relaxed.tolist(), guide.tolist())]
+    mask = [[(s < -threshold) if toward else (s > threshold) for s in row] for row in rows]
+    count = sum(map(sum, mask))
+    sign = -1.0 if toward else 1.0
+    value = sign * sum(w * (s + 2) * s for row, ws in zip(rows, mask) for s, w in zip(row, ws)) / max(count, 1)
+    grad = [[sign * w * (2 * s + 2) * g / max(count, 1) for s, w, g in zip(row, ws, code)]
+            for row, ws, code in zip(rows, mask, guide.tolist())]
+    return value, torch.tensor(grad, dtype=torch.float64)
+
+
+def reference_row_loss(relaxed, guide, toward, threshold):
+    """advhash's earlier per-query form: mean_i sum_k w (s + 2) s / sum_k w, s = +-h g, w = 1[s > threshold]; an
+    item without bits left adds 0; the gradient per bit w (2 s + 2) (+-g) / sum_k w / N."""
+    total, grad = 0.0, []
     for row, code in zip(relaxed.tolist(), guide.tolist()):
-        kept = [(-h * g if toward else h * g) for h, g in zip(row, code)]
-        kept = [s for s in kept if s > threshold]
-        total += sum((s + 2) * s for s in kept) / len(kept) if kept else 0.0
-    return total / len(relaxed)
+        signs = [(-g if toward else g) for g in code]
+        s = [h * g for h, g in zip(row, signs)]
+        kept = [x > threshold for x in s]
+        count = sum(kept)
+        total += sum((x + 2) * x for x, w in zip(s, kept) if w) / count if count else 0.0
+        grad.append([(2 * x + 2) * g / count / len(relaxed) if w else 0.0 for x, w, g in zip(s, kept, signs)])
+    return total / len(relaxed), torch.tensor(grad, dtype=torch.float64)
+
+
+def ties_and_masked_bits(toward):
+    """Relaxed codes with bits exactly at the thresholds, exact zeros, a row entirely past the threshold."""
+    g = torch.Generator().manual_seed(1)
+    relaxed = torch.rand(5, 9, generator=g, dtype=torch.float64) * 2 - 1
+    guide = random_codes(5, seed=2, bits=9).double()
+    relaxed[0] = -guide[0] * (-1 if toward else 1) * 0.9            # every bit past the threshold
+    relaxed[1, :4] = torch.tensor([-0.5, 0.5, 0.0, -1.0], dtype=torch.float64) * guide[1, :4]   # s at the edges
+    relaxed[2, :2] = relaxed[2, 2:4] = 0.25 * guide[2, :2]                                    # tied values
+    return relaxed, guide
 
 
 @pytest.mark.parametrize("toward", [False, True])
 @pytest.mark.parametrize("threshold", [-0.5, 0.0, -1.0])
-def test_saat_loss_matches_a_per_bit_loop(toward, threshold):
-    g = torch.Generator().manual_seed(1)
-    relaxed = torch.rand(5, 9, generator=g, dtype=torch.float64) * 2 - 1
-    guide = random_codes(5, seed=2, bits=9).double()
-    relaxed[0] = -guide[0] * (-1 if toward else 1) * 0.9            # every bit past -0.5: the row adds 0
-    expected = reference_saat_loss(relaxed, guide, toward, threshold)
-    value = saat_loss(relaxed, guide, toward=toward, threshold=threshold)
-    assert value.item() == pytest.approx(expected, rel=1e-12, abs=1e-15)
-
-
-@pytest.mark.parametrize("toward", [False, True])
-def test_saat_loss_gradient_leaves_out_the_bits_already_past_the_threshold(toward):
-    h = torch.tensor([[-0.9, -0.5, -0.49, 0.0, 0.7, 0.2],
-                      [-0.9, -0.6, -0.51, -1.0, -0.7, -0.5]], dtype=torch.float64)   # s = h * g (g = +1)
-    guide = torch.ones(2, 6, dtype=torch.float64)
-    relaxed = (-h if toward else h).requires_grad_(True)   # the same s either way
-    value = saat_loss(relaxed, guide, toward=toward)
+@pytest.mark.parametrize("form", ["masked", "masked_per_row"])
+def test_saat_losses_match_a_per_bit_loop_in_value_and_gradient(toward, threshold, form):
+    relaxed, guide = ties_and_masked_bits(toward)
+    relaxed.requires_grad_(True)
+    function, reference = ((saat_loss, reference_published_loss) if form == "masked"
+                           else (saat_row_loss, reference_row_loss))
+    expected, expected_grad = reference(relaxed.detach(), guide, toward, threshold)
+    value = function(relaxed, guide, toward=toward, threshold=threshold)
     grad, = torch.autograd.grad(value, relaxed)
-    s, kept = h[0], h[0] > -0.5                            # s = -0.5 exactly is masked (w = 1[s > -0.5])
-    assert kept.tolist() == [False, False, True, True, True, True]
-    assert (grad[0, :2] == 0).all() and (grad[0, 2:] != 0).all()
-    # d/dh of (s + 2) s / |kept| / N for the kept bits: (2 s + 2) g / 4 / 2
-    expected = (2 * s[kept] + 2) / kept.sum() / 2
-    assert torch.allclose(grad[0, kept].abs(), expected.abs(), rtol=1e-12)
-    assert (grad[1] == 0).all(), "a row with every bit past the threshold has no gradient"
-    assert value.item() == pytest.approx(sum((x + 2) * x for x in s[kept].tolist()) / 4 / 2, rel=1e-12)
+    assert value.item() == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    assert torch.allclose(grad, expected_grad, rtol=1e-12, atol=1e-15)
 
 
-def test_saat_loss_of_rows_without_bits_left_is_zero():
+def test_the_published_targeted_loss_weighs_bits_near_the_threshold_most():
+    """The published targeted loss keeps s = h g (w = 1[s < 0.5]) and is not the mirror image of the untargeted
+    one: a fully opposed bit (s = -1) gets no gradient, while the mirrored per-row form pushes it hardest."""
+    guide = torch.ones(1, 3, dtype=torch.float64)
+    relaxed = torch.tensor([[-1.0, 0.0, 0.45]], dtype=torch.float64, requires_grad=True)
+    published, = torch.autograd.grad(saat_loss(relaxed, guide, toward=True), relaxed)
+    mirrored, = torch.autograd.grad(saat_row_loss(relaxed, guide, toward=True), relaxed)
+    assert published[0, 0] == 0 and published[0, 2].abs() > published[0, 1].abs() > 0
+    assert mirrored[0, 0].abs() > mirrored[0, 1].abs() > mirrored[0, 2].abs() > 0
+
+
+def test_saat_losses_without_bits_left_are_zero():
     guide = random_codes(4, seed=3)
-    assert saat_loss(-0.8 * guide, guide).item() == 0.0
-    assert saat_loss(0.8 * guide, guide, toward=True).item() == 0.0
-    assert saat_loss(0.8 * guide, guide).item() == pytest.approx((0.8 + 2) * 0.8)
+    for loss in (saat_loss, saat_row_loss):
+        assert loss(-0.8 * guide, guide).item() == 0.0
+        assert loss(0.8 * guide, guide).item() == pytest.approx((0.8 + 2) * 0.8)
+    assert saat_loss(0.8 * guide, guide, toward=True).item() == 0.0        # every s = 0.8 >= 0.5: none left
+    assert saat_row_loss(0.8 * guide, guide, toward=True).item() == 0.0    # mirrored: -0.8 < -0.5
 
 
 # --- the attack -------------------------------------------------------------------------------------------
@@ -78,7 +106,7 @@ def test_saat_follows_hags_growing_scale_in_both_modes(targeted, loss):
     assert [r["scale"] for r in attack.history] == [hag_scale(step, 5) for step in range(5)]
 
 
-@pytest.mark.parametrize("loss", ["masked", "inner"])
+@pytest.mark.parametrize("loss", ["masked", "masked_per_row", "inner"])
 def test_saat_attack_moves_codes_away_from_the_mainstay_codes(victim, trained, loss):
     _, _, _, queries = trained
     mainstays = mainstay_codes(queries.labels, victim.train_codes, victim.train_labels)
@@ -168,7 +196,7 @@ def test_saat_registry_defaults_and_bad_settings():
     assert (attack.loss_name, attack.threshold) == ("masked", -0.5)
     assert attack.set_targets(one_hot_labels(3)).toward is True
     assert attack.set_targets(None).toward is False
-    with pytest.raises(ValueError, match=r"loss must be one of \('masked', 'inner'\); got 'hag'"):
+    with pytest.raises(ValueError, match=r"loss must be one of \('masked', 'masked_per_row', 'inner'\); got 'hag'"):
         SAAT(fresh_model(), loss="hag")
     for threshold in (-1.5, 2.0, float("nan")):
         with pytest.raises(ValueError, match=r"threshold \(on s = h \* b in \[-1, 1\]\) must be in \[-1, 1\]"):

@@ -1,8 +1,9 @@
-"""SSAH (advhash.crossmodal.ssah): the pairwise terms of equation (1) against plain loops (both the paper's
-likelihood and the official squared residual), the multi-scale text fusion, training that learns both
-modalities and resumes bit for bit, the adversarial term's gradient switch, CMLA on SSAH and SSAH+, and clear
-errors."""
+"""SSAH (advhash.crossmodal.ssah): the terms of equation (1), values and gradients, against plain loops (the
+paper's likelihood and the official squared residual; the paper's sums, the official 1/2 sums and means), the
+multi-scale text fusion, training that learns both modalities and resumes bit for bit, the adversarial term's
+gradient switch, CMLA on SSAH and SSAH+, and clear errors."""
 
+import inspect
 import math
 
 import pytest
@@ -20,35 +21,130 @@ from advhash.train import encode
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def reference_pairwise(outputs, anchors, S, form):
-    """J_pair by loops over the (b, n) pairs, averaged."""
-    total = 0.0
-    for i in range(len(outputs)):
-        for j in range(len(anchors)):
-            theta = 0.5 * sum(a * b for a, b in zip(outputs[i], anchors[j]))
-            softplus = math.log1p(math.exp(theta))
-            total += softplus - S[i][j] * theta if form == "likelihood" else (0.999 * S[i][j] * theta - softplus) ** 2
-    return total / (len(outputs) * len(anchors))
+REDUCTIONS = ["sum", "half_sum", "mean"]
 
 
+def reduction_scale(reduction, entries):
+    """The factor before the plain sum: the paper's sum, the official tf.nn.l2_loss (1/2 sum), or a mean."""
+    return {"sum": 1.0, "half_sum": 0.5, "mean": 1.0 / entries}[reduction]
+
+
+def reference_pairwise(outputs, anchors, S, form, reduction):
+    """J_pair and its gradient w.r.t. ``outputs`` by loops over the (b, n) pairs and the bits, from the formula:
+    Theta_ij = 1/2 sum_k o_ik a_jk; per pair softplus(Theta) - S Theta ("likelihood") or (0.999 S Theta -
+    softplus(Theta))^2 ("squared"); summed, halved or averaged."""
+    b, n, d = len(outputs), len(anchors), len(anchors[0])
+    scale = reduction_scale(reduction, b * n)
+    value, gradient = 0.0, [[0.0] * d for _ in range(b)]
+    for i in range(b):
+        for j in range(n):
+            theta = 0.5 * sum(outputs[i][k] * anchors[j][k] for k in range(d))
+            softplus, sigmoid = math.log1p(math.exp(theta)), 1.0 / (1.0 + math.exp(-theta))
+            if form == "likelihood":
+                per_pair, slope = softplus - S[i][j] * theta, sigmoid - S[i][j]
+            else:
+                residual = 0.999 * S[i][j] * theta - softplus
+                per_pair, slope = residual ** 2, 2.0 * residual * (0.999 * S[i][j] - sigmoid)
+            value += scale * per_pair
+            for k in range(d):
+                gradient[i][k] += scale * slope * 0.5 * anchors[j][k]
+    return value, gradient
+
+
+def reference_squares(x, y, reduction):
+    """sum_ik (x_ik - y_ik)^2, halved or averaged, and its gradient w.r.t. x, by loops."""
+    scale = reduction_scale(reduction, len(x) * len(x[0]))
+    value = sum(scale * (a - b) ** 2 for row_x, row_y in zip(x, y) for a, b in zip(row_x, row_y))
+    return value, [[2.0 * scale * (a - b) for a, b in zip(row_x, row_y)] for row_x, row_y in zip(x, y)]
+
+
+def tied_inputs():
+    """Small float64 inputs with ties: repeated output and anchor rows (equal Theta), a zero output row
+    (Theta = 0), relaxed codes equal to their B and predicted labels equal to the labels in places, tied S."""
+    features = torch.tensor([[0.5, -1.0, 0.25, 0.0], [0.5, -1.0, 0.25, 0.0], [0.0, 0.0, 0.0, 0.0]],
+                            dtype=torch.float64)
+    anchor_features = torch.tensor([[1.0, 0.5, -0.5, 2.0], [1.0, 0.5, -0.5, 2.0], [-0.75, 0.25, 1.0, 0.0],
+                                    [0.0, -1.5, 0.5, 0.25]], dtype=torch.float64)
+    relaxed = torch.tensor([[0.5, -0.5, 1.0], [0.5, -0.5, 1.0], [0.0, 0.25, -1.0]], dtype=torch.float64)
+    anchor_codes = torch.tensor([[1.0, -1.0, 0.5], [1.0, -1.0, 0.5], [-0.5, 0.75, 1.0], [0.25, 0.0, -1.0]],
+                                dtype=torch.float64)
+    S = torch.tensor([[1.0, 1.0, 0.0, 1.0], [1.0, 1.0, 0.0, 1.0], [0.0, 0.0, 1.0, 0.0]], dtype=torch.float64)
+    codes = torch.tensor([[1.0, -1.0, 1.0], [1.0, -1.0, 1.0], [1.0, 1.0, -1.0]], dtype=torch.float64)
+    predicted = torch.tensor([[0.5, 1.0], [0.5, 1.0], [0.25, 0.0]], dtype=torch.float64)
+    labels = torch.tensor([[1.0, 1.0], [1.0, 1.0], [0.0, 0.0]], dtype=torch.float64)
+    return features, anchor_features, relaxed, anchor_codes, S, codes, predicted, labels
+
+
+def assert_close(actual, expected):
+    assert actual == pytest.approx(expected, rel=1e-10, abs=1e-12)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("form", ["likelihood", "squared"])
-def test_ssah_pairwise_terms_match_a_loop_over_pairs(form):
-    g = torch.Generator().manual_seed(0)
-    outputs = torch.randn(5, 6, generator=g, dtype=torch.float64)
-    anchors = torch.randn(7, 6, generator=g, dtype=torch.float64)
-    S = (torch.rand(5, 7, generator=g) < 0.5).double()
-    value = ssah_pairwise_loss(outputs, anchors, S, form=form)
-    expected = reference_pairwise(outputs.tolist(), anchors.tolist(), S.tolist(), form)
-    assert value.item() == pytest.approx(expected, rel=1e-12)
-    terms = ssah_network_loss(outputs, torch.tanh(outputs), torch.sigmoid(outputs), anchor_features=anchors,
-                              anchor_codes=torch.tanh(anchors), similarity=S, codes=torch.sign(outputs),
-                              labels=torch.zeros(5, 6, dtype=torch.float64), form=form,
-                              weights=dict(alpha=2.0, gamma=3.0, beta=0.5, eta=0.25, delta=7.0),
-                              adversarial=torch.tensor(1.0, dtype=torch.float64))
-    expected = (2 * terms["feature_pairs"] + 3 * terms["code_pairs"] + 0.5 * terms["quantization"]
-                + 0.25 * terms["label"] + 7.0)
-    assert terms["total"].item() == pytest.approx(expected.item(), rel=1e-12)
-    assert terms["feature_pairs"].item() == pytest.approx(value.item(), rel=1e-12)
+def test_ssah_pairwise_terms_match_a_loop_over_pairs(form, reduction):
+    """J_pair's value and gradient w.r.t. the network's outputs, for every form and reduction, against loops."""
+    features, anchors, _, _, S, _, _, _ = tied_inputs()
+    outputs = torch.cat([features, torch.randn(2, 4, generator=torch.Generator().manual_seed(0),
+                                               dtype=torch.float64)]).requires_grad_()
+    S = torch.cat([S, torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 1.0, 0.0]], dtype=torch.float64)])
+    value = ssah_pairwise_loss(outputs, anchors, S, form=form, reduction=reduction)
+    (gradient,) = torch.autograd.grad(value, outputs)
+    expected_value, expected_gradient = reference_pairwise(outputs.tolist(), anchors.tolist(), S.tolist(), form,
+                                                           reduction)
+    assert_close(value.item(), expected_value)
+    assert_close(gradient.flatten().tolist(), [g for row in expected_gradient for g in row])
+    assert torch.equal(gradient[0], gradient[1])                                # tied rows, tied gradients
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("form", ["likelihood", "squared"])
+def test_ssah_network_loss_matches_the_formula_in_value_and_gradient(form, reduction):
+    """Equation (1)'s weighted total and its gradient w.r.t. the features, the relaxed codes and the predicted
+    labels, against loops: the pairwise, quantization and label terms share one reduction; J_adv enters as given."""
+    features, anchor_features, relaxed, anchor_codes, S, codes, predicted, labels = tied_inputs()
+    outputs = [t.clone().requires_grad_() for t in (features, relaxed, predicted)]
+    weights = dict(alpha=2.0, gamma=3.0, beta=0.5, eta=0.25, delta=7.0)
+    terms = ssah_network_loss(*outputs, anchor_features=anchor_features, anchor_codes=anchor_codes, similarity=S,
+                              codes=codes, labels=labels, weights=weights, form=form, reduction=reduction,
+                              adversarial=torch.tensor(1.5, dtype=torch.float64))
+    gradients = torch.autograd.grad(terms["total"], outputs)
+    feature_pairs, feature_gradient = reference_pairwise(features.tolist(), anchor_features.tolist(), S.tolist(),
+                                                         form, reduction)
+    code_pairs, code_gradient = reference_pairwise(relaxed.tolist(), anchor_codes.tolist(), S.tolist(), form,
+                                                   reduction)
+    quantization, quantization_gradient = reference_squares(relaxed.tolist(), codes.tolist(), reduction)
+    label, label_gradient = reference_squares(predicted.tolist(), labels.tolist(), reduction)
+    for name, expected in dict(feature_pairs=feature_pairs, code_pairs=code_pairs, quantization=quantization,
+                               label=label).items():
+        assert_close(terms[name].item(), expected)
+    assert_close(terms["total"].item(), 2 * feature_pairs + 3 * code_pairs + 0.5 * quantization + 0.25 * label
+                 + 7 * 1.5)
+    expected_gradients = ([[2 * g for g in row] for row in feature_gradient],
+                          [[3 * g + 0.5 * q for g, q in zip(row_g, row_q)]
+                           for row_g, row_q in zip(code_gradient, quantization_gradient)],
+                          [[0.25 * g for g in row] for row in label_gradient])
+    for gradient, expected in zip(gradients, expected_gradients):
+        assert_close(gradient.flatten().tolist(), [g for row in expected for g in row])
+
+
+def test_the_official_reduction_is_half_the_papers_sum_for_every_term_but_the_adversarial_one():
+    """lelan-li/SSAH's mse_criterion (tf.nn.l2_loss) halves the sum of each of the four terms alike, so their
+    relative weights are the paper's sums'; a mean divides each by its own entry count (b n, b K, b c)."""
+    features, anchor_features, relaxed, anchor_codes, S, codes, predicted, labels = tied_inputs()
+    weights = dict(alpha=1.0, gamma=1.0, beta=1.0, eta=1.0, delta=1.0)
+    terms = {reduction: ssah_network_loss(features, relaxed, predicted, anchor_features=anchor_features,
+                                          anchor_codes=anchor_codes, similarity=S, codes=codes, labels=labels,
+                                          weights=weights, form="squared", reduction=reduction,
+                                          adversarial=torch.tensor(0.75, dtype=torch.float64))
+             for reduction in REDUCTIONS}
+    entries = dict(feature_pairs=3 * 4, code_pairs=3 * 4, quantization=3 * 3, label=3 * 2)
+    for name, count in entries.items():
+        assert_close(terms["half_sum"][name].item(), 0.5 * terms["sum"][name].item())
+        assert_close(terms["mean"][name].item(), terms["sum"][name].item() / count)
+    for reduction in REDUCTIONS:
+        assert terms[reduction]["adversarial"].item() == 0.75
+    assert inspect.signature(train_ssah).parameters["reduction"].default == "sum"       # the paper
+    assert inspect.signature(ssah_pairwise_loss).parameters["reduction"].default == "sum"
 
 
 def test_multi_scale_fusion_stacks_the_bag_of_words_with_five_pooled_scales():
@@ -131,6 +227,10 @@ def test_ssah_bad_inputs_are_clear_errors(ssah_pairs):
     model, _, data = ssah_pairs
     with pytest.raises(ValueError, match="pairwise must be one of"):
         fit_ssah(data, bits=8, epochs=1, pairwise="hinge")
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        fit_ssah(data, bits=8, epochs=1, reduction="average")
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        ssah_pairwise_loss(torch.zeros(2, 3), torch.zeros(4, 3), torch.zeros(2, 4), reduction="l2")
     with pytest.raises(ValueError, match=r"labels must be \(N, 4\)"):
         model.label.outputs(torch.zeros(2, 5))
     with pytest.raises(ValueError, match=r"texts must be \(N, 14\)"):

@@ -79,6 +79,56 @@ def test_cgat_objective_is_the_hashing_loss_minus_the_center_alignment_of_advers
     assert value.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+def published_center_codes(labels, table, table_labels):
+    """hash_center_code of CgAT central_adv_train.py L39-49 in Python floats, for tables of relaxed values:
+    sign(|N| sum_P b - |P| sum_N b) with sign(0) = 0 (all-zero without positives or negatives)."""
+    codes = []
+    for y in labels.tolist():
+        positive = [any(a and b for a, b in zip(y, other)) for other in table_labels.tolist()]
+        n_negative = positive.count(False)
+        n_positive = len(positive) - n_negative
+        code = []
+        for k in range(table.shape[1]):
+            column = table[:, k].tolist()
+            value = n_negative * sum(b for b, p in zip(column, positive) if p) \
+                - n_positive * sum(b for b, p in zip(column, positive) if not p)
+            code.append(float((value > 0) - (value < 0)))
+        codes.append(code)
+    return torch.tensor(codes)
+
+
+def test_published_tables_share_one_storage_as_the_published_code(base, inner_attacks):
+    """tables="published" (CgAT central_adv_train.py L97-130), against the published step written plainly with
+    ONE tensor standing for U_ben, B_ben and the DPSH loss's U: preinstalled with the training codes, the batch's
+    relaxed outputs written over its signs (L123-124) before the centers of the outer loss (L128), and the DPSH
+    loss pairing with every training row (L126; model/hashing_loss.py L77-90)."""
+    train = stripes(48, seed=2, multi_label=True)
+    model = copy.deepcopy(base[0])
+    loss = build_loss("dpsh", num_train=48, bits=BITS, num_classes=CLASSES, pairs="table")
+    defense = CgAT(num_train=48, bits=BITS, num_classes=CLASSES, steps=3, variant="official", tables="published")
+    defense.prepare(model, train, seed=0, loss=loss)
+    with torch.no_grad():
+        shared = sign_codes(model.eval().hash_logits(all_images(train)))
+    assert torch.equal(loss.code_table, shared) and loss.seen.all()
+    model.train()
+    indices = torch.randperm(48, generator=torch.Generator().manual_seed(0))[:12]
+    images, labels = all_images(train)[indices], train.labels[indices]
+    value = defense.batch_loss(model, loss, images, labels, indices, step=0)
+
+    (_, _, guide, adversarial), = inner_attacks
+    assert torch.equal(guide, published_center_codes(labels, shared, train.labels))               # L116
+    ben = model(images)
+    shared[indices] = ben.detach()                                                                # L123-124
+    centers = published_center_codes(labels, shared, train.labels)                               # L128
+    theta = ben @ shared.T * 0.5
+    s = (labels @ train.labels.T > 0).float()
+    hashing = ((1 + (-theta.abs()).exp()).log() + theta.clamp(min=0) - s * theta).mean() \
+        + 0.001 * (ben - ben.sign()).pow(2).mean()
+    expected = hashing - (model(adversarial) * centers).mean()
+    assert torch.equal(defense.code_table, shared)
+    assert value.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
 def test_cgat_fine_tuning_makes_the_model_more_robust_to_the_center_guided_attack(base):
     """Against the same attack (eps 16/255, PGD-10 away from each model's own center codes), CgAT's
     fine-tuning keeps the clean mAP and raises the adversarial one well above a clean fine-tuning

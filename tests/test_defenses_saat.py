@@ -37,7 +37,7 @@ def test_saat_objective_is_hashing_minus_mainstay_alignment_plus_quantization(ba
     value = defense.batch_loss(model, loss, batch, labels, indices, step=step)
 
     (attack, attacked, guide, adversarial), = inner_attacks
-    assert type(attack) is SAAT and not attack.toward and attack.loss_name == "masked"
+    assert type(attack) is SAAT and not attack.toward and attack.loss_name == "inner", "the paper's and the code's"
     assert (attack.steps, attack.eps, attack.alpha, attack.random_start) == (3, 8 / 255, 2 / 255, True)
     assert (attack.scale_schedule, attack.fixed_scale, attack.model_mode) == ("fixed", 1.0, "train")
     assert attack.seed == defense.attack_seed(step) and not attack.keep_history
@@ -59,6 +59,43 @@ def test_saat_objective_is_hashing_minus_mainstay_alignment_plus_quantization(ba
     parameters = [p for p in model.parameters() if p.requires_grad]
     for got, want in zip(torch.autograd.grad(value, parameters), torch.autograd.grad(expected, parameters)):
         assert torch.allclose(got, want, rtol=1e-4, atol=1e-7)
+
+
+def test_published_tables_share_one_storage_as_the_published_code(base, inner_attacks):
+    """tables="published" (SAAT adv_training.py L64-74, L87-100), against the published step written plainly with
+    ONE tensor standing for U_ben and the DPH loss's U: preinstalled with the training codes, the batch's signs
+    written (L94) before the mainstay codes (L95), then its relaxed outputs by the loss (L97), whose table pairs
+    with every training row (sum / (n B))."""
+    train = stripes(48, seed=2, multi_label=True)
+    model = copy.deepcopy(base[0])
+    loss = build_loss("dph", num_train=48, bits=DEFENSE_BITS, num_classes=DEFENSE_CLASSES, pairs="table")
+    defense = SAATTraining(num_train=48, bits=DEFENSE_BITS, num_classes=DEFENSE_CLASSES, steps=3,
+                           tables="published")
+    defense.prepare(model, train, seed=0, loss=loss)
+    with torch.no_grad():
+        shared = sign_codes(model.eval().hash_logits(all_images(train)))        # U_ben = model.U = train codes
+    assert torch.equal(loss.code_table, shared) and loss.seen.all() and torch.equal(loss.label_table, train.labels)
+    model.train()
+    indices = torch.randperm(48, generator=torch.Generator().manual_seed(0))[:12]
+    batch, labels = all_images(train)[indices], train.labels[indices]
+    value = defense.batch_loss(model, loss, batch, labels, indices, step=0)
+
+    (attack, _, guide, adversarial), = inner_attacks
+    assert torch.equal(guide, reference_mainstay_codes(labels, shared, train.labels))           # L87
+    ben = model(batch)
+    shared[indices] = sign_codes(ben.detach())                                                    # L94
+    mainstays = reference_mainstay_codes(labels, shared, train.labels)                            # L95
+    shared[indices] = ben.detach()                                                                # L97: U[idx] = u
+    similarity = 2 * (labels @ train.labels.T > 0).double() - 1
+    hashing = ((ben.double() @ shared.double().T / DEFENSE_BITS - similarity) ** 2).sum() / (48 * len(indices))
+    adv_code = model(adversarial)
+    expected = hashing - (adv_code * mainstays).mean() + 1e-4 * ((adv_code - torch.sign(adv_code)) ** 2).mean()
+    assert torch.equal(defense.code_table, shared), "the batch's rows hold relaxed outputs after the step"
+    assert value.item() == pytest.approx(expected.item(), rel=1e-5)
+    with pytest.raises(ValueError, match=r"tables must be one of \('paper', 'published'\)"):
+        SAATTraining(num_train=4, bits=4, num_classes=2, tables="shared")
+    with pytest.raises(ValueError, match="inner_loss must be one of"):
+        SAATTraining(num_train=4, bits=4, num_classes=2, inner_loss="hag")
 
 
 def test_interrupted_saat_run_resumes_to_identical_weights(tmp_path, base):
@@ -110,7 +147,7 @@ def test_saat_training_registry_defaults_and_config():
         (8 / 255, 2 / 255, 7, True, "train")
     assert (defense.weight, defense.quantization_weight) == (1.0, 1e-4)
     assert defense.config == dict(name="saat", eps=8 / 255, alpha=2 / 255, steps=7, random_start=True,
-                                  model_mode="train", weight=1.0, quantization_weight=1e-4)
+                                  model_mode="train", weight=1.0, quantization_weight=1e-4, inner_loss="inner")
     assert defense.code_table.shape == (10, DEFENSE_BITS) and defense.label_table.shape == (10, DEFENSE_CLASSES)
     with pytest.raises(ValueError, match=r"eps is in \[0,1\] pixel units"):
         build_defense("saat", num_train=10, bits=DEFENSE_BITS, num_classes=DEFENSE_CLASSES, eps=8)

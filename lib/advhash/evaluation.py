@@ -56,10 +56,12 @@ class QuerySet:
         return QuerySet(self.images[:count], self.labels[:count], targets)
 
 
-def query_set(data, num_attacked: int, *, target_min_items: int | None = None, seed: int = 0) -> QuerySet:
+def query_set(data, num_attacked: int, *, target_min_items: int | None = None, target_rule: str = "official",
+              seed: int = 0) -> QuerySet:
     """The first ``num_attacked`` items of ``data.query`` and, with ``target_min_items`` (n_t of DHTA),
-    one target label each from the database's label rows carried by at least that many items and
-    disjoint from the query (``advhash.codes.sample_target_labels``, seeded by ``seed``)."""
+    one target label each from the database's label rows that are disjoint from the query and pass
+    ``target_rule`` (``advhash.codes.sample_target_labels``, seeded by ``seed``: "official", the published
+    code's, carried by more than n_t items, all-zero rows allowed; "advhash", at least n_t, none all-zero)."""
     if isinstance(num_attacked, bool) or not isinstance(num_attacked, int) or num_attacked < 1:
         raise ValueError(f"num_attacked must be a positive integer; got {num_attacked!r}")
     attacked = torch.arange(min(num_attacked, len(data.query)))
@@ -67,7 +69,7 @@ def query_set(data, num_attacked: int, *, target_min_items: int | None = None, s
     targets = None
     if target_min_items is not None:
         targets = sample_target_labels(labels, data.database.labels, min_items=target_min_items,
-                                       generator=torch.Generator().manual_seed(seed))
+                                       rule=target_rule, generator=torch.Generator().manual_seed(seed))
     return QuerySet(images, labels, targets)
 
 

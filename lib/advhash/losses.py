@@ -26,6 +26,9 @@ from torch import nn
 from .metrics import relevance
 
 
+HASHNET_SCHEDULES = ("official", "advhash")   # HashNetLoss(schedule=...): the step the tanh scale grows at
+
+
 class PairwiseHashingLoss(nn.Module):
     """Base class: keeps the training code table U and label table Y and adds a quantization term.
 
@@ -122,28 +125,51 @@ class HashNetLoss(PairwiseHashingLoss):
         L = sum_ij w_ij (log(1 + e^theta_ij) - S_ij theta_ij) / |S|,  w_ij = |S|/|S1| if S_ij else |S|/|S0|,
 
     with the continuation tanh(beta z) (beta: the paper's name of the tanh scale, ``scale(step)`` here),
-    beta = (1 + 0.005 t)^0.5 raised every 200 optimizer steps
-    (HashNet's schedule, reused by DeepHash-pytorch, TADH, SAAT and CgAT). Pairs are formed within the
-    batch by default, as in the paper; TADH and SAAT use the training table (``pairs="table"``).
+    beta = (1 + 0.005 c)^0.5 with c a multiple of 200 (HashNet's schedule, reused by DeepHash-pytorch, TADH,
+    SAAT and CgAT; ``schedule`` says which count c). Pairs are formed within the batch by default, as in
+    the paper; TADH and SAAT use the training table (``pairs="table"``).
+
+    The paper states the continuation only by stages (beta grows stage by stage toward infinity, each stage
+    trained to convergence); the 200-step count and the formula are the published code's, so the published
+    count is the default. ``schedule`` (``HASHNET_SCHEDULES``):
+
+    - ``"official"`` (default): the published code. Its models count the training forward calls (one per
+      optimizer step) and raise the scale *after* incrementing the count, so the call whose 1-based count
+      c = t + 1 is a multiple of ``step_size`` (0-based step t = 199, 399, ...) already runs at
+      (1 + gamma c)^power, and the scale stays there until the next multiple: thuml/HashNet
+      ``pytorch/src/network.py`` L32-41; TADH ``model/backbone.py`` L145-155; SAAT
+      ``model/hash_model/hashnet.py`` L58-67.
+    - ``"advhash"``: advhash's earlier count, one step later: the scale grows at 0-based steps 200, 400, ...,
+      to (1 + gamma t)^power.
 
     Args:
         similarity_scale: a, 0.1 as in DeepHash-pytorch / TADH / CgAT (SAAT uses 10 / K).
+        step_size, gamma, power: the continuation (200, 0.005, 0.5 in all published code).
+        schedule: "official" (default) or "advhash", above.
     """
 
     default_pairs = "batch"
 
     def __init__(self, *, num_train, bits, num_classes, similarity_scale: float = 0.1,
                  quantization_weight: float = 0.0, step_size: int = 200, gamma: float = 0.005,
-                 power: float = 0.5, pairs=None):
+                 power: float = 0.5, pairs=None, schedule: str = "official"):
         super().__init__(num_train=num_train, bits=bits, num_classes=num_classes,
                          quantization_weight=quantization_weight, pairs=pairs)
+        if schedule not in HASHNET_SCHEDULES:
+            raise ValueError(f"schedule must be one of {HASHNET_SCHEDULES} (the published code's count of steps, "
+                             f"or advhash's one step later); got {schedule!r}")
         self.similarity_scale = similarity_scale
         self.step_size, self.gamma, self.power = step_size, gamma, power
+        self.schedule = schedule
 
     def scale(self, step: int) -> float:
-        """HashNet continuation: the tanh scale (HashNet's paper calls it beta) at step t, (1 + gamma * t)^power,
-        t rounded down to a multiple of step_size."""
-        return (1.0 + self.gamma * (step // self.step_size) * self.step_size) ** self.power
+        """HashNet continuation: the tanh scale (HashNet's paper calls it beta) at 0-based optimizer step
+        ``step``, (1 + gamma * c)^power with c the count rounded down to a multiple of step_size: the
+        count of the current forward call, step + 1, with ``schedule="official"``; step with "advhash"."""
+        if self.schedule == "official":       # the float operations of the published code: gamma times the count
+            count = (step + 1) // self.step_size * self.step_size
+            return (1.0 + self.gamma * count) ** self.power
+        return (1.0 + self.gamma * (step // self.step_size) * self.step_size) ** self.power   # advhash's, unchanged
 
     def pair_loss(self, u, table, similarity):
         theta = self.similarity_scale * (u @ table.T)  # (B, n)

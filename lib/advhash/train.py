@@ -167,7 +167,7 @@ def train_hashing(model: HashingModel, loss: PairwiseHashingLoss, train_split, *
             if defense is not None:
                 defense.load_state_dict(state["defense"])
         elif defense is not None:
-            defense.prepare(model, train_split, seed=seed)
+            defense.prepare(model, train_split, seed=seed, loss=loss)
 
         for epoch in progress(range(start_epoch, epochs), desc=f"train {run_config['loss']}", initial=start_epoch,
                               total=epochs):

@@ -22,11 +22,11 @@ Every attack is built on a victim and called the same way (torchattacks style):
 from __future__ import annotations
 
 from .base import HashingAttack, check_labels, combine_perturbations, perturb, perturbation_stats
-from .hag import HAG, hag_loss, hag_scale
+from .hag import HAG, hag_loss, hag_published_loss, hag_scale
 from .center import CenterGuidedAttack
 from .guided import CodeGuidedAttack, code_alignment_loss
 from .pgd import HammingPGD, hamming_pgd_loss
-from .saat import SAAT, saat_loss
+from .saat import SAAT, saat_loss, saat_row_loss
 from .sdha import SDHA, sdha_bit_distance, sdha_rank_weight, sdha_surrogate_distance, sdha_surrogate_loss
 from .targeted import DHTA, P2P
 
@@ -43,8 +43,8 @@ def build_attack(name: str, victim, **kwargs) -> HashingAttack:
     return ATTACKS[name](victim, **kwargs)
 
 
-__all__ = ["ATTACKS", "build_attack", "HashingAttack", "check_labels", "HammingPGD", "HAG", "hag_loss", "hag_scale",
-           "hamming_pgd_loss", "CodeGuidedAttack", "code_alignment_loss", "CenterGuidedAttack", "P2P", "DHTA",
-           "SAAT", "saat_loss",
+__all__ = ["ATTACKS", "build_attack", "HashingAttack", "check_labels", "HammingPGD", "HAG", "hag_loss",
+           "hag_published_loss", "hag_scale", "hamming_pgd_loss", "CodeGuidedAttack", "code_alignment_loss", "CenterGuidedAttack", "P2P", "DHTA",
+           "SAAT", "saat_loss", "saat_row_loss",
            "SDHA", "sdha_bit_distance", "sdha_surrogate_distance", "sdha_rank_weight", "sdha_surrogate_loss",
            "perturb", "perturbation_stats", "combine_perturbations"]

@@ -9,10 +9,10 @@ i.e. drive the inner product of the two relaxed codes to -m (every bit flipped),
 from the objective once it has flipped past the threshold t (mask), and growing the tanh scale (the
 paper's alpha) during the attack against vanishing gradients (HAG; a fixed scale is the paper's HAG*).
 
-Where the published code (SAAT's hag.py / util.py) differs, it is an option here, off by default:
-``normalize="mask"`` (divide by sum(w) instead of m), ``balance_weight`` (SAAT adds
-beta * mean(mean_k F_k(x_adv))^2 with beta = 1) and ``optimizer="sgd"`` (SGD on the perturbation,
-lr 100, momentum 0.9, instead of sign-gradient steps).
+Defaults follow the paper. The published code (SAAT ``model/attack_model/hag.py``) is available exactly:
+``loss="published"`` (:func:`hag_published_loss`: its mask, normalization and masked balance term, and the clean
+code at tanh scale 1) with ``optimizer="sgd"`` (SGD on the perturbation, lr 100, momentum 0.9, hag.py L13-14) and
+``steps=2000``. ``normalize`` and ``balance_weight`` are ablation knobs of the paper's loss.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from ..models import binarize
 from .base import HashingAttack
 
 NORMALIZE = ("bits", "mask")
+HAG_LOSSES = ("paper", "published")
 OPTIMIZERS = ("sign", "sgd")
 SCALE_SCHEDULES = ("grow", "fixed")
 # (end of the phase in tenths of the iterations, tanh scale): SAAT util.py at 2,000 iterations
@@ -69,6 +70,29 @@ def hag_loss(adv_relaxed: torch.Tensor, clean_relaxed: torch.Tensor, *, threshol
     return loss
 
 
+def hag_published_loss(adv_relaxed: torch.Tensor, clean_relaxed: torch.Tensor, *,
+                       threshold: float = 0.5) -> torch.Tensor:
+    """The HAG loss exactly as the published code computes it (SAAT ``model/attack_model/hag.py`` L17-41):
+
+        w_qk = (sign(1 + t - |F_k(x_adv) - sign(F_k(x_q))|) + 1) / 2        in {0, 1/2, 1},
+        m_q  = sum_k w_qk,
+        L    = mean_q ( sum_k (w F(x_adv))_qk (w F(x_q))_qk / (m_q + 1e-8) + 1 )^2
+               + mean_q ( mean_k w_qk F_k(x_adv) )^2,
+
+    with torch's sign (sign(0) = 0: a bit exactly at the threshold counts one half, and a clean code of exactly 0
+    gives sign 0), the mask computed from F(x_adv) (sign has no gradient), the balance weight beta = 1 (L33) on the
+    *masked* adversarial code, and a query with no bit left contributing 1 (0 / 1e-8). The clean code F(x_q) is
+    the caller's: the published attack computes it once, at tanh scale 1 (L53).
+
+    Shapes: adv_relaxed F(x_adv) (N, K) with gradient, clean_relaxed F(x_q) (N, K) (detached) -> scalar.
+    """
+    clean_relaxed = clean_relaxed.detach()
+    mask = (torch.sign((1 + threshold) - (adv_relaxed - torch.sign(clean_relaxed)).abs()) + 1) / 2     # (N, K)
+    masked_adv, masked_clean = mask * adv_relaxed, mask * clean_relaxed
+    inner = (masked_adv * masked_clean).sum(dim=1) / (mask.sum(dim=1) + 1e-8)
+    return (inner + 1).pow(2).mean() + masked_adv.mean(dim=1).pow(2).mean()
+
+
 class HAG(HashingAttack):
     r"""HAG in the paper "Adversarial Examples for Hamming Space Search" (Yang, Liu, Deng, Tao,
     IEEE Transactions on Cybernetics 2018,
@@ -90,8 +114,11 @@ class HAG(HashingAttack):
         scale_schedule: "grow" (Default, HAG: :func:`hag_scale` over ``steps``) or "fixed"
             (``fixed_scale`` throughout: HAG* of the paper's table, fixed activation).
         fixed_scale: the tanh scale of the "fixed" schedule (Default: 1.0).
-        normalize: "bits" (Default, paper: 1/m with m = K) or "mask" (published code: 1/sum(w)).
-        balance_weight: beta of the published code's bit-balance term (Default: 0.0; SAAT: 1.0).
+        loss: "paper" (Default: :func:`hag_loss` with ``normalize`` and ``balance_weight``, the clean code at the
+            current scale) or "published" (:func:`hag_published_loss`, exactly SAAT hag.py L17-41, with the clean
+            code computed once at tanh scale 1 as its L53; ``normalize`` and ``balance_weight`` must stay unset).
+        normalize: of the paper loss, "bits" (Default, paper: 1/m with m = K) or "mask" (1/max(1, sum(w))).
+        balance_weight: of the paper loss, beta of a bit-balance term on the unmasked code (Default: 0.0).
         optimizer: "sign" (Default: x <- Proj(x - alpha sign(grad))) or "sgd" (published code: SGD
             with ``lr``/``momentum`` on the perturbation, then projection; the loss is a batch mean,
             so its step size depends on the batch size, as in that code).
@@ -111,8 +138,8 @@ class HAG(HashingAttack):
 
     def __init__(self, model, *, eps: float = 8 / 255, alpha: float = 1 / 255, steps: int = 100,
                  random_start: bool = False, threshold: float = 0.5, scale_schedule: str = "grow",
-                 fixed_scale: float = 1.0, normalize: str = "bits", balance_weight: float = 0.0,
-                 optimizer: str = "sign", lr: float = 100.0, momentum: float = 0.9,
+                 fixed_scale: float = 1.0, loss: str = "paper", normalize: str = "bits",
+                 balance_weight: float = 0.0, optimizer: str = "sign", lr: float = 100.0, momentum: float = 0.9,
                  model_mode: str = "eval", seed: int = 0):
         super().__init__(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start,
                          model_mode=model_mode, seed=seed)
@@ -120,6 +147,11 @@ class HAG(HashingAttack):
             raise ValueError(f"scale_schedule must be one of {SCALE_SCHEDULES}; got {scale_schedule!r}")
         if normalize not in NORMALIZE:
             raise ValueError(f"normalize must be one of {NORMALIZE}; got {normalize!r}")
+        if loss not in HAG_LOSSES:
+            raise ValueError(f"loss must be one of {HAG_LOSSES}; got {loss!r}")
+        if loss == "published" and (normalize != "bits" or balance_weight != 0.0):
+            raise ValueError("normalize and balance_weight shape the paper's loss; loss='published' computes the "
+                             "published code's exactly (its own normalization, balance weight 1): leave them unset")
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}; got {optimizer!r}")
         if not fixed_scale > 0:
@@ -128,7 +160,7 @@ class HAG(HashingAttack):
             raise ValueError("need threshold >= 0, balance_weight >= 0, lr > 0 and momentum in [0, 1); got "
                              f"{threshold}, {balance_weight}, {lr}, {momentum}")
         self.threshold, self.scale_schedule, self.fixed_scale = threshold, scale_schedule, float(fixed_scale)
-        self.normalize, self.balance_weight = normalize, balance_weight
+        self.loss_name, self.normalize, self.balance_weight = loss, normalize, balance_weight
         self.optimizer, self.lr, self.momentum = optimizer, lr, momentum
 
     def scale(self, step: int) -> float:
@@ -147,15 +179,21 @@ class HAG(HashingAttack):
         clean_relaxed, clean_scale = None, None
         for step in range(self.steps):
             scale = self.scale(step)
-            if scale != clean_scale:  # F(x_q) = tanh(scale z_q), recomputed only when the scale changes
+            if self.loss_name == "published":   # F(x_q) once, at the model's default scale 1 (hag.py L53)
+                if clean_relaxed is None:
+                    clean_relaxed = torch.tanh(clean_logits)
+            elif scale != clean_scale:  # F(x_q) = tanh(scale z_q), recomputed only when the scale changes
                 clean_relaxed, clean_scale = torch.tanh(scale * clean_logits), scale
             if delta is not None:
                 adv = images + delta
             else:
                 adv.requires_grad_(True)
             logits = self.model.hash_logits(adv)                                 # (N, K)
-            loss = hag_loss(torch.tanh(scale * logits), clean_relaxed, threshold=self.threshold,
-                            normalize=self.normalize, balance_weight=self.balance_weight)
+            if self.loss_name == "published":
+                loss = hag_published_loss(torch.tanh(scale * logits), clean_relaxed, threshold=self.threshold)
+            else:
+                loss = hag_loss(torch.tanh(scale * logits), clean_relaxed, threshold=self.threshold,
+                                normalize=self.normalize, balance_weight=self.balance_weight)
             if delta is None:
                 grad, = torch.autograd.grad(loss, adv)
                 with torch.no_grad():

@@ -8,6 +8,18 @@ component-wise majority vote of the codes of n_t database items carrying exactly
 
 n_t = 9 for DHTA and n_t = 1 for P2P (one item's code). Success is measured by t-MAP
 (``advhash.metrics.targeted_map``): mAP with the target label in place of the query's.
+
+Target labels (``sample_target_labels``) follow one of two rules (``rule=``, ``TARGET_RULES``); both draw,
+per query, uniformly among the database's distinct label rows that share no class with the query:
+
+- ``"official"`` (default): the published rule, TADH (xunguangwang/Targeted-Attack-and-Defense-for-Deep-Hashing)
+  ``dhta.py`` L195-216: a label row is a candidate when **more than** n_t database items carry it (L198-201,
+  ``count > n_t``), an all-zero row included; each query draws uniformly among the candidates disjoint from
+  its label (L208-213). The paper's Eq. 5 needs n_t items with the target label, but the paper gives no
+  threshold on the candidates nor a rule for all-zero rows, so the published code's rule is the default.
+- ``"advhash"``: **at least** n_t items (exactly the n_t the anchor code needs), and never an all-zero row.
+  An all-zero target is relevant to no database item (S = 1[y . t > 0]), so its t-MAP is 0 whatever the
+  attack does (undefined as a ranking measure), and its "anchor code" votes over unlabelled items.
 """
 
 from __future__ import annotations
@@ -15,6 +27,8 @@ from __future__ import annotations
 import torch
 
 from ..models import binarize
+
+TARGET_RULES = ("official", "advhash")   # sample_target_labels(rule=...): TADH's published rule, or advhash's
 
 
 def _label_groups(db_labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -24,19 +38,35 @@ def _label_groups(db_labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, 
 
 
 def sample_target_labels(query_labels: torch.Tensor, db_labels: torch.Tensor, *, min_items: int = 9,
-                         generator: torch.Generator | None = None) -> torch.Tensor:
-    """One target label per query, drawn uniformly from the database's distinct label rows that
-    (a) share no class with the query (so a success is never a side effect of the query's own label;
-    as in the TADH/CgAT authors' DHTA code) and (b) are carried by at least ``min_items`` database
-    items (enough anchors: n_t). Shapes: (n_q, L), (n_db, L) -> (n_q, L)."""
+                         generator: torch.Generator | None = None, rule: str = "official") -> torch.Tensor:
+    """One target label per query, drawn uniformly (seeded by ``generator``) from the database's distinct
+    label rows that (a) share no class with the query (so a success is never a side effect of the query's
+    own label; as in TADH's and SAAT's DHTA code) and (b) pass ``rule`` with ``min_items`` = n_t:
+
+    - ``"official"`` (default): carried by **more than** ``min_items`` database items, an all-zero row
+      allowed, exactly as TADH ``dhta.py`` L195-216 (module docstring).
+    - ``"advhash"``: carried by **at least** ``min_items`` items and not all-zero (an all-zero target has
+      no relevant item: its t-MAP is 0 whatever the attack does).
+
+    Shapes: (n_q, L), (n_db, L) -> (n_q, L)."""
+    if rule not in TARGET_RULES:
+        raise ValueError(f"rule must be one of {TARGET_RULES} ('official' = TADH's dhta.py, more than min_items "
+                         f"items, all-zero rows allowed; 'advhash' = at least min_items, no all-zero row); "
+                         f"got {rule!r}")
     if query_labels.shape[1] != db_labels.shape[1]:
         raise ValueError(f"query labels have {query_labels.shape[1]} classes, database labels {db_labels.shape[1]}")
     unique, _, counts = _label_groups(db_labels)
-    allowed = (query_labels.float() @ unique.T == 0) & (counts >= min_items) & (unique.sum(1) > 0)   # (n_q, u)
+    if rule == "official":
+        candidate = counts > min_items                                   # all-zero rows stay candidates
+    else:
+        candidate = (counts >= min_items) & (unique.sum(1) > 0)
+    allowed = (query_labels.float() @ unique.T == 0) & candidate          # (n_q, u)
     if not allowed.any(1).all():
         bad = int((~allowed.any(1)).nonzero()[0])
+        carried = f"> {min_items}" if rule == "official" else f">= {min_items}"
         raise ValueError(f"query {bad} has no possible target label: no database label disjoint from it is carried "
-                         f"by >= {min_items} items; lower min_items (the number of anchors) or use a larger database")
+                         f"by {carried} items (rule={rule!r}); lower min_items (the number of anchors) or use a "
+                         f"larger database")
     scores = torch.rand(allowed.shape, generator=generator)
     choice = torch.where(allowed, scores, -1.0).argmax(1)
     return unique[choice].to(query_labels.dtype)

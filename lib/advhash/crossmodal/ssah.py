@@ -19,14 +19,30 @@ Gamma = 1/2 H^o H^l^T (a batch of b items against the n buffered label items) an
 tell the label network's features (class 1) from the image's / the text's (class 0); J_adv = - log D(F^o)
 pushes the modality's features to pass for the label network's. B = sign(H^l), the label network's codes.
 Each epoch: a pass of the label network, one of the discriminators, one of the image network and one of the
-text network (``train_ssah``). Each term is averaged over its batch (and pairs); the official code sums some of
-them (``tf.nn.l2_loss``, 1/2 sum): a known departure (``docs/methods.md``, section SSAH).
+text network (``train_ssah``).
+
+How each term of (1) runs over its entries (the b x n pairs, the b x K bits, the b x c labels) is ``reduction``:
+
+- ``"sum"`` (default, the paper): J_pair as written above, ||B - H^o||^2 and ||L^ - L||^2 squared Frobenius
+  norms, i.e. plain sums;
+- ``"half_sum"`` (the official code): 1/2 sum for the two pairwise, the quantization and the label terms alike,
+  ``mse_criterion`` = ``tf.nn.l2_loss`` (lelan-li/SSAH ``ops.py`` L55-56; ``SSAH.py`` L104-110 label network,
+  L113-120 image, L123-130 text), so with ``pairwise="squared"`` every term has the official form, reduction
+  and relative weight (the official B of the image and text networks differs: see docs/methods.md);
+- ``"mean"``: each term averaged over its entries (neither the paper nor the official code; it keeps every term's
+  scale independent of b, n, K and c, and the measurements below were made with it).
+
+J_adv is in every case the mean of -log D over the batch, as the official code's ``sce_criterion``
+(``ops.py`` L58-59, ``SSAH.py`` L119 / L129): its form and reduction follow the official code, whatever
+``reduction`` says for the other terms.
 
 The official code (``lelan-li/SSAH``, TensorFlow; ``docs/methods.md``, section SSAH) departs from the paper
 in ways offered here:
 
-- ``pairwise="squared"``: J_pair is the mean *squared* residual (S Theta - log(1 + e^Theta))^2, with
-  S scaled by 0.999; the default ``"likelihood"`` is the paper's negative log-likelihood.
+- ``pairwise="squared"``: J_pair is the *squared* residual (0.999 S Theta - log(1 + e^Theta))^2 (``SSAH.py``
+  L105-107, L114-116, L124-126; S scaled by 0.999: ``ops.py`` L67-69), with ``reduction="half_sum"`` the
+  official term exactly; the default ``"likelihood"`` is the paper's negative log-likelihood.
+- ``reduction="half_sum"``: the official 1/2 sum of every term but J_adv (above); default ``"sum"`` (the paper).
 - ``adversarial_gradient=False``: J_adv's features reach the discriminator as data, so its gradient
   never reaches the modality network (the term is computed but trains nothing); default True (the paper).
 - It repeats each network's pass up to 10 / 15 times per epoch until its loss rises, and lowers each
@@ -34,10 +50,10 @@ in ways offered here:
   first), from a pretrained CNN-F. Here each epoch makes one pass per network with Adam at fixed rates.
 
 Measured on fashion-mosaic from scratch on a CPU (1,000 training pairs, 32 bits, small CNN, Adam 10^-3, batch
-64, 8 epochs; image->text / text->image mAP@5000, constant codes 0.46): with the paper's adversarial gradient the
-discriminator wins at once and J_adv drives the image network's features to zero (99% of them), leaving constant
-codes (0.46 / 0.46); with the official code's cut gradient SSAH reaches 0.64 / 0.63. The CPU profile of notebook 03
-therefore trains with ``adversarial_gradient=False`` and says so.
+64, 8 epochs, ``reduction="mean"``; image->text / text->image mAP@5000, constant codes 0.46): with the paper's
+adversarial gradient the discriminator wins at once and J_adv drives the image network's features to zero (99% of
+them), leaving constant codes (0.46 / 0.46); with the official code's cut gradient SSAH reaches 0.64 / 0.63. The CPU
+profile of notebook 03 therefore trains with ``adversarial_gradient=False`` and says so.
 
 Not reproduced: the official code draws its new layers' weights from N(0, 0.01^2); from scratch (no pretrained
 CNN-F) that leaves the features so small that the hash heads learn only their biases (every label got one code on
@@ -67,6 +83,7 @@ from .models import PairedModalities
 SEMANTIC_DIM = 512                      # SSAH's SEMANTIC_EMBED
 TEXT_POOL_WIDTHS = (50, 30, 15, 10, 5)  # the multi-scale fusion's average-pool widths (5 x level, level 10, 6, 3, 2, 1)
 PAIRWISE_FORMS = ("likelihood", "squared")
+REDUCTIONS = ("sum", "half_sum", "mean")   # the paper's sums, the official code's tf.nn.l2_loss (1/2 sum), means
 
 
 def _response_norm() -> nn.LocalResponseNorm:
@@ -220,35 +237,62 @@ class SSAHModel(PairedModalities, nn.Module):
         return self.image_discriminator if name == "image" else self.text_discriminator
 
 
-def ssah_pairwise_loss(outputs: torch.Tensor, anchors: torch.Tensor, similarity: torch.Tensor, *,
-                       form: str = "likelihood") -> torch.Tensor:
-    """J_pair of equation (1), averaged over the (b, n) pairs: Theta = 1/2 outputs anchors^T,
+def _check_reduction(reduction: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}; got {reduction!r}")
 
-        "likelihood" (paper):       mean( log(1 + e^Theta) - S Theta )
-        "squared" (official code):  mean( (0.999 S Theta - log(1 + e^Theta))^2 )
+
+def _reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
+    """sum (the paper), 1/2 sum (the official ``tf.nn.l2_loss``) or mean of ``values``' entries."""
+    _check_reduction(reduction)
+    if reduction == "sum":
+        return values.sum()
+    return 0.5 * values.sum() if reduction == "half_sum" else values.mean()
+
+
+def ssah_pairwise_loss(outputs: torch.Tensor, anchors: torch.Tensor, similarity: torch.Tensor, *,
+                       form: str = "likelihood", reduction: str = "sum") -> torch.Tensor:
+    """J_pair of equation (1) over the (b, n) pairs, with Theta = 1/2 outputs anchors^T and, per pair,
+
+        "likelihood" (the paper):       log(1 + e^Theta) - S Theta
+        "squared" (the official code):  (0.999 S Theta - log(1 + e^Theta))^2    (lelan-li/SSAH SSAH.py L115-116,
+                                                                                 ops.py L67-69: S scaled by 0.999)
+
+    reduced by ``reduction``: "sum" (default, the paper's sum over i, j), "half_sum" (the official code's
+    ``tf.nn.l2_loss``, 1/2 sum: ops.py L55-56) or "mean" (over the b n pairs; a factor b n apart from "sum").
+    ``form="squared", reduction="half_sum"`` is what the official code computes.
 
     Shapes: outputs (b, d) of the network being trained; anchors (n, d) the label network's buffer; S (b, n)."""
     theta = 0.5 * outputs @ anchors.T
     if form == "likelihood":
-        return (F.softplus(theta) - similarity * theta).mean()
-    if form == "squared":
-        return (0.999 * similarity * theta - F.softplus(theta)).pow(2).mean()
-    raise ValueError(f"pairwise must be one of {PAIRWISE_FORMS}; got {form!r}")
+        per_pair = F.softplus(theta) - similarity * theta
+    elif form == "squared":
+        per_pair = (0.999 * similarity * theta - F.softplus(theta)).pow(2)
+    else:
+        raise ValueError(f"pairwise must be one of {PAIRWISE_FORMS}; got {form!r}")
+    return _reduce(per_pair, reduction)
 
 
 def ssah_network_loss(features: torch.Tensor, relaxed: torch.Tensor, predicted_labels: torch.Tensor, *,
                       anchor_features: torch.Tensor, anchor_codes: torch.Tensor, similarity: torch.Tensor,
                       codes: torch.Tensor, labels: torch.Tensor, weights: dict[str, float], form: str = "likelihood",
-                      adversarial: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                      reduction: str = "sum", adversarial: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The terms of equation (1) for one batch and their weighted sum ``total``.
 
     features (b, 512), relaxed = tanh(z) (b, K), predicted_labels (b, c): the network's outputs; anchor_features
     (n, 512), anchor_codes (n, K): the label network's buffers; similarity (b, n); codes (b, K): the batch's B;
-    labels (b, c); weights: alpha, gamma, beta, eta, delta; adversarial: J_adv, or None (the label network)."""
-    terms = dict(feature_pairs=ssah_pairwise_loss(features, anchor_features, similarity, form=form),
-                 code_pairs=ssah_pairwise_loss(relaxed, anchor_codes, similarity, form=form),
-                 quantization=(codes - relaxed).pow(2).mean(),
-                 label=(predicted_labels - labels).pow(2).mean())
+    labels (b, c); weights: alpha, gamma, beta, eta, delta; form: J_pair's (``ssah_pairwise_loss``);
+    adversarial: J_adv (already reduced: a batch mean, see ``adversarial_loss``), or None (the label network).
+
+    reduction, for the two pairwise terms, ||B - H||^2 and ||L^ - L||^2 alike: "sum" (default, the paper's sums and
+    squared Frobenius norms), "half_sum" (the official code: ``mse_criterion`` = ``tf.nn.l2_loss``, 1/2 sum, for all
+    four; lelan-li/SSAH ops.py L55-56, SSAH.py L104-110, L113-120, L123-130) or "mean" (each over its entries)."""
+    _check_reduction(reduction)
+    terms = dict(feature_pairs=ssah_pairwise_loss(features, anchor_features, similarity, form=form,
+                                                  reduction=reduction),
+                 code_pairs=ssah_pairwise_loss(relaxed, anchor_codes, similarity, form=form, reduction=reduction),
+                 quantization=_reduce((codes - relaxed).pow(2), reduction),
+                 label=_reduce((predicted_labels - labels).pow(2), reduction))
     weight_of = dict(feature_pairs="alpha", code_pairs="gamma", quantization="beta", label="eta", adversarial="delta")
     if adversarial is not None:
         terms["adversarial"] = adversarial
@@ -265,7 +309,9 @@ def discriminator_loss(discriminator: nn.Module, label_features: torch.Tensor,
 
 
 def adversarial_loss(discriminator: nn.Module, modality_features: torch.Tensor) -> torch.Tensor:
-    """J_adv = -log D(F^o): the modality's features labelled as the label network's (class 1)."""
+    """J_adv = -log D(F^o), averaged over the batch (the official ``sce_criterion``, lelan-li/SSAH ops.py L58-59,
+    SSAH.py L119 / L129, whatever the other terms' reduction): the modality's features labelled as the label
+    network's (class 1)."""
     logits = discriminator(modality_features)
     return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
 
@@ -290,7 +336,8 @@ NETWORK_PASSES = ("label", "discriminators", "image", "text")
 def train_ssah(model: SSAHModel, train_split, *, epochs: int, batch_size: int = 128, image_lr: float = 10 ** -4.5,
                text_lr: float = 10 ** -3.5, label_lr: float = 1e-2, discriminator_lr: float = 1e-3,
                weight_decay: float = 0.0, alpha: float = 1.0, gamma: float = 1.0, beta: float = 1.0,
-               eta: float = 1.0, delta: float = 1.0, pairwise: str = "likelihood", adversarial_gradient: bool = True,
+               eta: float = 1.0, delta: float = 1.0, pairwise: str = "likelihood", reduction: str = "sum",
+               adversarial_gradient: bool = True,
                label_passes: int = 1, seed: int = 0, start_from_model: bool = False,
                checkpoint_path: str | Path | None = None,
                device: str | torch.device = "cpu",
@@ -304,6 +351,10 @@ def train_ssah(model: SSAHModel, train_split, *, epochs: int, batch_size: int = 
         alpha, gamma, beta, eta, delta: the weights of equation (1) (SSAH: all 1), the paper's names (alpha here
             weighs the feature pairs: neither a tanh scale nor a step size).
         pairwise: "likelihood" (Default, the paper) or "squared" (the official code).
+        reduction: how the pairwise, quantization and label terms run over their entries: "sum" (Default, the
+            paper), "half_sum" (the official code's tf.nn.l2_loss, 1/2 sum; with pairwise="squared" the official
+            terms and relative weights) or "mean" (module docstring). J_adv is a batch mean in every case (the
+            official code).
         adversarial_gradient: True (Default, the paper) lets J_adv train the modality networks; False is the
             official code, where it does not.
         label_passes: passes of the label network per epoch, in the same order (the official code: up to 10,
@@ -321,6 +372,7 @@ def train_ssah(model: SSAHModel, train_split, *, epochs: int, batch_size: int = 
         raise ValueError(f"epochs must be >= 0 and batch_size > 0; got {epochs}, {batch_size}")
     if pairwise not in PAIRWISE_FORMS:
         raise ValueError(f"pairwise must be one of {PAIRWISE_FORMS}; got {pairwise!r}")
+    _check_reduction(reduction)
     texts, labels = require_texts(train_split).float(), train_split.labels.float()
     if labels.shape[1] != model.label.num_labels:
         raise ValueError(f"the training labels have {labels.shape[1]} classes but the model's label network "
@@ -338,8 +390,8 @@ def train_ssah(model: SSAHModel, train_split, *, epochs: int, batch_size: int = 
     optimizers = {name: make_optimizer("adam", groups[name], lr=rates[name], momentum=0.0, weight_decay=weight_decay)
                   for name in NETWORK_PASSES}
     run_config = dict(model=model.config, batch_size=batch_size, rates=rates, weight_decay=weight_decay,
-                      weights=weights, pairwise=pairwise, adversarial_gradient=adversarial_gradient,
-                      label_passes=label_passes, seed=seed,
+                      weights=weights, pairwise=pairwise, reduction=reduction,
+                      adversarial_gradient=adversarial_gradient, label_passes=label_passes, seed=seed,
                       num_train=n, start_from_model=start_from_model)
     similarity = relevance(labels, labels).float().to(device)                       # S (n, n)
     labels = labels.to(device)
@@ -372,7 +424,7 @@ def train_ssah(model: SSAHModel, train_split, *, epochs: int, batch_size: int = 
             terms = ssah_network_loss(features, relaxed, predicted, anchor_features=anchor_features,
                                       anchor_codes=anchor_codes, similarity=similarity[chunk],
                                       codes=binarize(anchor_codes[chunk]), labels=labels[chunk], weights=weights,
-                                      form=pairwise)
+                                      form=pairwise, reduction=reduction)
             optimizers["label"].zero_grad(set_to_none=True)
             terms["total"].backward()
             optimizers["label"].step()
@@ -403,7 +455,7 @@ def train_ssah(model: SSAHModel, train_split, *, epochs: int, batch_size: int = 
                 terms = ssah_network_loss(features, torch.tanh(logits), predicted, anchor_features=anchor_features,
                                           anchor_codes=anchor_codes, similarity=similarity[chunk],
                                           codes=codes[chunk], labels=labels[chunk], weights=weights, form=pairwise,
-                                          adversarial=adversarial)
+                                          reduction=reduction, adversarial=adversarial)
                 optimizers[name].zero_grad(set_to_none=True)
                 terms["total"].backward()
                 optimizers[name].step()
@@ -430,7 +482,8 @@ def fit_ssah(data, *, bits: int, epochs: int, backbone: str = "small_cnn", input
              device: str | torch.device = "cpu", seed: int = 0, **training) -> tuple[SSAHModel, list[dict[str, Any]]]:
     """Build (or copy ``base``, to fine-tune it) and train an SSAH model on ``train_split`` (default
     ``data.train``); resume or just load its checkpoint in ``checkpoint_dir`` (named as ``fit_dcmh`` names its).
-    ``training`` goes to :func:`train_ssah` (batch_size, the learning rates, the weights, pairwise, ...)."""
+    ``training`` goes to :func:`train_ssah` (batch_size, the learning rates, the weights, pairwise, reduction,
+    ...)."""
     train_split = data.train if train_split is None else train_split
     build = lambda in_channels: SSAHModel(bits=bits, text_dim=data.text_dim, num_labels=train_split.labels.shape[1],
                                           backbone=backbone, in_channels=in_channels, input_size=input_size,

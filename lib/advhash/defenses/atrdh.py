@@ -99,8 +99,8 @@ class ATRDH(AdversarialTraining):
         self.prototype_optimizer = torch.optim.Adam(self.prototype_net.parameters(), lr=self.prototype_lr,
                                                     betas=(0.5, 0.999))
 
-    def prepare(self, model, train_split, *, seed: int = 0) -> None:
-        super().prepare(model, train_split, seed=seed)
+    def prepare(self, model, train_split, *, seed: int = 0, loss=None) -> None:
+        super().prepare(model, train_split, seed=seed, loss=loss)
         torch.manual_seed(seed)   # the network's initial weights depend on the seed only
         self.build_prototype_network()
 

@@ -5,7 +5,7 @@ and resumable through ``advhash.train.train_hashing``).
 A defense is an ``nn.Module`` (its buffers, e.g. the code table, and sub-networks are checkpointed
 with the model) with two methods the training loop calls:
 
-- ``prepare(model, train_split, seed=...)`` once before the first epoch (not on resume);
+- ``prepare(model, train_split, seed=..., loss=...)`` once before the first epoch (not on resume);
 - ``batch_loss(model, loss, images, labels, indices, step=...)`` per batch: the inner maximization
   (an attack) and the outer objective to minimize.
 
@@ -42,18 +42,29 @@ class AdversarialTraining(nn.Module):
         random_start: (Default: True).
         model_mode: mode of the model during the inner attack: "train" (Default, as the CgAT, SAAT and
             TADH code, which never switch to eval) or "eval".
+        tables: "paper" (Default: the code table holds sign codes, the hashing loss's table starts empty) or
+            "published" (the published CgAT and SAAT code, where the code table and the loss's table share one
+            storage: the loss's table starts with the training codes and labels (:meth:`prepare`), and the
+            rows a batch visits end up holding its relaxed outputs, so later guide codes come from relaxed
+            values; each defense says where in its step, ``docs/methods.md``, CgAT / SAAT training).
     """
 
     name = "adversarial"
+    TABLES = ("paper", "published")
 
     def __init__(self, *, num_train: int, bits: int, num_classes: int, eps: float = 8 / 255,
-                 alpha: float = 2 / 255, steps: int = 7, random_start: bool = True, model_mode: str = "train"):
+                 alpha: float = 2 / 255, steps: int = 7, random_start: bool = True, model_mode: str = "train",
+                 tables: str = "paper"):
         super().__init__()
         if not 0 <= eps <= 1:
             raise ValueError(f"eps is in [0,1] pixel units, e.g. 8/255; got eps={eps!r}")
         if model_mode not in MODEL_MODES:
             raise ValueError(f"model_mode must be one of {MODEL_MODES}; got {model_mode!r}")
+        if tables not in self.TABLES:
+            raise ValueError(f"tables must be one of {self.TABLES} (sign codes as the paper, or the published "
+                             f"code's shared storage); got {tables!r}")
         self.eps, self.alpha, self.steps = float(eps), float(alpha), int(steps)
+        self.tables = tables
         self.random_start, self.model_mode = random_start, model_mode
         self.seed = 0
         self.register_buffer("code_table", torch.zeros(num_train, bits))        # B (n_train, K)
@@ -63,10 +74,13 @@ class AdversarialTraining(nn.Module):
     def config(self) -> dict[str, Any]:
         """Every setting of the defense (part of the checkpoint's run config and file name)."""
         return dict(name=self.name, eps=self.eps, alpha=self.alpha, steps=self.steps,
-                    random_start=self.random_start, model_mode=self.model_mode)
+                    random_start=self.random_start, model_mode=self.model_mode,
+                    **({} if self.tables == "paper" else dict(tables=self.tables)))
 
-    def prepare(self, model: HashingModel, train_split, *, seed: int = 0) -> None:
-        """Fill the code table with the model's codes of the training split (eval mode), before training."""
+    def prepare(self, model: HashingModel, train_split, *, seed: int = 0, loss=None) -> None:
+        """Fill the code table with the model's codes of the training split (eval mode), before training; with
+        ``tables="published"`` also the hashing ``loss``'s tables (codes, labels, every row seen), as the published
+        code's ``preinstall`` (CgAT central_adv_train.py L97-104; SAAT adv_training.py L64-74)."""
         if len(train_split) != self.code_table.shape[0]:
             raise ValueError(f"the defense was built for num_train={self.code_table.shape[0]} but the training "
                              f"split has {len(train_split)} items; build it with num_train=len(train_split)")
@@ -74,6 +88,11 @@ class AdversarialTraining(nn.Module):
         device = self.code_table.device
         self.code_table.copy_(encode(model, train_split).to(device))
         self.label_table.copy_(torch.as_tensor(train_split.labels).float().to(device))
+        if self.tables == "published" and loss is not None:
+            with torch.no_grad():
+                loss.code_table.copy_(self.code_table.to(loss.code_table.device))
+                loss.label_table.copy_(self.label_table.to(loss.label_table.device))
+                loss.seen.fill_(True)
 
     def generator(self, step: int, stream: int = 0) -> torch.Generator:
         """Random stream number ``stream`` (< 16) of optimizer step ``step``: a pure function of (seed, step,

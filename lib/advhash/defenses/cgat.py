@@ -14,8 +14,10 @@ Published-code details (central_adv_train.py), and what is done here:
 - lambda = 1 (no weight in the code); the hashing loss is DPSH there, any ``advhash.losses`` loss here.
 - the code table starts from the trained model's codes of the training set (train mode with
   augmentation there; eval mode here) and each batch writes sign(h(x)) into it. In the code the table
-  shares storage with the DPSH loss's table, so visited rows end up holding relaxed tanh outputs, not
-  signs; here the table holds codes, as the paper says.
+  shares storage with the DPSH loss's table (L97-104), which starts with the training codes and labels, and
+  L124 overwrites the signs of L123 with the relaxed outputs before the centers of L128, so visited rows hold
+  relaxed tanh outputs. ``tables="paper"`` (Default) keeps codes, as the paper says; ``tables="published"``
+  reproduces the shared storage and the preinstalled loss table.
 - the center codes are computed before the attack and again after the table update (for the loss),
   as in the code; ``variant`` picks the paper's or the code's center code.
 - the inner attack runs with the model in train mode (the code never calls eval()).
@@ -39,6 +41,9 @@ class CgAT(AdversarialTraining):
             "train"; see ``AdversarialTraining``).
         weight: lambda of the center alignment of adversarial codes (Default: 1.0, as the code).
         variant: center codes, "paper" (Default) or "official" (``advhash.codes.center``).
+        tables: "paper" (Default) or "published" (central_adv_train.py L97-104, L123-124: the loss's table
+            preinstalled with the training codes, and the batch's relaxed outputs written into the code table
+            before the centers of the outer loss; ``AdversarialTraining``).
 
     Example::
         >>> defense = CgAT(num_train=len(data.train), bits=32, num_classes=data.num_classes)
@@ -49,9 +54,9 @@ class CgAT(AdversarialTraining):
 
     def __init__(self, *, num_train: int, bits: int, num_classes: int, eps: float = 8 / 255,
                  alpha: float = 2 / 255, steps: int = 7, random_start: bool = True, model_mode: str = "train",
-                 weight: float = 1.0, variant: str = "paper"):
+                 weight: float = 1.0, variant: str = "paper", tables: str = "paper"):
         super().__init__(num_train=num_train, bits=bits, num_classes=num_classes, eps=eps, alpha=alpha,
-                         steps=steps, random_start=random_start, model_mode=model_mode)
+                         steps=steps, random_start=random_start, model_mode=model_mode, tables=tables)
         if variant not in CENTER_WEIGHTS:
             raise ValueError(f"variant must be one of {CENTER_WEIGHTS} (the center code of the paper or of the "
                              f"official code); got {variant!r}")
@@ -64,6 +69,15 @@ class CgAT(AdversarialTraining):
     def centers(self, labels: torch.Tensor) -> torch.Tensor:
         """Center codes (B, K) of a batch's labels against the current code table."""
         return center_codes(labels, self.code_table, self.label_table, variant=self.variant)
+
+    @torch.no_grad()
+    def update_codes(self, relaxed: torch.Tensor, indices: torch.Tensor) -> None:
+        """The batch's rows of the code table: sign(h(x)) (paper), or h(x) itself with ``tables="published"``
+        (central_adv_train.py L123-124, one storage: the relaxed write lands last)."""
+        if self.tables == "published":
+            self.code_table[indices] = relaxed.detach()
+        else:
+            super().update_codes(relaxed, indices)
 
     def batch_loss(self, model, loss, images, labels, indices, *, step: int) -> torch.Tensor:
         attack = CenterGuidedAttack(model, eps=self.eps, alpha=self.alpha, steps=self.steps,
