@@ -51,6 +51,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_metrics.py
 	$(BIN)/python benchmarks/bench_attacks.py
 	$(BIN)/python benchmarks/bench_defenses.py
+	$(BIN)/python benchmarks/bench_robustness.py
 	$(BIN)/python benchmarks/bench_paper_scale.py
 
 clean-outputs:

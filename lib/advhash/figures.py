@@ -239,6 +239,29 @@ def tradeoff_plot(tradeoff: pd.DataFrame, *, palette, xlabel: str, ylabel: str, 
     return fig
 
 
+def clean_vs_robust(board: pd.DataFrame, *, palette, hue_order: list[str], xlabel: str, ylabel: str, title: str,
+                    published: pd.DataFrame | None = None):
+    """The leaderboard as a figure: clean against robust mAP, one point per model (colour) and code length
+    (marker); ``published`` points (columns model, clean, robust) drawn hollow and labelled PUBLISHED."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    sns.scatterplot(data=board, x="clean", y="robust", hue="model", style="bits", hue_order=hue_order,
+                    palette=palette, s=90, ax=ax)
+    if published is not None and len(published):
+        ax.scatter(published.clean, published.robust, facecolors="none", edgecolors="black", s=90)
+        for row in published.itertuples():
+            ax.annotate(f"PUBLISHED {row.model}", (row.clean, row.robust), textcoords="offset points",
+                        xytext=(4, -10), fontsize=7)
+    low = min(board.robust.min(), board.clean.min())
+    ax.plot([low, 1], [low, 1], ":", color="grey", linewidth=1)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend(fontsize=8, bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
 def robustness_sweep(sweep: pd.DataFrame, results: pd.DataFrame, *, attack: str, palette, hue_order: list[str],
                      budget_255: float, k: int, bits: int, eps_255: float):
     """Two panels: mAP under attack against the budget (one line per model and attack; the training budget
