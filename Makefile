@@ -5,11 +5,14 @@
 #                    `make test` does not rebuild them, a test fails while one is stale)
 #
 # The environment is a virtual environment in .venv (python3 >= 3.11); conda users can instead
-# `conda env create -f environment.yml` and run with VENV=$CONDA_PREFIX (setup is then skipped).
+# `conda env create -f environment.yml`, activate it and run with VENV=$CONDA_PREFIX (setup then only
+# installs advhash into the active environment, with the same pins).
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# absolute, so that PATH works for a relative or an absolute VENV (e.g. VENV=$CONDA_PREFIX)
+BIN_PATH := $(abspath $(BIN))
 DATA_ROOT ?= data
 DEFAULT_DATASETS ?= fashion-mnist fashion-mosaic
 FASHION_MNIST_DEB := /usr/share/datasets/fashion-mnist
@@ -39,10 +42,10 @@ data: setup fashion-mnist
 	$(BIN)/python -m advhash.data materialize $(DEFAULT_DATASETS) --root $(DATA_ROOT)
 
 repro: data
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
+	PATH=$(BIN_PATH):$$PATH $(BIN)/dvc repro
 
 test: data
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest
+	PATH=$(BIN_PATH):$$PATH $(BIN)/python -m pytest
 
 notebooks: setup
 	$(BIN)/python -m advhash.pipeline build

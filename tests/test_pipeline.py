@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from advhash.pipeline import (CLAIMS_TAG, NOTEBOOK_SECTIONS, build_notebook, main, notebook_parameters,
+from advhash.pipeline import (CLAIMS_TAG, NOTEBOOK_SECTIONS, PIPELINE_PARAMETERS, build_notebook, main, notebook_parameters,
                               project_root, read_params, write_json, write_notebooks)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,7 +106,8 @@ def test_a_source_edit_makes_its_notebook_stale(tmp_path, monkeypatch, capsys):
 def test_profiles_set_exactly_the_notebook_parameters(profile):
     params = yaml.safe_load(profile.read_text())
     for stem, section in NOTEBOOK_SECTIONS.items():
-        names = notebook_parameters(stem, ROOT)       # literal assignments only, or it raises
+        names = set(notebook_parameters(stem, ROOT)) - set(PIPELINE_PARAMETERS)   # literal assignments, or raises
+        assert set(PIPELINE_PARAMETERS) <= set(notebook_parameters(stem, ROOT)), f"{stem} lacks check_claims"
         assert set(params[section]) == set(names), (
             f"{profile.name} [{section}] differs from the parameters cell of {stem}: "
             f"missing {set(names) - set(params[section])}, unknown {set(params[section]) - set(names)}")
@@ -131,11 +132,77 @@ def test_write_json_rounds_and_sorts(tmp_path):
     assert path.read_text() == '{\n  "a": {\n    "x": null\n  },\n  "b": 0.1235\n}\n'
 
 
+def test_each_stage_declares_its_headline_as_its_dvc_metrics_and_keeps_the_details_as_an_output():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert len(stages) == len(NOTEBOOK_SECTIONS)
+    for stem, section in NOTEBOOK_SECTIONS.items():
+        stage = stages[section]
+        assert [next(iter(entry)) for entry in stage["metrics"]] == [f"metrics/{stem}_headline.json"], section
+        assert any(f"metrics/{stem}.json" in entry for entry in stage["outs"]), section
+        assert f"_headline.json\", bits=" in (ROOT / "notebooks" / f"{stem}.py").read_text(), \
+            f"{stem} writes its headline with write_headline"
+
+
 @pytest.mark.skipif(shutil.which("dvc") is None, reason="dvc is not on PATH")
 def test_dvc_pipeline_parses():
     result = subprocess.run(["dvc", "repro", "--dry", "--force"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr + result.stdout
     assert "python -m advhash.pipeline run 01_deep_hashing" in result.stdout
+
+
+TOY_STAGE = """stages:
+  train:
+    cmd: python train.py
+    deps: [train.py]
+    params: [train]
+    outs:
+      - checkpoints:
+          persist: true
+      - report.txt:
+          cache: false
+    metrics:
+      - metrics.json:
+          cache: false
+"""
+TOY_TRAIN = """import json, pathlib, yaml
+epochs = yaml.safe_load(open("params.yaml"))["train"]["epochs"]
+pathlib.Path("checkpoints").mkdir(exist_ok=True)
+pathlib.Path("checkpoints/model.pt").write_bytes(bytes(range(epochs)))
+pathlib.Path("report.txt").write_text(f"trained {epochs} epochs")
+json.dump({"map": 0.5 + epochs / 100}, open("metrics.json", "w"))
+"""
+
+
+@pytest.mark.skipif(shutil.which("dvc") is None or shutil.which("git") is None, reason="dvc or git is not on PATH")
+def test_a_pushed_pipeline_is_up_to_date_after_dvc_pull_on_a_fresh_clone(tmp_path):
+    """The README's remote story on a project of this pipeline's shape (a persist checkpoint folder in the DVC
+    cache, report and metrics in git): repro, push to a local-directory remote; a fresh clone pulls the checkpoints
+    and `dvc status` finds nothing to rerun."""
+    def run(*command, cwd):
+        result = subprocess.run(list(command), cwd=cwd, capture_output=True, text=True)
+        assert result.returncode == 0, f"{command}: {result.stderr}{result.stdout}"
+        return result.stdout
+
+    origin, remote, clone = tmp_path / "origin", tmp_path / "remote", tmp_path / "clone"
+    origin.mkdir()
+    (origin / "dvc.yaml").write_text(TOY_STAGE)
+    (origin / "train.py").write_text(TOY_TRAIN)
+    (origin / "params.yaml").write_text("train:\n  epochs: 3\n")
+    git = ("git", "-c", "user.name=ci", "-c", "user.email=ci@example.invalid")
+    run("git", "init", "-q", cwd=origin)
+    run("dvc", "init", "-q", cwd=origin)
+    run("dvc", "repro", "-q", cwd=origin)
+    run("dvc", "remote", "add", "-d", "shared", str(remote), cwd=origin)
+    run("dvc", "push", "-q", cwd=origin)
+    run("git", "add", "-A", cwd=origin)
+    run(*git, "commit", "-q", "-m", "results", cwd=origin)
+    run("git", "clone", "-q", str(origin), str(clone), cwd=tmp_path)
+    assert not (clone / "checkpoints").exists(), "checkpoints are not in git"
+    run("dvc", "pull", "-q", cwd=clone)
+    assert (clone / "checkpoints" / "model.pt").read_bytes() == bytes(range(3))
+    assert "up to date" in run("dvc", "status", cwd=clone)
+    dry = run("dvc", "repro", "--dry", cwd=clone)
+    assert "didn't change" in dry and "Running stage" not in dry, dry
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
@@ -152,7 +219,7 @@ def test_claims_cells_are_tagged_and_never_hold_the_threat_model():
     for stem in ("01_deep_hashing", "02_hag"):
         cells = build_notebook(stem, ROOT).cells
         tagged = [cell for cell in cells if CLAIMS_TAG in cell.metadata.get("tags", [])]
-        assert tagged and all("assert" in cell.source and "check_budget" not in cell.source for cell in tagged)
+        assert tagged and all("claims.expect" in cell.source and "check_budget" not in cell.source for cell in tagged)
     assert any("check_budget" in cell.source for cell in build_notebook("02_hag", ROOT).cells)
 
 
@@ -219,6 +286,25 @@ def test_switching_profiles_keeps_the_params_yaml_it_replaces(tmp_path, capsys):
     assert len(list((tmp_path / "build" / "params-backups").iterdir())) == 1
     with pytest.raises(FileNotFoundError, match=r"no profile .*gpu.yaml; known profiles: \['paper'\]"):
         use_profile("gpu", root=tmp_path)
+
+
+def test_check_claims_comes_from_the_pipeline_section_and_every_claims_cell_obeys_it(tmp_path):
+    from advhash.pipeline import run_settings
+
+    path = tmp_path / "params.yaml"
+    path.write_text("pipeline: {threads: 2}\n")
+    assert run_settings(path) == dict(check_claims=True), "claims are enforced unless said otherwise"
+    path.write_text("pipeline: {check_claims: false}\n")
+    assert run_settings(path) == dict(check_claims=False)
+    path.write_text("pipeline: {check_claims: 'no'}\n")
+    with pytest.raises(ValueError, match=r"pipeline.check_claims must be true or false; got 'no'"):
+        run_settings(path)
+    assert yaml.safe_load((ROOT / "params.yaml").read_text())["pipeline"]["check_claims"] is True
+    for stem in NOTEBOOK_SECTIONS:
+        assert notebook_parameters(stem, ROOT)["check_claims"] is True, stem
+        source = (ROOT / "notebooks" / f"{stem}.py").read_text()
+        claims = source[source.index("claims = Claims(check_claims)"):]
+        assert "assert " not in claims and "claims.finish()" in claims, f"{stem}: every claim goes through Claims"
 
 
 def test_the_pipeline_thread_count_is_read_and_checked(tmp_path):

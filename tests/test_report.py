@@ -2,6 +2,7 @@
 curves for ``dvc plots`` and published tables beside ours."""
 
 import matplotlib
+import pytest
 
 matplotlib.use("Agg")
 
@@ -53,3 +54,35 @@ def test_start_notebook_resolves_and_creates_the_folders_under_the_project_root(
     assert run.figure_dir == tmp_path / "build/figures/x" and run.figure_dir.is_dir()
     assert run.metrics_dir == tmp_path / "build/metrics" and run.metrics_dir.is_dir()
     assert run.finish() is None
+
+
+def test_claims_are_all_judged_then_raise_or_are_listed(capsys):
+    from advhash.report import Claims
+
+    strict = Claims(True)
+    assert strict.expect(1 > 0, "one beats zero") and not strict.expect(0.49 > 0.5, "mAP 0.49 should beat 0.5")
+    strict.expect(False, "a second failure is listed too")
+    with pytest.raises(AssertionError, match=r"(?s)2 of 3 claims do not hold:\n- mAP 0.49 should beat 0.5\n"
+                                             r"- a second failure is listed too"):
+        strict.finish()
+    exploring = Claims(False)
+    exploring.expect(False, "mAP 0.49 should beat 0.5")
+    assert exploring.finish() is False
+    assert "NOT HELD (1 of 1 claims; check_claims is False" in capsys.readouterr().out
+    held = Claims(True)
+    held.expect(True, "fine")
+    assert held.finish() is True
+
+
+def test_a_headline_takes_one_code_length_and_refuses_more_than_a_terminal_holds(tmp_path):
+    import json
+
+    from advhash.report import write_headline
+
+    nested = {"dph": {"16": 0.5, "32": 0.61}, "dpsh": {"16": 0.52, "32": 0.63}}
+    path = write_headline(dict(map_at_k=nested, random_map_at_k=0.2), tmp_path / "h.json", bits=32)
+    assert json.loads(path.read_text()) == {"bits": 32, "map_at_k": {"dph": 0.61, "dpsh": 0.63}, "random_map_at_k": 0.2}
+    many = {f"m{i}": {"a": {"32": 0.1}, "b": {"32": 0.2}} for i in range(11)}
+    with pytest.raises(ValueError, match=r"at most 20 numbers .*got 22"):
+        write_headline(many, tmp_path / "too_many.json", bits=32)
+

@@ -53,6 +53,9 @@ NOTEBOOK_SECTIONS = {
 # skip_tags=("claims",)) leaves them out, which only the CI smoke of the paper path does (tests/test_end_to_end.py:
 # its data are too few for any claim to hold); the pipeline and nbval always run them
 CLAIMS_TAG = "claims"
+# Parameters every notebook has that come from the params file's ``pipeline`` section, not the notebook's own:
+# ``check_claims`` (False: an exploratory run finishes, keeps its results and lists the claims that failed).
+PIPELINE_PARAMETERS = ("check_claims",)
 
 
 def project_root(start: str | os.PathLike | None = None) -> Path:
@@ -166,12 +169,17 @@ def validate_params(section: str, given: dict[str, Any], defaults: dict[str, Any
     """``given`` (a params.yaml section) checked against the notebook's ``defaults``: every key known (else the
     closest valid name), none missing, each value of its default's type (an int where a float is expected is
     fine; ``null`` is accepted anywhere, as the notebooks treat None as "the data's own" or "off"). Numbers YAML
-    read as strings (``1e-3``) become numbers. Returns the values to inject; raises ValueError naming the section,
+    read as strings (``1e-3``) become numbers. The ``PIPELINE_PARAMETERS`` (``check_claims``) come from the
+    ``pipeline`` section instead (:func:`run_settings`). Returns the values to inject; raises ValueError naming the section,
     every bad key and the fix."""
     import difflib
 
     problems, values = [], {}
+    defaults = {key: value for key, value in defaults.items() if key not in PIPELINE_PARAMETERS}
     for key, value in given.items():
+        if key in PIPELINE_PARAMETERS:
+            problems.append(f"{key!r} belongs to the pipeline section (pipeline.{key}), not to {section!r}")
+            continue
         if key not in defaults:
             close = difflib.get_close_matches(key, list(defaults), n=1)
             problems.append(f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
@@ -193,6 +201,22 @@ def validate_params(section: str, given: dict[str, Any], defaults: dict[str, Any
     if problems:
         raise ValueError(f"params.yaml section {section!r}: " + "; ".join(problems))
     return values
+
+
+def terminal_progress() -> bool:
+    """Whether a stage shows its progress (papermill's bar over the notebook's cells: elapsed time and an
+    estimate of the rest): on a terminal only, never in CI (``CI`` set) nor when the output is a file."""
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+def run_settings(params_path: str | os.PathLike) -> dict[str, Any]:
+    """The ``PIPELINE_PARAMETERS`` of every stage from the params file's ``pipeline`` section:
+    ``check_claims`` (Default true; a boolean)."""
+    params = yaml.safe_load(Path(params_path).read_text()) or {}
+    check = (params.get("pipeline") or {}).get("check_claims", True)
+    if not isinstance(check, bool):
+        raise ValueError(f"{params_path}: pipeline.check_claims must be true or false; got {check!r}")
+    return dict(check_claims=check)
 
 
 def run_threads(params_path: str | os.PathLike) -> int | None:
@@ -232,7 +256,8 @@ def run_notebook(stem: str, *, root: str | os.PathLike | None = None, params_pat
     output = Path(output) if output is not None else root / "reports" / f"{stem}.ipynb"
     staging = Path("build") / "staging" / stem                   # relative: the notebook resolves it at the root
     shutil.rmtree(root / staging, ignore_errors=True)
-    staged = dict(parameters, figure_dir=str(staging / "figures"), metrics_dir=str(staging / "metrics"))
+    staged = dict(parameters, **run_settings(params_path), figure_dir=str(staging / "figures"),
+                  metrics_dir=str(staging / "metrics"))
     report = root / staging / f"{stem}.ipynb"
     report.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="advhash-") as folder:
@@ -242,8 +267,12 @@ def run_notebook(stem: str, *, root: str | os.PathLike | None = None, params_pat
         if threads is not None:                       # the kernel inherits them: torch reads them at import
             os.environ.update({name: str(threads) for name in THREAD_VARIABLES})
         try:
+            show = terminal_progress()
+            if show:
+                print(f"{stem}: {len(notebook.cells)} cells, parameters from {params_path} [{section}]",
+                      file=sys.stderr, flush=True)
             rendered = papermill.execute_notebook(str(built), str(report), parameters=staged,
-                                                  kernel_name=KERNEL_NAME, cwd=str(root), progress_bar=False,
+                                                  kernel_name=KERNEL_NAME, cwd=str(root), progress_bar=show,
                                                   log_output=False)
         except Exception as error:
             raise RuntimeError(f"notebook {stem} failed ({type(error).__name__}: {str(error).strip()[-400:]}); "

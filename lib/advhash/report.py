@@ -4,6 +4,9 @@ time itself, save figures and curves. The notebooks stay about their paper; this
     run = start_notebook(figure_dir=figure_dir, metrics_dir=metrics_dir)   # in the setup cell
     save_figure(grid, run.figure_dir / "pr_curves.png")
     run.finish()                                                           # prints the notebook's time
+    claims = Claims(check_claims)                                          # in the claims cell
+    claims.expect(robust > baseline, f"the defense should beat the baseline: {robust} vs {baseline}")
+    claims.finish()              # raises listing every failed claim; with check_claims False only lists them
 """
 
 from __future__ import annotations
@@ -81,3 +84,56 @@ def finish_figure(fig, path: str | Path, *, title: str | None = None) -> None:
         fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def write_headline(values: dict, path: str | Path, *, bits: int, limit: int = 20) -> Path:
+    """Write a stage's headline metrics, the few numbers ``dvc metrics show`` and ``dvc metrics diff`` print (the
+    detailed JSON stays beside them as a plain output): each value is a number, or a nested dict {name: {bits:
+    value}} (``advhash.evaluation.nested_metrics``) whose values at code length ``bits`` are taken. At most
+    ``limit`` numbers, so that the table fits a terminal; more is an error naming the count."""
+    from .pipeline import write_json
+
+    headline = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            headline[key] = {name: per_bits[str(bits)] for name, per_bits in value.items() if str(bits) in per_bits}
+        else:
+            headline[key] = value
+    count = sum(len(value) if isinstance(value, dict) else 1 for value in headline.values())
+    if count > limit:
+        raise ValueError(f"a headline holds at most {limit} numbers (a terminal's width); got {count}: keep the "
+                         "others in the detailed metrics file")
+    return write_json(dict(bits=bits, **headline), Path(path))
+
+
+class Claims:
+    """The claims a notebook checks at its end, all of them, before judging.
+
+    ``expect(condition, message)`` records each claim; ``finish()`` prints how many held and lists the failed ones.
+    With ``check`` True (the pipeline's ``check_claims``, the default and CI's) a failed claim then raises an
+    AssertionError naming every failed claim, so the run fails and, under ``advhash.pipeline``, replaces no tracked
+    result. With ``check`` False (an exploratory ``dvc exp run -S pipeline.check_claims=false``) the run finishes,
+    its results are kept, and the failed claims are listed in the report as NOT HELD."""
+
+    def __init__(self, check: bool = True):
+        self.check = bool(check)
+        self.held: list[str] = []
+        self.failed: list[str] = []
+
+    def expect(self, condition, message: str) -> bool:
+        """Record one claim: ``message`` says what should hold, with its numbers. Returns whether it held."""
+        (self.held if bool(condition) else self.failed).append(message)
+        return bool(condition)
+
+    def finish(self) -> bool:
+        """Judge the recorded claims (see the class docstring). Returns True when all hold."""
+        total = len(self.held) + len(self.failed)
+        if not self.failed:
+            return True
+        listing = "\n".join(f"- {message}" for message in self.failed)
+        if self.check:
+            raise AssertionError(f"{len(self.failed)} of {total} claims do not hold:\n{listing}")
+        print(f"NOT HELD ({len(self.failed)} of {total} claims; check_claims is False, so the run continues):\n"
+              f"{listing}")
+        return False
+
