@@ -205,12 +205,13 @@ save_figure(robustness_bars(long, hue="model", hue_order=model_names, palette=pa
 # attack's mAP and `overstated` how far it overstates the model's robustness. The flags check the evaluation itself:
 # a gradient-free random search (`black_box_queries` queries) must not beat the white-box ensemble, doubling the steps
 # must not lower robust mAP by more than 0.01, Hamming PGD at eps = 1 must reach the random ranking, and input
-# gradients must be finite and non-zero.
+# gradients must be finite and non-zero (checked at one code length, `story_bits`).
 
 # %%
 board, reports = leaderboard(victims, data, queries, eps=eps, alpha=step, steps=attack_steps,
                              restarts=robust_restarts, topk=k, num_anchors=dhta_anchors,
-                             black_box_queries=black_box_queries, batch_size=attack_batch_size, seed=seed)
+                             black_box_queries=black_box_queries, batch_size=attack_batch_size, seed=seed,
+                             checks_bits=[story_bits])     # the checks vouch for the protocol at one code length
 print(next(iter(reports.values())).budget)
 for (name, bits), report in reports.items():
     print(f"{name:>10} {bits:>3} bits:", "; ".join(map(str, report.flags)))

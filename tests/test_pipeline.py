@@ -139,7 +139,7 @@ def test_each_stage_declares_its_headline_as_its_dvc_metrics_and_keeps_the_detai
         stage = stages[section]
         assert [next(iter(entry)) for entry in stage["metrics"]] == [f"metrics/{stem}_headline.json"], section
         assert any(f"metrics/{stem}.json" in entry for entry in stage["outs"]), section
-        assert f"_headline.json\", bits=" in (ROOT / "notebooks" / f"{stem}.py").read_text(), \
+        assert "_headline.json\", bits=" in (ROOT / "notebooks" / f"{stem}.py").read_text(), \
             f"{stem} writes its headline with write_headline"
 
 

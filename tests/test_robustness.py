@@ -10,7 +10,8 @@ from helpers import BITS, stripes, stripes_data
 from advhash.evaluation import query_set
 from advhash.losses import build_loss
 from advhash.models import HashingModel
-from advhash.robustness import UNTARGETED, evaluate_robustness, square_search
+from advhash.robustness import UNTARGETED, evaluate_robustness, leaderboard, square_search
+from advhash.victim import Victim
 from advhash.train import encode, train_hashing
 from advhash.metrics import mean_average_precision
 
@@ -118,3 +119,16 @@ def test_bad_settings_are_clear_errors(undefended):
         evaluate_robustness(model, data, queries=queries, eps=0.1, attacks=("fgsm",), checks=())
     with pytest.raises(ValueError, match="restarts and steps must be at least 1"):
         evaluate_robustness(model, data, queries=queries, eps=0.1, restarts=0)
+
+
+def test_the_leaderboard_checks_only_the_code_lengths_asked_for_and_states_what_it_skipped(undefended):
+    model, data, queries = undefended
+    victim = Victim.build(model, data)
+    settings = dict(BUDGET, attacks=("pgd", "hag"), targeted_attacks=(), checks=("gradients",))
+    board, reports = leaderboard({("undefended", 16): victim, ("undefended", 32): victim}, data, queries,
+                                 checks_bits=[32], **settings)
+    assert board.set_index("bits")["flags"].to_dict() == {16: "not checked", 32: "none"}
+    assert reports["undefended", 16].flags == [] and len(reports["undefended", 32].flags) == 1
+    row = board.iloc[0]
+    assert row.robust <= min(row.pgd, row.hag) and row.overstated == pytest.approx(min(row.pgd, row.hag) - row.robust)
+

@@ -349,20 +349,27 @@ def evaluate_robustness(model, data, *, eps: float, alpha: float | None = None, 
                                   **{f"checks_{key}": value for key, value in check_cost.items()}})
 
 
-def leaderboard(victims, data, queries: QuerySet, *, eps: float, **settings) -> tuple[pd.DataFrame, dict]:
+def leaderboard(victims, data, queries: QuerySet, *, eps: float, checks_bits: Sequence[int] | None = None,
+                **settings) -> tuple[pd.DataFrame, dict]:
     """:func:`evaluate_robustness` of every model of ``victims`` ({(model name, bits): Victim}, each with its own
     codes) on the same queries and budget (``settings``). Returns (frame, reports): one row per model and code
     length with clean mAP, robust mAP (the ensemble's worst case), each member's mAP, the strongest single member
     (``best single``), how far that number overstates robustness (``overstated`` = best single - robust), robust
-    t-MAP and the flags that fired; reports {(model, bits): RobustnessReport}."""
+    t-MAP and the flags that fired ("not checked" where none ran); reports {(model, bits): RobustnessReport}.
+    ``checks_bits``: the code lengths whose models also get the checks (None: all); the checks cost about as much
+    as the ensemble again, and a sound evaluation at one code length vouches for the protocol."""
     rows, reports = [], {}
     for (name, bits), victim in victims.items():
-        report = evaluate_robustness(victim.model, data, queries=queries, eps=eps, victim=victim, **settings)
+        run_settings = dict(settings)
+        if checks_bits is not None and bits not in checks_bits:
+            run_settings["checks"] = ()
+        report = evaluate_robustness(victim.model, data, queries=queries, eps=eps, victim=victim, **run_settings)
         members = report.member_maps()
         strongest = min(members.values()) if members else float("nan")
         rows.append(dict(model=name, bits=bits, clean=report.clean_map, robust=report.robust_map, **members,
                          **{"best single": strongest, "overstated": strongest - report.robust_map,
                             "robust t-MAP": report.robust_tmap,
-                            "flags": ", ".join(flag.name for flag in report.flags if flag.fired) or "none"}))
+                            "flags": (", ".join(flag.name for flag in report.flags if flag.fired) or "none")
+                            if report.flags else "not checked"}))
         reports[name, bits] = report
     return pd.DataFrame(rows), reports
