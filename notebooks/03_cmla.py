@@ -178,8 +178,10 @@ beside_published(attack_table(story), published2, ours_label=f"ours, {dataset}, 
 # %%
 final = attacks[(attacks.iterations == attack_steps) & (attacks.protocol == "adaptive")]
 tasks = ["image->text", "image->image", "text->image", "text->text"]
+published_dcmh = (published2.xs("map", level="quantity")[("DCMH", "as published")].rename("map").reset_index())
 fig = damage_figure(final, story, tasks=tasks, topk=k, story_title=f"{story_bits} bits",
-                    final_title=f"CMLA, {attack_steps} iterations (mean over bits)")
+                    final_title=f"CMLA, {attack_steps} iterations (mean over bits)", published=published_dcmh,
+                    published_label="PUBLISHED: DCMH, MIRFlickr-25K, 32 bits")
 finish_figure(fig, run.figure_dir / "attack_damage.png")
 final.pivot_table(index=["model", "bits"], columns="task", values="drop")[tasks]
 

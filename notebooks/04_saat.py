@@ -198,7 +198,7 @@ table1 = table1.pivot_table(index=["metric", "method"], columns="bits", values="
 published1 = read_published(run.root / "notebooks/published/saat_table1.csv")
 flickr1 = published1[published1.dataset == "FLICKR-25K"].set_index(["metric", "method"])[bits_list]
 pd.concat({f"ours, {dataset} (x100)": table1, "PUBLISHED, FLICKR-25K (SAAT Table I)": flickr1.reindex(table1.index)},
-          axis=1)
+          axis=1).round(2)                                      # the published precision
 
 # %% [markdown]
 # The published table on all three datasets (PUBLISHED, the paper's DPH victims on real photos; ProS-GAN and THA are
@@ -228,7 +228,7 @@ published2 = read_published(run.root / "notebooks/published/saat_table2.csv")
 flickr2 = (published2[published2.dataset == "FLICKR-25K"]
            .assign(defense=lambda t: t.defense.str.lower()).set_index(["defense", "attack"])[bits_list])
 pd.concat({f"ours, {dataset} (x100)": table2, "PUBLISHED, FLICKR-25K (SAAT Table II)": flickr2.reindex(table2.index)},
-          axis=1)
+          axis=1).round(2)                                      # the published precision
 
 # %%
 long = results.melt(id_vars=["defense", "bits"], value_vars=["Original", "HAG", "SDHA", "SAAT"], var_name="attack")
@@ -258,8 +258,14 @@ board, reports = leaderboard(victims, data, queries, eps=eps, alpha=step, steps=
 print(next(iter(reports.values())).budget)
 for (name, bits), report in reports.items():
     print(f"{name:>10} {bits:>3} bits:", "; ".join(map(str, report.flags)))
+# PUBLISHED points (SAAT Table II, FLICKR-25K, story_bits): clean mAP and the worst of its single attacks
+pub = flickr2.reset_index().assign(value=lambda t: t[story_bits] / 100)
+published_points = pd.DataFrame([dict(model=name, clean=rows.value[rows.attack == "Original"].iloc[0],
+                                      robust=rows.value[rows.attack != "Original"].min(),
+                                      label=f"{name.upper()} (FLICKR-25K, worst single attack)")
+                                 for name, rows in pub.groupby("defense", sort=False)])
 save_figure(clean_vs_robust(board, palette=palette, hue_order=model_names, xlabel=f"clean mAP@{k}",
-                            ylabel=f"robust mAP@{k} (ensemble worst case)",
+                            ylabel=f"robust mAP@{k} (ensemble worst case)", published=published_points,
                             title=f"eps {eps_255}/255: one point per model and code length"),
             run.figure_dir / "clean_vs_robust.png")
 robust = board.groupby("model").robust.mean()

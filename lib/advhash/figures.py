@@ -231,10 +231,14 @@ def tradeoff_plot(tradeoff: pd.DataFrame, *, palette, xlabel: str, ylabel: str, 
                  sort=False, palette=palette, ax=ax)
     sns.scatterplot(data=tradeoff[tradeoff.train_eps_255 == 0], x="clean", y="robust", hue="defense", marker="X",
                     s=120, palette=palette, ax=ax, legend=False)
+    offsets = [(5, 4), (5, -11), (-16, 4), (-16, -11)]    # one corner per defense, so close labels do not overlap
+    corner = {name: offsets[i % len(offsets)] for i, name in enumerate(dict.fromkeys(tradeoff.defense))}
     for row in tradeoff.itertuples():
         ax.annotate(f"{row.train_eps_255}" if row.train_eps_255 else row.defense, (row.clean, row.robust),
-                    textcoords="offset points", xytext=(4, 4), fontsize=8)
+                    textcoords="offset points", xytext=corner[row.defense], fontsize=8,
+                    color=palette.get(row.defense, "black") if isinstance(palette, dict) else "black")
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title_fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -242,7 +246,8 @@ def tradeoff_plot(tradeoff: pd.DataFrame, *, palette, xlabel: str, ylabel: str, 
 def clean_vs_robust(board: pd.DataFrame, *, palette, hue_order: list[str], xlabel: str, ylabel: str, title: str,
                     published: pd.DataFrame | None = None):
     """The leaderboard as a figure: clean against robust mAP, one point per model (colour) and code length
-    (marker); ``published`` points (columns model, clean, robust) drawn hollow and labelled PUBLISHED."""
+    (marker); ``published`` points (columns model, clean, robust, and optionally label) drawn hollow in the
+    model's colour and labelled "PUBLISHED <label or model>"."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -250,11 +255,13 @@ def clean_vs_robust(board: pd.DataFrame, *, palette, hue_order: list[str], xlabe
     sns.scatterplot(data=board, x="clean", y="robust", hue="model", style="bits", hue_order=hue_order,
                     palette=palette, s=90, ax=ax)
     if published is not None and len(published):
-        ax.scatter(published.clean, published.robust, facecolors="none", edgecolors="black", s=90)
+        colours = [palette.get(m, "black") if isinstance(palette, dict) else "black" for m in published.model]
+        ax.scatter(published.clean, published.robust, facecolors="none", edgecolors=colours, s=90, linewidths=1.5)
         for row in published.itertuples():
-            ax.annotate(f"PUBLISHED {row.model}", (row.clean, row.robust), textcoords="offset points",
-                        xytext=(4, -10), fontsize=7)
-    low = min(board.robust.min(), board.clean.min())
+            ax.annotate(f"PUBLISHED {getattr(row, 'label', row.model)}", (row.clean, row.robust),
+                        textcoords="offset points", xytext=(-6, -12), ha="right", fontsize=7)
+    low = min(board.robust.min(), board.clean.min(),
+              *(() if published is None or not len(published) else (published.robust.min(),)))
     ax.plot([low, 1], [low, 1], ":", color="grey", linewidth=1)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.legend(fontsize=8, bbox_to_anchor=(1.02, 1), loc="upper left")
@@ -310,19 +317,26 @@ def transfer_heatmap(table: pd.DataFrame, *, title: str, label: str = "mAP"):
 
 
 def damage_figure(final: pd.DataFrame, story: pd.DataFrame, *, tasks: list[str], topk: int, final_title: str,
-                  story_title: str):
+                  story_title: str, published: pd.DataFrame | None = None, published_label: str = "PUBLISHED"):
     """Damage of a cross-modal attack (``advhash.crossmodal.protocol_scores`` rows). Left: bars of the mAP drop
     (clean - attacked) of ``final`` per task (in the order ``tasks``) and model, averaged over its rows (e.g. the
-    code lengths); right: the mAP under attack of ``story`` vs iterations, one colour per task and one line style
-    per victim ("<model>, <protocol>"). Returns the figure."""
+    code lengths), legend below the bars; right: the mAP under attack of ``story`` vs iterations, one colour per
+    task and one line style per victim ("<model>, <protocol>"), with ``published`` (columns task, iterations, map)
+    as hollow black diamonds in the legend as ``published_label``. Returns the figure."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
     sns.barplot(data=final, x="task", y="drop", hue="model", order=tasks, ax=axes[0])
     axes[0].set(xlabel="", ylabel=f"mAP@{topk} drop (clean - attacked)", title=final_title)
+    sns.move_legend(axes[0], "upper center", bbox_to_anchor=(0.5, -0.1), ncol=4, fontsize=8, title=None,
+                    frameon=False)
     sns.lineplot(data=story.assign(victim=story.model + ", " + story.protocol), x="iterations", y="map", hue="task",
                  style="victim", markers=True, ax=axes[1])
+    if published is not None and len(published):
+        axes[1].scatter(published.iterations, published["map"], marker="D", facecolors="none", edgecolors="black",
+                        s=40, label=published_label, zorder=3)
+        axes[1].legend()
     axes[1].set(ylabel=f"mAP@{topk} under attack", title=story_title)
     sns.move_legend(axes[1], "upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title_fontsize=8)
     return fig

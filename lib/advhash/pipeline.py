@@ -245,6 +245,8 @@ def run_notebook(stem: str, *, root: str | os.PathLike | None = None, params_pat
     import papermill
     from papermill.iorw import write_ipynb
 
+    from .utils import PROGRESS_TTY
+
     root = project_root(root)
     if stem not in NOTEBOOK_SECTIONS:
         raise KeyError(f"unknown notebook {stem!r}; known: {sorted(NOTEBOOK_SECTIONS)}")
@@ -263,12 +265,13 @@ def run_notebook(stem: str, *, root: str | os.PathLike | None = None, params_pat
     with tempfile.TemporaryDirectory(prefix="advhash-") as folder:
         built = Path(folder) / f"{stem}.ipynb"
         built.write_text(_notebook_text(notebook), encoding="utf-8")
-        saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+        saved = {name: os.environ.get(name) for name in (*THREAD_VARIABLES, PROGRESS_TTY)}
         if threads is not None:                       # the kernel inherits them: torch reads them at import
             os.environ.update({name: str(threads) for name in THREAD_VARIABLES})
         try:
             show = terminal_progress()
-            if show:
+            if show:                                  # the kernel's loops draw their bars on this terminal
+                os.environ[PROGRESS_TTY] = os.ttyname(sys.stderr.fileno())
                 print(f"{stem}: {len(notebook.cells)} cells, parameters from {params_path} [{section}]",
                       file=sys.stderr, flush=True)
             rendered = papermill.execute_notebook(str(built), str(report), parameters=staged,

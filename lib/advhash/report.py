@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .pipeline import project_root
@@ -47,7 +48,26 @@ def start_notebook(*, figure_dir: str | Path, metrics_dir: str | Path) -> Notebo
     run.metrics_dir.mkdir(parents=True, exist_ok=True)
     sns.set_theme(style="whitegrid", context="notebook")
     pd.set_option("display.precision", 4)
+    _show_summary("*The summary of what this report found appears here once the notebook has run to its end "
+                  "(its claims, checked in the last section).*")
     return run
+
+
+SUMMARY_ID = "advhash-summary"   # the display near the top of a report that Claims.finish() fills in
+
+
+def _show_summary(markdown: str, *, update: bool = False) -> None:
+    """Show (or, with ``update``, replace) the report's summary display: Jupyter's display_id mechanism, which
+    papermill's executor applies to the earlier cell, so that the rendered report opens with its findings. Outside
+    IPython, nothing."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display, update_display
+    except ImportError:
+        return
+    if get_ipython() is None:
+        return
+    (update_display if update else display)(Markdown(markdown), display_id=SUMMARY_ID)
 
 
 def save_figure(figure, path: str | Path) -> None:
@@ -55,7 +75,7 @@ def save_figure(figure, path: str | Path) -> None:
     notebook cell ending with it shows the figure alone."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=DPI)
+    figure.savefig(path, dpi=DPI, bbox_inches="tight")     # legends placed outside the axes stay whole
 
 
 def write_curves(frame: pd.DataFrame, folder: str | Path, *, by: str | list[str], name: str,
@@ -72,9 +92,19 @@ def write_curves(frame: pd.DataFrame, folder: str | Path, *, by: str | list[str]
 def beside_published(ours: pd.DataFrame, published: pd.DataFrame, *, ours_label: str,
                      published_label: str) -> pd.DataFrame:
     """Our table and a published one side by side (column blocks ``ours_label`` and ``published_label``),
-    on the rows of ours followed by the published rows ours lack; a cell one side lacks is NaN."""
+    on the rows of ours followed by the published rows ours lack; a cell one side lacks is NaN. Ours are rounded
+    to the published table's precision (:func:`decimals_of`), so that the two read alike."""
     rows = list(ours.index) + [row for row in published.index if row not in ours.index]
-    return pd.concat({ours_label: ours.reindex(rows), published_label: published.reindex(rows)}, axis=1)
+    return pd.concat({ours_label: ours.reindex(rows).round(decimals_of(published)),
+                      published_label: published.reindex(rows)}, axis=1)
+
+
+def decimals_of(table: pd.DataFrame, *, most: int = 4) -> int:
+    """The number of decimals a (published) table is printed with: the fewest that every number keeps exactly,
+    at most ``most``."""
+    values = table.select_dtypes("number").to_numpy(dtype=float).ravel()
+    values = values[np.isfinite(values)]
+    return next((d for d in range(most) if np.allclose(values, values.round(d), rtol=0, atol=1e-9)), most)
 
 
 def finish_figure(fig, path: str | Path, *, title: str | None = None) -> None:
@@ -126,8 +156,13 @@ class Claims:
         return bool(condition)
 
     def finish(self) -> bool:
-        """Judge the recorded claims (see the class docstring). Returns True when all hold."""
+        """Judge the recorded claims (see the class docstring), and write them as the summary at the top of the
+        report. Returns True when all hold."""
         total = len(self.held) + len(self.failed)
+        _show_summary("\n".join([f"**Summary: {len(self.held)} of {total} claims held** (checked in the last "
+                                  "section, with their numbers):", "",
+                                  *(f"- NOT HELD: {message}" for message in self.failed),
+                                  *(f"- held: {message}" for message in self.held)]), update=True)
         if not self.failed:
             return True
         listing = "\n".join(f"- {message}" for message in self.failed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from typing import Any
 
@@ -17,12 +18,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def progress(iterable=None, **kwargs):
-    """A tqdm progress bar that shows on a terminal and stays quiet elsewhere (CI, papermill, nbval).
+PROGRESS_TTY = "ADVHASH_PROGRESS_TTY"   # set by advhash.pipeline when a stage runs on a terminal: the terminal's path
 
-    ``disable=None`` is tqdm's own rule for "no bar when the output is not a TTY"; pass
-    ``disable=False`` to force one.
+
+def progress(iterable=None, **kwargs):
+    """A tqdm progress bar (elapsed time, rate and estimate of the rest) that shows on a terminal and stays quiet
+    elsewhere (CI, papermill, nbval, a rendered report).
+
+    ``disable=None`` is tqdm's own rule for "no bar when the output is not a TTY"; pass ``disable=False`` to
+    force one. Inside a notebook run by ``advhash.pipeline`` from a terminal (``dvc repro``), the environment
+    variable ``ADVHASH_PROGRESS_TTY`` names that terminal: the bar is drawn there, never into the report.
     """
+    terminal = os.environ.get(PROGRESS_TTY)
+    if terminal and "file" not in kwargs and kwargs.get("disable") is None:
+        try:
+            kwargs["file"] = open(terminal, "w")          # closed with the process; one per bar is cheap
+            kwargs["disable"] = False
+        except OSError:
+            pass                                          # the terminal went away: no bar
     kwargs.setdefault("disable", None)
     kwargs.setdefault("leave", False)
     kwargs.setdefault("dynamic_ncols", True)

@@ -32,7 +32,7 @@ from typing import Any, Iterable, Sequence
 import torch
 
 from ..models import binarize
-from ..utils import check_images
+from ..utils import check_images, progress
 from ..victim import Victim, as_victim
 
 MODEL_MODES = ("eval", "train")
@@ -288,14 +288,17 @@ def perturb(attack, images: torch.Tensor, labels: torch.Tensor | None = None, *,
             raise ValueError(f"labels need one row per image ({len(images)}); got {len(labels)}")
     guide = attack.prepare(len(images), labels)
     outputs, snapshots, histories, sizes = [], {}, [], []
+    bar = progress(total=len(images), desc=type(attack).__name__, unit="image")   # a terminal only
     for start in range(0, len(images), batch_size):
         stop = min(start + batch_size, len(images))
         outputs.append(attack.run(images[start:stop], None if guide is None else guide[start:stop], **kwargs))
+        bar.update(stop - start)
         for step, snap in attack.snapshots.items():
             snapshots.setdefault(step, []).append(snap)
         histories.append(attack.history)
         sizes.append(stop - start)
     attack.snapshots = {step: torch.cat(parts) for step, parts in sorted(snapshots.items())}
+    bar.close()
     attack.history = _average_histories(histories, sizes)
     return torch.cat(outputs) if outputs else images.clone()
 
