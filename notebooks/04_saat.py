@@ -101,7 +101,7 @@ from advhash.manifest import read_manifest
 from advhash.metrics import precision_recall_curve, random_ranking_map
 from advhash.pipeline import write_json
 from advhash.report import Claims, save_figure, start_notebook, write_curves, write_headline
-from advhash.robustness import leaderboard
+from advhash.robustness import describe, leaderboard
 
 run = start_notebook(figure_dir=figure_dir, metrics_dir=metrics_dir)
 eps, step = eps_255 / 255, attack_step_255 / 255
@@ -255,19 +255,15 @@ board, reports = leaderboard(victims, data, queries, eps=eps, alpha=step, steps=
                              restarts=robust_restarts, topk=k, num_anchors=dhta_anchors,
                              black_box_queries=black_box_queries, batch_size=attack_batch_size, seed=seed,
                              checks_bits=[story_bits])     # the checks vouch for the protocol at one code length
-print(next(iter(reports.values())).budget)
-for (name, bits), report in reports.items():
-    print(f"{name:>10} {bits:>3} bits:", "; ".join(map(str, report.flags)))
+print(describe(reports))
 # PUBLISHED points (SAAT Table II, FLICKR-25K, story_bits): clean mAP and the worst of its single attacks
 pub = flickr2.reset_index().assign(value=lambda t: t[story_bits] / 100)
 published_points = pd.DataFrame([dict(model=name, clean=rows.value[rows.attack == "Original"].iloc[0],
                                       robust=rows.value[rows.attack != "Original"].min(),
                                       label=f"{name.upper()} (FLICKR-25K, worst single attack)")
                                  for name, rows in pub.groupby("defense", sort=False)])
-save_figure(clean_vs_robust(board, palette=palette, hue_order=model_names, xlabel=f"clean mAP@{k}",
-                            ylabel=f"robust mAP@{k} (ensemble worst case)", published=published_points,
-                            title=f"eps {eps_255}/255: one point per model and code length"),
-            run.figure_dir / "clean_vs_robust.png")
+save_figure(clean_vs_robust(board, palette=palette, hue_order=model_names, topk=k, eps_255=eps_255,
+                            published=published_points), run.figure_dir / "clean_vs_robust.png")
 robust = board.groupby("model").robust.mean()
 if {"saat", "atrdh"} <= set(robust.index):
     print(f"under the ensemble: SAAT {robust['saat']:.3f} vs ATRDH {robust['atrdh']:.3f} robust mAP (mean over code "

@@ -96,7 +96,7 @@ from advhash.manifest import read_manifest
 from advhash.metrics import random_ranking_map
 from advhash.pipeline import write_json
 from advhash.report import Claims, save_figure, start_notebook, write_curves, write_headline
-from advhash.robustness import leaderboard
+from advhash.robustness import describe, leaderboard
 
 run = start_notebook(figure_dir=figure_dir, metrics_dir=metrics_dir)
 eps, step, pgd_step = eps_255 / 255, attack_step_255 / 255, pgd_step_255 / 255
@@ -212,12 +212,8 @@ board, reports = leaderboard(victims, data, queries, eps=eps, alpha=step, steps=
                              restarts=robust_restarts, topk=k, num_anchors=dhta_anchors,
                              black_box_queries=black_box_queries, batch_size=attack_batch_size, seed=seed,
                              checks_bits=[story_bits])     # the checks vouch for the protocol at one code length
-print(next(iter(reports.values())).budget)
-for (name, bits), report in reports.items():
-    print(f"{name:>10} {bits:>3} bits:", "; ".join(map(str, report.flags)))
-save_figure(clean_vs_robust(board, palette=palette, hue_order=model_names, xlabel=f"clean mAP@{k}",
-                            ylabel=f"robust mAP@{k} (ensemble worst case)",
-                            title=f"eps {eps_255}/255: one point per model and code length"),
+print(describe(reports))
+save_figure(clean_vs_robust(board, palette=palette, hue_order=model_names, topk=k, eps_255=eps_255),
             run.figure_dir / "clean_vs_robust.png")
 board.set_index(["model", "bits"]).round(3)
 

@@ -16,9 +16,9 @@ import torch  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
 
 from advhash.data import InMemorySplit  # noqa: E402
-from advhash.figures import (attack_examples, attack_histories, bit_correlations, curve_panels,  # noqa: E402
-                             damage_figure, distance_histograms, image_grid, model_palette, perturbation_grid,
-                             pr_and_pn_curves, retrieval_examples, robustness_bars, robustness_sweep, show_image,
+from advhash.figures import (attack_examples, attack_histories, bit_correlations, clean_vs_robust,  # noqa: E402
+                             curve_panels, damage_figure, distance_histograms, image_grid, model_palette,
+                             perturbation_grid, pr_and_pn_curves, retrieval_examples, robustness_bars, robustness_sweep, show_image,
                              show_perturbation, show_ranking, sweep_panels, top_retrievals, tradeoff_plot,
                              transfer_heatmap)
 from advhash.report import DPI, finish_figure  # noqa: E402
@@ -195,6 +195,31 @@ def test_damage_figure_draws_the_mean_drop_per_task_and_the_map_per_iteration():
     assert [round(patch.get_height(), 6) for patch in bars.patches if patch.get_height()] == [0.1, 0.2]   # t2, t1
     assert bars.get_ylabel() == "mAP@10 drop (clean - attacked)" and bars.get_title() == "final"
     assert data_lines(lines) == [(0.7, 0.6), (0.9, 0.8)] and lines.get_title() == "story"
+
+
+def test_damage_figure_draws_published_points_hollow_and_names_them_in_the_legend():
+    final = pd.DataFrame(dict(model=["A", "A"], task=["t1", "t2"], drop=[0.1, 0.2]))
+    story = pd.DataFrame(dict(model="A", protocol="adaptive", task=["t1", "t1"], iterations=[1, 2], map=[0.9, 0.8]))
+    published = pd.DataFrame(dict(task=["t1", "t1"], iterations=[1, 2], map=[0.5, 0.4]))
+    fig = damage_figure(final, story, tasks=["t1", "t2"], topk=10, final_title="f", story_title="s",
+                        published=published, published_label="PUBLISHED: A, elsewhere")
+    lines = fig.axes[1]
+    points = [c for c in lines.collections if len(c.get_offsets()) == 2 and c.get_offsets()[:, 1].max() == 0.5]
+    assert len(points) == 1 and (points[0].get_facecolor()[:, 3] == 0).all()          # hollow
+    assert "PUBLISHED: A, elsewhere" in [t.get_text() for t in lines.get_legend().get_texts()]
+    assert fig.axes[0].get_legend().get_bbox_to_anchor().y0 < fig.axes[0].get_window_extent().y0   # below the bars
+
+
+def test_clean_vs_robust_draws_one_point_per_model_and_the_published_points_labelled():
+    board = pd.DataFrame(dict(model=["undefended", "saat"], bits=[32, 32], clean=[0.6, 0.55], robust=[0.1, 0.3]))
+    published = pd.DataFrame(dict(model=["saat"], clean=[0.73], robust=[0.35], label=["SAAT (elsewhere)"]))
+    fig = clean_vs_robust(board, palette=model_palette(), hue_order=["undefended", "saat"], topk=100, eps_255=8,
+                          published=published)
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "clean mAP@100" and ax.get_ylabel() == "robust mAP@100 (ensemble worst case)"
+    assert "eps 8/255" in ax.get_title()
+    assert [t.get_text() for t in ax.texts] == ["PUBLISHED SAAT (elsewhere)"]
+    assert ax.get_ylim()[0] <= 0.1 and ax.get_xlim()[1] >= 0.73
 
 
 def test_pr_and_pn_curves_draw_one_line_per_task_and_kind_of_queries():

@@ -10,7 +10,7 @@ from helpers import BITS, stripes, stripes_data
 from advhash.evaluation import query_set
 from advhash.losses import build_loss
 from advhash.models import HashingModel
-from advhash.robustness import UNTARGETED, evaluate_robustness, leaderboard, square_search
+from advhash.robustness import UNTARGETED, describe, evaluate_robustness, leaderboard, square_search
 from advhash.victim import Victim
 from advhash.train import encode, train_hashing
 from advhash.metrics import mean_average_precision
@@ -131,4 +131,7 @@ def test_the_leaderboard_checks_only_the_code_lengths_asked_for_and_states_what_
     assert reports["undefended", 16].flags == [] and len(reports["undefended", 32].flags) == 1
     row = board.iloc[0]
     assert row.robust <= min(row.pgd, row.hag) and row.overstated == pytest.approx(min(row.pgd, row.hag) - row.robust)
+    text = describe(reports).splitlines()                    # the budget once, the cost, each model's flags
+    assert text[0].startswith("budget: eps_255") and text[1].startswith("cost: ensemble")
+    assert "not checked" in text[2] and "ok: masked_gradients" in text[3] and len(text) == 4
 

@@ -243,11 +243,12 @@ def tradeoff_plot(tradeoff: pd.DataFrame, *, palette, xlabel: str, ylabel: str, 
     return fig
 
 
-def clean_vs_robust(board: pd.DataFrame, *, palette, hue_order: list[str], xlabel: str, ylabel: str, title: str,
+def clean_vs_robust(board: pd.DataFrame, *, palette, hue_order: list[str], topk: int, eps_255: float,
                     published: pd.DataFrame | None = None):
-    """The leaderboard as a figure: clean against robust mAP, one point per model (colour) and code length
-    (marker); ``published`` points (columns model, clean, robust, and optionally label) drawn hollow in the
-    model's colour and labelled "PUBLISHED <label or model>"."""
+    """The leaderboard (``advhash.robustness.leaderboard``) as a figure: clean against robust mAP@``topk`` at
+    eps ``eps_255``/255, one point per model (colour) and code length (marker); ``published`` points (columns
+    model, clean, robust, and optionally label) drawn hollow in the model's colour, labelled "PUBLISHED <label or
+    model>". The dotted diagonal is robust = clean."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -263,7 +264,8 @@ def clean_vs_robust(board: pd.DataFrame, *, palette, hue_order: list[str], xlabe
     low = min(board.robust.min(), board.clean.min(),
               *(() if published is None or not len(published) else (published.robust.min(),)))
     ax.plot([low, 1], [low, 1], ":", color="grey", linewidth=1)
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.set(xlabel=f"clean mAP@{topk}", ylabel=f"robust mAP@{topk} (ensemble worst case)",
+           title=f"eps {eps_255}/255: one point per model and code length")
     ax.legend(fontsize=8, bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.tight_layout()
     return fig

@@ -47,7 +47,7 @@ from .metrics import average_precision_per_query, random_ranking_map
 from .utils import check_images, progress
 from .victim import Victim
 
-__all__ = ["UNTARGETED", "TARGETED", "Flag", "RobustnessReport", "evaluate_robustness", "leaderboard",
+__all__ = ["UNTARGETED", "TARGETED", "Flag", "RobustnessReport", "evaluate_robustness", "leaderboard", "describe",
            "square_search", "member_settings"]
 
 UNTARGETED = ("pgd", "hag", "sdha", "center", "saat")
@@ -347,6 +347,21 @@ def evaluate_robustness(model, data, *, eps: float, alpha: float | None = None, 
                             budget=budget, per_query=frame,
                             cost={**{f"ensemble_{key}": value for key, value in ensemble_cost.items()},
                                   **{f"checks_{key}": value for key, value in check_cost.items()}})
+
+
+def describe(reports: dict) -> str:
+    """The leaderboard's evaluation in words (``reports`` as :func:`leaderboard` returns them): the budget once,
+    the ensemble's cost, then each model's flags with their evidence ("not checked" where no check ran)."""
+    if not reports:
+        return "no model evaluated"
+    checked = [report for report in reports.values() if report.flags] or list(reports.values())
+    lines = ["budget: " + ", ".join(f"{key} {value}" for key, value in checked[0].budget.items())]
+    ensemble, checks = (sum(report.cost.get(f"{part}_seconds", 0.0) for report in reports.values())
+                        for part in ("ensemble", "checks"))
+    lines.append(f"cost: ensemble {ensemble:.0f} s, checks {checks:.0f} s over {len(reports)} models")
+    for (name, bits), report in reports.items():
+        lines.append(f"{name:>10} {bits:>3} bits: " + ("; ".join(map(str, report.flags)) or "not checked"))
+    return "\n".join(lines)
 
 
 def leaderboard(victims, data, queries: QuerySet, *, eps: float, checks_bits: Sequence[int] | None = None,
