@@ -19,7 +19,7 @@ FASHION_MNIST_DEB := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PYTHONHASHSEED := 0
 
-.PHONY: setup fashion-mnist data repro test notebooks bench clean-outputs
+.PHONY: setup fashion-mnist data repro test dry notebooks bench clean-outputs
 
 setup: $(BIN)/.advhash-installed
 
@@ -46,6 +46,14 @@ repro: data
 
 test: data
 	PATH=$(BIN_PATH):$$PATH $(BIN)/python -m pytest
+
+# A dry run of an experiment: which stages a parameter change reruns, nothing run. Example:
+#   make dry S="deep_hashing.epochs=20 saat.eps_255=4"
+# dvc runs it in a temporary copy of the project that lacks the data and checkpoints (DVC leaves them out of a
+# dry run), so they are copied in (-C); a stage downstream of a rerun one reruns too, though listed as unchanged.
+dry: data
+	PATH=$(BIN_PATH):$$PATH $(BIN)/dvc exp run --dry -C $(DATA_ROOT) \
+	  $(foreach folder,$(wildcard checkpoints/*/),-C $(folder:/=)) $(foreach setting,$(S),-S $(setting))
 
 notebooks: setup
 	$(BIN)/python -m advhash.pipeline build
