@@ -305,3 +305,19 @@ def assert_resumes_bit_for_bit(fit, data, settings, folder, prefix):
     assert sorted(load_checkpoint(p)["epoch"] for p in folder.glob("*.pt")) == [1, 2]
     assert [r["image_loss"] for r in resumed_history] == [r["image_loss"] for r in history]
     return path
+
+
+def published_tables_step(defense, loss, model, train, *, batch=12, seed=0):
+    """Prepare an adversarial-training ``defense`` built with tables="published" on ``train`` with its hashing
+    ``loss`` (table pairs), check that both share the training codes it preinstalled, and take one training step
+    on a random batch. Returns (shared: the preinstalled codes, indices, images, labels, the step's loss)."""
+    import torch
+
+    defense.prepare(model, train, seed=0, loss=loss)
+    with torch.no_grad():
+        shared = sign_codes(model.eval().hash_logits(all_images(train)))
+    assert torch.equal(loss.code_table, shared) and loss.seen.all()
+    model.train()
+    indices = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:batch]
+    images, labels = all_images(train)[indices], train.labels[indices]
+    return shared, indices, images, labels, defense.batch_loss(model, loss, images, labels, indices, step=0)

@@ -6,7 +6,7 @@ from fractions import Fraction
 
 import pytest
 import torch
-from helpers import DEFENSE_BITS, DEFENSE_CLASSES, all_images, sign_codes, stripes
+from helpers import DEFENSE_BITS, DEFENSE_CLASSES, all_images, published_tables_step, sign_codes, stripes
 
 from advhash.attacks import CenterGuidedAttack
 from advhash.codes import center_codes
@@ -106,14 +106,7 @@ def test_published_tables_share_one_storage_as_the_published_code(base, inner_at
     model = copy.deepcopy(base[0])
     loss = build_loss("dpsh", num_train=48, bits=BITS, num_classes=CLASSES, pairs="table")
     defense = CgAT(num_train=48, bits=BITS, num_classes=CLASSES, steps=3, variant="official", tables="published")
-    defense.prepare(model, train, seed=0, loss=loss)
-    with torch.no_grad():
-        shared = sign_codes(model.eval().hash_logits(all_images(train)))
-    assert torch.equal(loss.code_table, shared) and loss.seen.all()
-    model.train()
-    indices = torch.randperm(48, generator=torch.Generator().manual_seed(0))[:12]
-    images, labels = all_images(train)[indices], train.labels[indices]
-    value = defense.batch_loss(model, loss, images, labels, indices, step=0)
+    shared, indices, images, labels, value = published_tables_step(defense, loss, model, train)
 
     (_, _, guide, adversarial), = inner_attacks
     assert torch.equal(guide, published_center_codes(labels, shared, train.labels))               # L116

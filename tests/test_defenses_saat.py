@@ -6,8 +6,8 @@ import copy
 
 import pytest
 import torch
-from helpers import (DEFENSE_BITS, DEFENSE_CLASSES, all_images, reference_mainstay_codes, same_weights, sign_codes,
-                     stripes)
+from helpers import (DEFENSE_BITS, DEFENSE_CLASSES, all_images, published_tables_step, reference_mainstay_codes,
+                     same_weights, sign_codes, stripes)
 
 from advhash.attacks import SAAT
 from advhash.checkpoint import load_checkpoint
@@ -71,14 +71,8 @@ def test_published_tables_share_one_storage_as_the_published_code(base, inner_at
     loss = build_loss("dph", num_train=48, bits=DEFENSE_BITS, num_classes=DEFENSE_CLASSES, pairs="table")
     defense = SAATTraining(num_train=48, bits=DEFENSE_BITS, num_classes=DEFENSE_CLASSES, steps=3,
                            tables="published")
-    defense.prepare(model, train, seed=0, loss=loss)
-    with torch.no_grad():
-        shared = sign_codes(model.eval().hash_logits(all_images(train)))        # U_ben = model.U = train codes
-    assert torch.equal(loss.code_table, shared) and loss.seen.all() and torch.equal(loss.label_table, train.labels)
-    model.train()
-    indices = torch.randperm(48, generator=torch.Generator().manual_seed(0))[:12]
-    batch, labels = all_images(train)[indices], train.labels[indices]
-    value = defense.batch_loss(model, loss, batch, labels, indices, step=0)
+    shared, indices, batch, labels, value = published_tables_step(defense, loss, model, train)   # U_ben = model.U
+    assert torch.equal(loss.label_table, train.labels)
 
     (attack, _, guide, adversarial), = inner_attacks
     assert torch.equal(guide, reference_mainstay_codes(labels, shared, train.labels))           # L87
