@@ -19,8 +19,8 @@ from advhash.data import InMemorySplit  # noqa: E402
 from advhash.figures import (attack_examples, attack_histories, bit_correlations, clean_vs_robust,  # noqa: E402
                              curve_panels, damage_figure, distance_histograms, image_grid, model_palette,
                              perturbation_grid, pr_and_pn_curves, retrieval_examples, robustness_bars,
-                             robustness_sweep, show_image, show_perturbation, show_ranking, sweep_panels, top_retrievals, tradeoff_plot,
-                             transfer_heatmap)
+                             robustness_sweep, show_image, show_perturbation, show_ranking, sweep_panels,
+                             top_retrievals, tradeoff_plot, transfer_heatmap)
 from advhash.report import DPI, finish_figure  # noqa: E402
 
 GREEN, RED = to_rgba("green"), to_rgba("red")
