@@ -19,7 +19,7 @@ FASHION_MNIST_DEB := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PYTHONHASHSEED := 0
 
-.PHONY: setup fashion-mnist data repro test dry notebooks bench clean-outputs
+.PHONY: setup fashion-mnist data repro test dry report notebooks bench clean-outputs
 
 setup: $(BIN)/.advhash-installed
 
@@ -54,6 +54,10 @@ test: data
 dry: data
 	PATH=$(BIN_PATH):$$PATH $(BIN)/dvc exp run --dry -C $(DATA_ROOT) \
 	  $(foreach folder,$(wildcard checkpoints/*/),-C $(folder:/=)) $(foreach setting,$(S),-S $(setting))
+
+# The executed notebooks as one static site: site/index.html (summary page) and one page per section.
+report: setup
+	$(BIN)/python tools/report_site.py
 
 notebooks: setup
 	$(BIN)/python -m advhash.pipeline build

@@ -236,6 +236,24 @@ def test_perturb_of_no_images_and_of_a_bare_model():
     assert torch.equal(perturb(HAG(model, steps=2), x, batch_size=2), HAG(model, steps=2)(x))
 
 
+def test_perturb_draws_its_progress_on_the_pipelines_terminal_only(tmp_path, monkeypatch, capsys):
+    """Under `dvc repro` on a terminal, advhash.pipeline names that terminal in ADVHASH_PROGRESS_TTY: the bar
+    (attack name, images done, elapsed and remaining time) goes there, never to the notebook's output."""
+    from advhash.utils import PROGRESS_TTY
+
+    model, x = fresh_model(), images(5)
+    perturb(HAG(model, steps=2), x, batch_size=2)
+    assert capsys.readouterr() == ("", ""), "no terminal: no bar"
+    terminal = tmp_path / "tty"
+    monkeypatch.setenv(PROGRESS_TTY, str(terminal))
+    result = perturb(HAG(model, steps=2), x, batch_size=2)
+    drawn = terminal.read_text()
+    assert "HAG:" in drawn and "/5 [00:00<" in drawn and "image/s]" in drawn      # name, count, elapsed<ETA, rate
+    assert capsys.readouterr() == ("", "") and torch.equal(result, HAG(model, steps=2)(x))
+    monkeypatch.setenv(PROGRESS_TTY, str(tmp_path / "gone" / "tty"))                      # terminal closed
+    assert torch.equal(perturb(HAG(model, steps=2), x, batch_size=2), result)
+
+
 def test_perturb_bad_arguments_are_clear_errors():
     victim = table_victim(fresh_model())
     attack = CenterGuidedAttack(victim, steps=2)

@@ -1,0 +1,83 @@
+"""`make report`: the five executed notebooks as one static site whose every link and figure resolves."""
+
+import re
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import report_site  # noqa: E402
+
+CDN_SCRIPTS = ("https://cdnjs.cloudflare.com/ajax/libs/mathjax/", "https://cdnjs.cloudflare.com/ajax/libs/require.js/")
+
+
+class References(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links, self.images, self.scripts, self.ids = [], [], [], set()
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        if tag == "a" and attrs.get("href"):
+            self.links.append(attrs["href"])
+        if tag == "img":
+            self.images.append(attrs.get("src", ""))
+        if tag == "script" and attrs.get("src"):
+            self.scripts.append(attrs["src"])
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    out = tmp_path_factory.mktemp("site")
+    return report_site.build(ROOT, out).parent
+
+
+def parse(path):
+    references = References()
+    references.feed(path.read_text(encoding="utf-8"))
+    return references
+
+
+def test_the_summary_page_links_every_section_and_shows_ours_beside_published(site):
+    index = parse(site / "index.html")
+    pages = {link for link in index.links if link.endswith(".html")}
+    assert pages == {f"{stem}.html" for stem in report_site.SECTIONS}
+    text = (site / "index.html").read_text(encoding="utf-8")
+    assert text.count("PUBLISHED (other data and backbones; 32 bits)") == 5
+    assert text.count("claims held") == 5, "each section shows its report's claims summary"
+    assert "robust_ensemble/" in text and "map_at_k/dpsh" in text          # headline numbers, ours
+
+
+def test_every_link_and_figure_of_the_site_resolves(site):
+    for page in sorted(site.glob("*.html")):
+        references = parse(page)
+        for link in references.links:
+            if link.startswith(("http://", "https://", "mailto:")):
+                continue
+            target, _, anchor = link.partition("#")
+            assert not target or (site / target).is_file(), f"{page.name}: broken link {link}"
+            if anchor and not target:
+                assert anchor in references.ids, f"{page.name}: no element #{anchor}"
+        for source in references.images:
+            assert source.startswith("data:image/") or (site / source).is_file(), f"{page.name}: image {source[:60]}"
+        assert all(src.startswith(CDN_SCRIPTS) for src in references.scripts), references.scripts
+    figures = sum(len(parse(page).images) for page in site.glob("0*.html"))
+    assert figures >= sum(len(list((ROOT / "figures" / stem).glob("*.png"))) for stem in report_site.SECTIONS)
+
+
+def test_a_missing_report_is_an_error_naming_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"reports/01_deep_hashing.ipynb is missing: run `dvc repro`"):
+        report_site.build(tmp_path, tmp_path / "site")
+
+
+def test_the_published_numbers_are_fractions_with_their_source():
+    for stem in report_site.SECTIONS:
+        rows = report_site.published_rows(stem, ROOT)
+        assert rows and all(re.search(r"[A-Za-z]", name) for name, _ in rows)
+        if stem != "05_cgat":                                   # the CgAT headline is a percentage
+            assert all(0 < value < 1 for _, value in rows), (stem, rows)
