@@ -1,6 +1,8 @@
 # advhash: two commands on a fresh machine.
 #   make repro   set up the environment and data, then regenerate every result with `dvc repro`
 #   make test    set up the environment and data, then run the library tests and nbval on the notebooks
+#   make dry S="section.key=value ..."   which stages a parameter change reruns (a DVC dry experiment)
+#   make report  the executed notebooks as one static HTML site in site/ (summary page and one page per section)
 #   make notebooks   rebuild notebooks/NN_name.ipynb from their notebooks/NN_name.py sources (after an edit;
 #                    `make test` does not rebuild them, a test fails while one is stale)
 #
@@ -49,10 +51,12 @@ test: data
 
 # A dry run of an experiment: which stages a parameter change reruns, nothing run. Example:
 #   make dry S="deep_hashing.epochs=20 saat.eps_255=4"
-# dvc runs it in a temporary copy of the project that lacks the data and checkpoints (DVC leaves them out of a
-# dry run), so they are copied in (-C); a stage downstream of a rerun one reruns too, though listed as unchanged.
+# One value per setting, no spaces inside one (a sweep, x=4,16, needs `dvc exp run --queue`). dvc runs it in a
+# temporary copy of the project that lacks the data and checkpoints (DVC leaves them out of a dry run), so they
+# are copied in (-C; the stages read the folder data/); a stage downstream of a rerun one reruns too, though
+# listed as unchanged.
 dry: data
-	PATH=$(BIN_PATH):$$PATH $(BIN)/dvc exp run --dry -C $(DATA_ROOT) \
+	PATH=$(BIN_PATH):$$PATH $(BIN)/dvc exp run --dry -C data \
 	  $(foreach folder,$(wildcard checkpoints/*/),-C $(folder:/=)) $(foreach setting,$(S),-S $(setting))
 
 # The executed notebooks as one static site: site/index.html (summary page) and one page per section.

@@ -307,17 +307,16 @@ def assert_resumes_bit_for_bit(fit, data, settings, folder, prefix):
     return path
 
 
-def published_tables_step(defense, loss, model, train, *, batch=12, seed=0):
+def published_tables_step(defense, loss, model, train, *, batch=12, batch_seed=0):
     """Prepare an adversarial-training ``defense`` built with tables="published" on ``train`` with its hashing
-    ``loss`` (table pairs), check that both share the training codes it preinstalled, and take one training step
-    on a random batch. Returns (shared: the preinstalled codes, indices, images, labels, the step's loss)."""
-    import torch
-
+    ``loss`` (table pairs; seed 0), check that both share the training codes it preinstalled, and take one
+    training step on a random batch (``batch_seed``). Returns (shared: the preinstalled codes, indices, images,
+    labels, the step's loss)."""
     defense.prepare(model, train, seed=0, loss=loss)
     with torch.no_grad():
         shared = sign_codes(model.eval().hash_logits(all_images(train)))
     assert torch.equal(loss.code_table, shared) and loss.seen.all()
     model.train()
-    indices = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:batch]
+    indices = torch.randperm(len(train), generator=torch.Generator().manual_seed(batch_seed))[:batch]
     images, labels = all_images(train)[indices], train.labels[indices]
     return shared, indices, images, labels, defense.batch_loss(model, loss, images, labels, indices, step=0)

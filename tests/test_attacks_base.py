@@ -238,9 +238,11 @@ def test_perturb_of_no_images_and_of_a_bare_model():
 
 def test_perturb_draws_its_progress_on_the_pipelines_terminal_only(tmp_path, monkeypatch, capsys):
     """Under `dvc repro` on a terminal, advhash.pipeline names that terminal in ADVHASH_PROGRESS_TTY: the bar
-    (attack name, images done, elapsed and remaining time) goes there, never to the notebook's output."""
+    (attack name, images done of the total, elapsed and remaining time) goes there, never to the notebook's
+    output; a terminal that went away means no bar, not an error."""
     from advhash.utils import PROGRESS_TTY
 
+    monkeypatch.delenv(PROGRESS_TTY, raising=False)
     model, x = fresh_model(), images(5)
     perturb(HAG(model, steps=2), x, batch_size=2)
     assert capsys.readouterr() == ("", ""), "no terminal: no bar"
@@ -248,10 +250,11 @@ def test_perturb_draws_its_progress_on_the_pipelines_terminal_only(tmp_path, mon
     monkeypatch.setenv(PROGRESS_TTY, str(terminal))
     result = perturb(HAG(model, steps=2), x, batch_size=2)
     drawn = terminal.read_text()
-    assert "HAG:" in drawn and "/5 [00:00<" in drawn and "image/s]" in drawn      # name, count, elapsed<ETA, rate
+    assert "HAG:" in drawn and "/5 [00:00<" in drawn and "image/s]" in drawn      # its name, total and unit
     assert capsys.readouterr() == ("", "") and torch.equal(result, HAG(model, steps=2)(x))
     monkeypatch.setenv(PROGRESS_TTY, str(tmp_path / "gone" / "tty"))                      # terminal closed
     assert torch.equal(perturb(HAG(model, steps=2), x, batch_size=2), result)
+    assert capsys.readouterr() == ("", "")
 
 
 def test_perturb_bad_arguments_are_clear_errors():
