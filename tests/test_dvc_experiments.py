@@ -92,8 +92,8 @@ def test_the_makefile_dry_target_copies_the_data_and_every_checkpoint_folder_and
     for name in ("01_first", "02_second"):
         (tmp_path / "checkpoints" / name).mkdir(parents=True)
     (tmp_path / "pyproject.toml").touch()                              # what the setup target is made from
-    made = run("make", "-n", "-f", str(ROOT / "Makefile"), "dry", "S=deep_hashing.epochs=20 saat.eps_255=4",
-               cwd=tmp_path).stdout
+    made = run("make", "--no-print-directory", "-n", "-f", str(ROOT / "Makefile"), "dry",    # also under `make test`
+               "S=deep_hashing.epochs=20 saat.eps_255=4", cwd=tmp_path).stdout
     command = " ".join(made.replace("\\\n", " ").split())
     assert "dvc exp run --dry -C data -C checkpoints/01_first -C checkpoints/02_second " in command, command
     assert command.endswith("-S deep_hashing.epochs=20 -S saat.eps_255=4"), command
