@@ -96,7 +96,7 @@ from advhash.manifest import read_manifest
 from advhash.metrics import random_ranking_map
 from advhash.pipeline import write_json
 from advhash.report import Claims, save_figure, start_notebook, write_curves, write_headline
-from advhash.robustness import describe, leaderboard
+from advhash.robustness import UNTARGETED, describe, leaderboard
 
 run = start_notebook(figure_dir=figure_dir, metrics_dir=metrics_dir)
 eps, step, pgd_step = eps_255 / 255, attack_step_255 / 255, pgd_step_255 / 255
@@ -304,7 +304,7 @@ run.finish()
 # %%
 claims = Claims(check_claims)
 check_budget(runs, queries, eps)
-members = [column for column in board.columns if column in ("pgd", "hag", "sdha", "center", "saat")]
+members = [column for column in board.columns if column in UNTARGETED]
 claims.expect((board.robust <= board[members].min(axis=1) + 1e-12).all(), "the ensemble's worst case is per query")
 robust = board.groupby("model").robust.mean()
 claims.expect(robust["cgat"] > robust["undefended"],

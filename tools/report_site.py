@@ -21,9 +21,9 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 
+from advhash.report import SUMMARY_HEADING, SUMMARY_PLACEHOLDER
+
 ROOT = Path(__file__).resolve().parents[1]
-SUMMARY_START = "**Summary"        # the display advhash.report.Claims.finish fills at the top of a report
-SUMMARY_PLACEHOLDER = "*The summary of what this report found appears here"   # ... until its claims cell ran
 
 
 def read_published(root: Path, name: str) -> pd.DataFrame:
@@ -103,9 +103,9 @@ def summary_of(notebook) -> str:
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
             text = output.get("data", {}).get("text/markdown", "")
-            if text.startswith(SUMMARY_START):
+            if text.startswith(SUMMARY_HEADING):
                 return text
-            if text.startswith(SUMMARY_PLACEHOLDER):
+            if text == SUMMARY_PLACEHOLDER:            # the run stopped before its claims cell
                 return "**No summary: the run stopped before its claims were checked**"
     return "**No summary: this report was rendered by older code**"
 

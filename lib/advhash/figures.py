@@ -220,6 +220,12 @@ def sweep_panels(sweeps: Mapping[str, pd.DataFrame], *, ylabel: str, title: str,
     return fig
 
 
+def _colour(palette, name: str):
+    """``name``'s colour in a {name: colour} palette (``model_palette``); black for a name it lacks or a palette
+    given as a list or a seaborn name."""
+    return palette.get(name, "black") if isinstance(palette, dict) else "black"
+
+
 def tradeoff_plot(tradeoff: pd.DataFrame, *, palette, xlabel: str, ylabel: str, title: str):
     """The robustness-accuracy trade-off: clean against robust mAP, one line per defense through its
     training budgets (labelled), the references (budget 0: undefended, fine-tune) as crosses."""
@@ -236,7 +242,7 @@ def tradeoff_plot(tradeoff: pd.DataFrame, *, palette, xlabel: str, ylabel: str, 
     for row in tradeoff.itertuples():
         ax.annotate(f"{row.train_eps_255}" if row.train_eps_255 else row.defense, (row.clean, row.robust),
                     textcoords="offset points", xytext=corner[row.defense], fontsize=8,
-                    color=palette.get(row.defense, "black") if isinstance(palette, dict) else "black")
+                    color=_colour(palette, row.defense))
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title_fontsize=8)
     fig.tight_layout()
@@ -256,7 +262,7 @@ def clean_vs_robust(board: pd.DataFrame, *, palette, hue_order: list[str], topk:
     sns.scatterplot(data=board, x="clean", y="robust", hue="model", style="bits", hue_order=hue_order,
                     palette=palette, s=90, ax=ax)
     if published is not None and len(published):
-        colours = [palette.get(m, "black") if isinstance(palette, dict) else "black" for m in published.model]
+        colours = [_colour(palette, model) for model in published.model]
         ax.scatter(published.clean, published.robust, facecolors="none", edgecolors=colours, s=90, linewidths=1.5)
         for row in published.itertuples():
             ax.annotate(f"PUBLISHED {getattr(row, 'label', row.model)}", (row.clean, row.robust),

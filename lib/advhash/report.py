@@ -48,12 +48,14 @@ def start_notebook(*, figure_dir: str | Path, metrics_dir: str | Path) -> Notebo
     run.metrics_dir.mkdir(parents=True, exist_ok=True)
     sns.set_theme(style="whitegrid", context="notebook")
     pd.set_option("display.precision", 4)
-    _show_summary("*The summary of what this report found appears here once the notebook has run to its end "
-                  "(its claims, checked in the last section).*")
+    _show_summary(SUMMARY_PLACEHOLDER)
     return run
 
 
 SUMMARY_ID = "advhash-summary"   # the display near the top of a report that Claims.finish() fills in
+SUMMARY_HEADING = "**Summary"    # how the filled summary starts (tools/report_site.py finds it by this)
+SUMMARY_PLACEHOLDER = ("*The summary of what this report found appears here once the notebook has run to its end "
+                       "(its claims, checked in the last section).*")
 
 
 def _show_summary(markdown: str, *, update: bool = False) -> None:
@@ -159,7 +161,7 @@ class Claims:
         """Judge the recorded claims (see the class docstring), and write them as the summary at the top of the
         report. Returns True when all hold."""
         total = len(self.held) + len(self.failed)
-        _show_summary("\n".join([f"**Summary: {len(self.held)} of {total} claims held** (checked in the last "
+        _show_summary("\n".join([f"{SUMMARY_HEADING}: {len(self.held)} of {total} claims held** (checked in the last "
                                   "section, with their numbers):", "",
                                   *(f"- NOT HELD: {message}" for message in self.failed),
                                   *(f"- held: {message}" for message in self.held)]), update=True)

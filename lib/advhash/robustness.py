@@ -100,9 +100,13 @@ class RobustnessReport:
         rows = self.table[(self.table.part == "untargeted") & (self.table.attack != "worst case")]
         return dict(zip(rows.attack, rows.score))
 
+    def budget_text(self) -> str:
+        """The budget in words: "eps_255 8.0, alpha_255 2.0, steps 100, ..."."""
+        return ", ".join(f"{key} {value}" for key, value in self.budget.items())
+
     def summary(self) -> str:
         """Robust mAP with its budget, and the flags."""
-        budget = ", ".join(f"{key} {value}" for key, value in self.budget.items())
+        budget = self.budget_text()
         tmap = "" if self.robust_tmap is None else f", robust t-MAP {self.robust_tmap:.3f}"
         return (f"clean mAP {self.clean_map:.3f}, robust mAP {self.robust_map:.3f}{tmap} ({budget}); "
                 + "; ".join(map(str, self.flags)))
@@ -355,7 +359,7 @@ def describe(reports: dict) -> str:
     if not reports:
         return "no model evaluated"
     checked = [report for report in reports.values() if report.flags] or list(reports.values())
-    lines = ["budget: " + ", ".join(f"{key} {value}" for key, value in checked[0].budget.items())]
+    lines = ["budget: " + checked[0].budget_text()]
     ensemble, checks = (sum(report.cost.get(f"{part}_seconds", 0.0) for report in reports.values())
                         for part in ("ensemble", "checks"))
     lines.append(f"cost: ensemble {ensemble:.0f} s, checks {checks:.0f} s over {len(reports)} models")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 from typing import Any
@@ -21,6 +22,13 @@ def seed_everything(seed: int) -> None:
 PROGRESS_TTY = "ADVHASH_PROGRESS_TTY"   # set by advhash.pipeline when a stage runs on a terminal: the terminal's path
 
 
+@functools.lru_cache(maxsize=None)
+def _open_terminal(path: str):
+    """The terminal ``path`` opened for writing, once per process: every bar shares the handle (a handle per bar
+    would be left to the garbage collector)."""
+    return open(path, "w")
+
+
 def progress(iterable=None, **kwargs):
     """A tqdm progress bar (elapsed time, rate and estimate of the rest) that shows on a terminal and stays quiet
     elsewhere (CI, papermill, nbval, a rendered report).
@@ -32,8 +40,7 @@ def progress(iterable=None, **kwargs):
     terminal = os.environ.get(PROGRESS_TTY)
     if terminal and "file" not in kwargs and kwargs.get("disable") is None:
         try:
-            kwargs["file"] = open(terminal, "w")          # closed with the process; one per bar is cheap
-            kwargs["disable"] = False
+            kwargs["file"], kwargs["disable"] = _open_terminal(terminal), False
         except OSError:
             pass                                          # the terminal went away: no bar
     kwargs.setdefault("disable", None)
