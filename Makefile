@@ -1,5 +1,6 @@
 # advhash: two commands on a fresh machine.
-#   make repro   set up the environment and data, then regenerate every result with `dvc repro`
+#   make repro   set up the environment and data, then regenerate every result with `dvc repro` (two stages at a
+#                time where they are independent; LANES=1: one at a time)
 #   make test    set up the environment and data, then run the library tests and nbval on the notebooks
 #   make dry S="section.key=value ..."   which stages a parameter change reruns (a DVC dry experiment)
 #   make report  the executed notebooks as one static HTML site in site/ (summary page and one page per section)
@@ -43,8 +44,24 @@ fashion-mnist:
 data: setup fashion-mnist
 	$(BIN)/python -m advhash.data materialize $(DEFAULT_DATASETS) --root $(DATA_ROOT)
 
+# `make repro` runs stage 01, then the four stages that only need it in two lanes side by side (cmla then hag;
+# saat then cgat: about equal halves of the notebook time, and small models keep about one core each busy), then
+# a plain `dvc repro` that finds nothing left (or runs whatever a lane could not). Every stage's torch thread
+# count is fixed by pipeline.threads, so its numbers are the ones a sequential run gives. LANES=1: plain
+# `dvc repro`, one stage at a time (e.g. on a GPU, where two stages would share it).
+LANES ?= 2
+DVC := PATH=$(BIN_PATH):$$PATH $(BIN)/dvc --wait-for-lock
+
 repro: data
-	PATH=$(BIN_PATH):$$PATH $(BIN)/dvc repro
+ifeq ($(LANES),1)
+	$(DVC) repro
+else
+	$(DVC) repro deep_hashing
+	( export ADVHASH_LANE=0; $(DVC) repro --single-item cmla && $(DVC) repro --single-item hag ) & lane=$$!; \
+	  ( export ADVHASH_LANE=1; $(DVC) repro --single-item saat && $(DVC) repro --single-item cgat ); other=$$?; \
+	  wait $$lane && [ $$other = 0 ]
+	$(DVC) repro
+endif
 
 test: data
 	PATH=$(BIN_PATH):$$PATH $(BIN)/python -m pytest

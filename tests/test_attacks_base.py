@@ -51,7 +51,8 @@ def make_attack(label, victim, labels, **kwargs):
 def test_every_registered_attack_has_one_call_shape(name):
     """build_attack(name, victim), set_targets where required, then attack(images, labels) and
     perturb(attack, images, labels) in batches: the same images for attacks that treat images
-    independently (SDHA's Adam steps see float rounding of the batched forward pass: 1e-6), in the ball."""
+    independently (SDHA's Adam steps see float rounding of the batched forward pass, which Adam's per-element
+    normalization can enlarge: 3e-6 measured on an AMD EPYC; 1e-5 allowed), in the ball."""
     x, labels = images(10), one_hot_labels(10)
     victim = table_victim(fresh_model())
 
@@ -65,7 +66,7 @@ def test_every_registered_attack_has_one_call_shape(name):
     whole = build()(x, labels)
     batched = perturb(build(), x, labels, batch_size=3)
     if name == "sdha":
-        assert torch.allclose(batched, whole, atol=1e-6, rtol=0)
+        assert torch.allclose(batched, whole, atol=1e-5, rtol=0)
     else:
         assert torch.equal(batched, whole)
     assert (whole - x).abs().max() <= 8 / 255 + 1e-6 and whole.min() >= 0 and whole.max() <= 1

@@ -321,3 +321,43 @@ def test_the_pipeline_thread_count_is_read_and_checked(tmp_path):
             run_threads(path)
     for profile in PROFILES:
         assert run_threads(profile) is not None, f"{profile.name} fixes the thread count"
+
+
+def test_the_stage_progress_bar_names_the_running_section(tmp_path):
+    """`dvc repro` on a terminal: papermill's bar shows the notebook section (its last markdown heading) of the cell
+    that runs, not a bare "Executing"."""
+    import io
+
+    import nbformat
+    import papermill
+
+    from advhash.pipeline import KERNEL_NAME, _section_engine, section_headings
+
+    cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_markdown_cell("# Title\nintro"),
+             nbformat.v4.new_code_cell("y = 2"), nbformat.v4.new_markdown_cell("text\n## 2. Under attack"),
+             nbformat.v4.new_code_cell("z = 3")]
+    assert section_headings(cells) == [None, "Title", "Title", "2. Under attack", "2. Under attack"]
+    source = tmp_path / "07_toy.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), source)
+    shown = io.StringIO()
+    papermill.execute_notebook(str(source), str(tmp_path / "out.ipynb"), kernel_name=KERNEL_NAME, log_output=False,
+                               progress_bar=dict(file=shown, mininterval=0), engine_name=_section_engine())
+    assert "07_toy | 2. Under attack" in shown.getvalue()
+    assert "cells [" in shown.getvalue(), "elapsed and remaining time shown"
+
+
+def test_stages_side_by_side_draw_their_bars_on_their_own_lines(tmp_path, monkeypatch):
+    """`make repro` runs two stages at once on one terminal: lane 1's stage bar sits 3 lines below lane 0's, and each
+    stage's loop bars (nested ones a line further) go below its own bar instead of over the other stage's."""
+    from advhash.pipeline import progress_lane
+    from advhash.utils import PROGRESS_LINE, PROGRESS_TTY, progress
+
+    monkeypatch.setenv("ADVHASH_LANE", "1")
+    assert progress_lane() == 1
+    monkeypatch.setenv("ADVHASH_LANE", "left")
+    with pytest.raises(ValueError, match="ADVHASH_LANE must be a lane number"):
+        progress_lane()
+    monkeypatch.setenv(PROGRESS_TTY, str(tmp_path / "tty"))
+    monkeypatch.setenv(PROGRESS_LINE, "4")
+    with progress(range(3), desc="outer") as outer, progress(range(2), desc="inner") as inner:
+        assert (abs(outer.pos), abs(inner.pos)) == (4, 5)

@@ -209,6 +209,54 @@ def terminal_progress() -> bool:
     return sys.stderr.isatty() and not os.environ.get("CI")
 
 
+def progress_lane() -> int:
+    """Which lane of ``make repro`` runs this stage (``ADVHASH_LANE``, Default 0): two stages that run side by side
+    draw their progress bars on separate lines of the one terminal."""
+    value = os.environ.get("ADVHASH_LANE", "0")
+    if not value.isdigit():
+        raise ValueError(f"ADVHASH_LANE must be a lane number (0, 1, ...); got {value!r}")
+    return int(value)
+
+
+def section_headings(cells) -> list[str | None]:
+    """Per cell, the notebook section it belongs to: the text of the last markdown heading at or above it
+    (None before the first). What the stage's progress bar shows beside the cell count."""
+    headings, current = [], None
+    for cell in cells:
+        if cell.get("cell_type") == "markdown":
+            for line in str(cell.get("source", "")).splitlines():
+                if line.startswith("#"):
+                    current = line.lstrip("#").strip() or current
+        headings.append(current)
+    return headings
+
+
+def _section_engine():
+    """papermill's nbclient engine with a progress bar that names the running cell's notebook section
+    (``section_headings``) instead of papermill's plain "Executing": ``03_cmla | 2. Under attack: ...``.
+    papermill's own hook is a ``papermill_description=<word>`` in the cell's source; the headings already
+    say it, so the engine reads them (registered as ``advhash``)."""
+    from papermill.engines import NBClientEngine, papermill_engines
+
+    class SectionEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):
+            stem = Path(nb_man.nb.metadata.get("papermill", {}).get("input_path") or "notebook").stem
+            names = {id(cell): heading for cell, heading in zip(nb_man.nb.cells, section_headings(nb_man.nb.cells))}
+
+            def describe(cell, **_):
+                heading = names.get(id(cell))
+                return f"{stem} | {heading[:48]}" if heading else stem
+
+            nb_man.get_cell_description = describe
+            if nb_man.pbar is not None:
+                nb_man.pbar.bar_format = "{desc}: {n_fmt}/{total_fmt} cells [{elapsed}<{remaining}]"
+            return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+
+    papermill_engines.register("advhash", SectionEngine)
+    return "advhash"
+
+
 def run_settings(params_path: str | os.PathLike) -> dict[str, Any]:
     """The ``PIPELINE_PARAMETERS`` of every stage from the params file's ``pipeline`` section:
     ``check_claims`` (Default true; a boolean)."""
@@ -245,7 +293,7 @@ def run_notebook(stem: str, *, root: str | os.PathLike | None = None, params_pat
     import papermill
     from papermill.iorw import write_ipynb
 
-    from .utils import PROGRESS_TTY
+    from .utils import PROGRESS_LINE, PROGRESS_TTY
 
     root = project_root(root)
     if stem not in NOTEBOOK_SECTIONS:
@@ -265,18 +313,21 @@ def run_notebook(stem: str, *, root: str | os.PathLike | None = None, params_pat
     with tempfile.TemporaryDirectory(prefix="advhash-") as folder:
         built = Path(folder) / f"{stem}.ipynb"
         built.write_text(_notebook_text(notebook), encoding="utf-8")
-        saved = {name: os.environ.get(name) for name in (*THREAD_VARIABLES, PROGRESS_TTY)}
+        saved = {name: os.environ.get(name) for name in (*THREAD_VARIABLES, PROGRESS_TTY, PROGRESS_LINE)}
         if threads is not None:                       # the kernel inherits them: torch reads them at import
             os.environ.update({name: str(threads) for name in THREAD_VARIABLES})
         try:
             show = terminal_progress()
+            bar: bool | dict = False
             if show:                                  # the kernel's loops draw their bars on this terminal
-                os.environ[PROGRESS_TTY] = os.ttyname(sys.stderr.fileno())
+                lane = progress_lane()                # under the stage's bar: 3 lines per lane
+                os.environ[PROGRESS_TTY], os.environ[PROGRESS_LINE] = os.ttyname(sys.stderr.fileno()), str(3 * lane + 1)
+                bar = dict(position=3 * lane)
                 print(f"{stem}: {len(notebook.cells)} cells, parameters from {params_path} [{section}]",
                       file=sys.stderr, flush=True)
             rendered = papermill.execute_notebook(str(built), str(report), parameters=staged,
-                                                  kernel_name=KERNEL_NAME, cwd=str(root), progress_bar=show,
-                                                  log_output=False)
+                                                  kernel_name=KERNEL_NAME, cwd=str(root), progress_bar=bar,
+                                                  log_output=False, engine_name=_section_engine())
         except Exception as error:
             raise RuntimeError(f"notebook {stem} failed ({type(error).__name__}: {str(error).strip()[-400:]}); "
                                f"nothing tracked was replaced. The failed rendering is {report}, its figures and "

@@ -20,6 +20,7 @@ def seed_everything(seed: int) -> None:
 
 
 PROGRESS_TTY = "ADVHASH_PROGRESS_TTY"   # set by advhash.pipeline when a stage runs on a terminal: the terminal's path
+PROGRESS_LINE = "ADVHASH_PROGRESS_LINE"  # set with it: the terminal line below which the stage's loop bars go
 
 
 @functools.lru_cache(maxsize=None)
@@ -35,7 +36,8 @@ def progress(iterable=None, **kwargs):
 
     ``disable=None`` is tqdm's own rule for "no bar when the output is not a TTY"; pass ``disable=False`` to
     force one. Inside a notebook run by ``advhash.pipeline`` from a terminal (``dvc repro``), the environment
-    variable ``ADVHASH_PROGRESS_TTY`` names that terminal: the bar is drawn there, never into the report.
+    variable ``ADVHASH_PROGRESS_TTY`` names that terminal: the bar is drawn there, never into the report, on the
+    lines below ``ADVHASH_PROGRESS_LINE`` (nested bars one line further each).
     """
     terminal = os.environ.get(PROGRESS_TTY)
     if terminal and "file" not in kwargs and kwargs.get("disable") is None:
@@ -43,6 +45,9 @@ def progress(iterable=None, **kwargs):
             kwargs["file"], kwargs["disable"] = _open_terminal(terminal), False
         except OSError:
             pass                                          # the terminal went away: no bar
+        else:                                             # below the stage's own bar (two stages share a terminal
+            line = int(os.environ.get(PROGRESS_LINE) or 0)   # under `make repro`: each has its lines)
+            kwargs.setdefault("position", line + sum(not bar.disable for bar in list(tqdm._instances)))
     kwargs.setdefault("disable", None)
     kwargs.setdefault("leave", False)
     kwargs.setdefault("dynamic_ncols", True)
