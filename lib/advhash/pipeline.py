@@ -249,8 +249,9 @@ def _section_engine():
                 return f"{stem} | {heading[:48]}" if heading else stem
 
             nb_man.get_cell_description = describe
-            if nb_man.pbar is not None:
-                nb_man.pbar.bar_format = "{desc}: {n_fmt}/{total_fmt} cells [{elapsed}<{remaining}]"
+            if nb_man.pbar is not None:                        # "Executing 03_cmla | 2. Under attack: 7/20 cells"
+                nb_man.pbar.bar_format = "{desc}{n_fmt}/{total_fmt} cells [{elapsed}<{remaining}]"
+                nb_man.pbar.set_description(stem)
             return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
 
     papermill_engines.register("advhash", SectionEngine)
