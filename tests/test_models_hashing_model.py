@@ -118,3 +118,23 @@ def test_a_bf16_training_run_gets_its_own_checkpoint_and_float32_names_omit_the_
     fit_hashing_model(data, epochs=1, checkpoint_dir=tmp_path, precision="bf16", **fit)
     fit_hashing_model(data, epochs=1, checkpoint_dir=tmp_path, **fit)              # auto: fp32 on the CPU
     assert len(list(tmp_path.glob("*.pt"))) == 2
+
+
+def test_a_checkpoint_trained_on_other_thread_counts_is_never_reused(tmp_path):
+    """Float sums, hence trained weights, differ between torch thread counts: a run on 1 thread gets its own
+    checkpoint instead of loading one trained on 2."""
+    from helpers import stripes, stripes_data
+
+    from advhash.train import hashing_checkpoint_name
+
+    data = stripes_data(stripes(32, seed=0))
+    settings = dict(method="dph", bits=8, batch_size=32, lr=0.01, epochs=1)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = hashing_checkpoint_name(data, **settings)
+        torch.set_num_threads(2)
+        two = hashing_checkpoint_name(data, **settings)
+    finally:
+        torch.set_num_threads(before)
+    assert one != two

@@ -83,6 +83,13 @@ def precision_setting(precision: str) -> dict[str, str]:
     return {} if precision == "fp32" else {"precision": precision}
 
 
+def numeric_setting(precision: str) -> dict[str, Any]:
+    """What a checkpoint's settings say of the arithmetic behind its weights: the torch thread count (float sums,
+    hence trained weights, differ between counts, so a checkpoint trained on 2 threads never serves a run on 1)
+    and the backbone's resolved precision (``precision_setting``)."""
+    return {"threads": torch.get_num_threads(), **precision_setting(precision)}
+
+
 def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
     """The torch RNG state to checkpoint: the CPU generator's ("torch_rng") and, on CUDA, the device's
     ("cuda_rng": dropout and random starts drawn there)."""
@@ -317,12 +324,12 @@ def hashing_checkpoint_name(data, *, method: str, bits: int, epochs: int, backbo
     a local file by its content), the code on the training path (``advhash.fingerprint.code_fingerprint`` of this
     module, the loss's and the backbone's) and every other setting (``pairs`` resolved to the loss's own default
     when None); ``precision`` is the one the backbone trains in ("fp32" or "bf16", resolved), named only when
-    bf16."""
+    bf16; and the torch thread count of this process (``numeric_setting``)."""
     loss_class = LOSSES[method.lower()]
     pairs = pairs or loss_class.default_pairs
     settings = dict(data=data.name, train_items=train_items_tag(data.train), content=split_digest(data.train),
                     method=method, bits=bits, backbone=backbone, input_size=input_size, weights=weights_tag(weights),
-                    pairs=pairs, seed=seed, **training, **precision_setting(precision),
+                    pairs=pairs, seed=seed, **training, **numeric_setting(precision),
                     code=code_fingerprint(__name__, *modules_of(loss_class, BACKBONES.get(backbone))))
     return run_file(".", f"{method}_{bits}bits_{backbone}", epochs=epochs, settings=settings).name
 

@@ -19,7 +19,7 @@ import torch
 from ..checkpoint import checkpoint_lock, model_digest, run_file, split_digest, train_items_tag, weights_tag
 from ..fingerprint import code_fingerprint, modules_of
 from ..models import backbone_precision
-from ..train import precision_setting
+from ..train import numeric_setting
 from ..utils import resolve_device
 
 
@@ -54,7 +54,7 @@ def fit_cross_modal(data, build: Callable[[int], torch.nn.Module], train: Callab
         settings = dict(data=data.name, train_items=train_items_tag(train_split), content=split_digest(train_split),
                         config=model.config, base=None if base is None else model_digest(base), seed=seed, **training,
                         **({} if weights is None or base is not None else dict(weights=weights_tag(weights))),
-                        **precision_setting(backbone_precision(model, resolve_device(device))),
+                        **numeric_setting(backbone_precision(model, resolve_device(device))),
                         code=code_fingerprint(*modules_of(train, build, type(model))))
         checkpoint_path = run_file(checkpoint_dir, f"{name}_{bits}bits_{backbone}", epochs=epochs, settings=settings)
     with checkpoint_lock(checkpoint_path):        # one writer per checkpoint

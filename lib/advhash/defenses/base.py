@@ -27,7 +27,7 @@ from ..checkpoint import model_digest, run_file, split_digest, train_items_tag
 from ..fingerprint import code_fingerprint, modules_of
 from ..losses import build_loss
 from ..models import HashingModel, binarize, effective_precision
-from ..train import encode, precision_setting, reuse_checkpoint, train_hashing
+from ..train import encode, numeric_setting, reuse_checkpoint, train_hashing
 from ..utils import resolve_device
 
 
@@ -166,7 +166,7 @@ def fit_defended_model(data, base_model: HashingModel, defense: AdversarialTrain
                         method=method, pairs=loss.pairs, seed=seed,
                         defense=None if defense is None else defense.config, **training,
                         **({} if getattr(evaluate, "config", None) is None else dict(curves=evaluate.config)),
-                        **precision_setting(effective_precision(model.precision, resolve_device(device))),
+                        **numeric_setting(effective_precision(model.precision, resolve_device(device))),
                         code=code_fingerprint(__name__, *modules_of(type(loss), defense, evaluate)))
         checkpoint_path = run_file(checkpoint_dir, f"{name}_{method}_{model.bits}bits_{model.config['backbone']}",
                                    epochs=epochs, settings=settings)
