@@ -44,11 +44,12 @@ fashion-mnist:
 data: setup fashion-mnist
 	$(BIN)/python -m advhash.data materialize $(DEFAULT_DATASETS) --root $(DATA_ROOT)
 
-# `make repro` runs stage 01, then the four stages that only need it in two lanes side by side (cmla then hag;
-# saat then cgat: about equal halves of the notebook time, and small models keep about one core each busy), then
-# a plain `dvc repro` that finds nothing left (or runs whatever a lane could not). Every stage's torch thread
-# count is fixed by pipeline.threads, so its numbers are the ones a sequential run gives. LANES=1: plain
-# `dvc repro`, one stage at a time (e.g. on a GPU, where two stages would share it).
+# `make repro` runs the stages in two lanes side by side (small models keep about one core each busy): lane 0 runs
+# cmla, which needs no other stage, then hag; lane 1 runs deep_hashing, then saat and cgat, which need it. hag
+# needs deep_hashing too, so it starts once both cmla and deep_hashing are done. Then a plain `dvc repro` finds
+# nothing left (or runs whatever a lane could not). Every stage's torch thread count is fixed by
+# pipeline.threads, so its numbers are the ones a sequential run gives. LANES=1: plain `dvc repro`, one stage at
+# a time (e.g. on a GPU, where two stages would share it).
 LANES ?= 2
 DVC := PATH=$(BIN_PATH):$$PATH $(BIN)/dvc --wait-for-lock
 
@@ -56,10 +57,11 @@ repro: data
 ifeq ($(LANES),1)
 	$(DVC) repro
 else
-	$(DVC) repro deep_hashing
-	( export ADVHASH_LANE=0; $(DVC) repro --single-item cmla && $(DVC) repro --single-item hag ) & lane=$$!; \
-	  ( export ADVHASH_LANE=1; $(DVC) repro --single-item saat && $(DVC) repro --single-item cgat ); other=$$?; \
-	  wait $$lane && [ $$other = 0 ]
+	( export ADVHASH_LANE=0; $(DVC) repro --single-item cmla ) & cmla=$$!; \
+	  export ADVHASH_LANE=1; $(DVC) repro --single-item deep_hashing || { wait $$cmla; exit 1; }; \
+	  ( $(DVC) repro --single-item saat && $(DVC) repro --single-item cgat ) & defenses=$$!; \
+	  wait $$cmla && ADVHASH_LANE=0 $(DVC) repro --single-item hag; hag=$$?; \
+	  wait $$defenses && [ $$hag = 0 ]
 	$(DVC) repro
 endif
 

@@ -132,3 +132,26 @@ def test_a_listed_victim_is_refused_after_a_change_to_the_training_code(written,
                                          r"\w+ vs 0ther0de.*rerun notebook 01"):
         read_manifest(path).load(data, "dph", 8)
 
+
+
+
+def test_a_reader_on_another_thread_count_is_told_to_set_it(written, tmp_path):
+    """Notebook 01 trains on the pipeline's thread count, and its checkpoint names hold it; a notebook opened in
+    JupyterLab runs at torch's default. The manifest records the count, so such a reader is told how to set it
+    (not refused for a missing file), loads the victims once it has, and a fit at another count into the same
+    manifest is refused too."""
+    path, data, models = written
+    assert json.loads(path.read_text())["threads"] == 1
+    source = read_manifest(path)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with pytest.raises(ValueError, match=r"trained on 1 torch threads.*torch.set_num_threads\(1\).*"
+                                             r"OMP_NUM_THREADS=1"):
+            source.load(data, "dpsh", 8)
+        with pytest.raises(ValueError, match=r"trained on 1 torch threads.*torch.set_num_threads\(1\)"):
+            source.fit(data, "hashnet", 8)
+        torch.set_num_threads(1)
+        assert same_weights(source.load(data, "dpsh", 8), models["dpsh", 8])
+    finally:
+        torch.set_num_threads(before)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from advhash.pipeline import (CLAIMS_TAG, NOTEBOOK_SECTIONS, PIPELINE_PARAMETERS, build_notebook, main, notebook_parameters,
-                              project_root, read_params, write_json, write_notebooks)
+from advhash.pipeline import (CLAIMS_TAG, NOTEBOOK_SECTIONS, PIPELINE_PARAMETERS, build_notebook, main,
+                              notebook_parameters, project_root, read_params, write_json, write_notebooks)
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.py"))   # the sources; each builds notebooks/<stem>.ipynb
@@ -335,8 +335,10 @@ def test_the_stage_progress_bar_names_the_running_section(tmp_path):
 
     cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_markdown_cell("# Title\nintro"),
              nbformat.v4.new_code_cell("y = 2"), nbformat.v4.new_markdown_cell("text\n## 2. Under attack"),
-             nbformat.v4.new_code_cell("z = 3")]
-    assert section_headings(cells) == [None, "Title", "Title", "2. Under attack", "2. Under attack"]
+             nbformat.v4.new_code_cell("z = 3"), nbformat.v4.new_markdown_cell("```bash\n# a comment\n```")]
+    assert section_headings(cells) == [None, "Title", "Title", "2. Under attack", "2. Under attack",
+                                       "2. Under attack"], "a `#` line in a fenced code block is no heading"
+    assert _section_engine() == _section_engine() == "advhash"
     source = tmp_path / "07_toy.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=cells), source)
     shown = io.StringIO()
@@ -347,8 +349,9 @@ def test_the_stage_progress_bar_names_the_running_section(tmp_path):
 
 
 def test_stages_side_by_side_draw_their_bars_on_their_own_lines(tmp_path, monkeypatch):
-    """`make repro` runs two stages at once on one terminal: lane 1's stage bar sits 3 lines below lane 0's, and each
-    stage's loop bars (nested ones a line further) go below its own bar instead of over the other stage's."""
+    """`make repro` runs two stages at once on one terminal: lane 1's stage bar sits LINES_PER_LANE (3) lines below
+    lane 0's, and each stage's loop bars (nested ones a line further) go below its own bar instead of over the other
+    stage's."""
     from advhash.pipeline import progress_lane
     from advhash.utils import PROGRESS_LINE, PROGRESS_TTY, progress
 

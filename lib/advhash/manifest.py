@@ -10,13 +10,16 @@ reruns them. The file:
                "num_database": 6000, "seed": 0},
      "training": {"backbone": "small_cnn", "epochs": 10, "seed": 0, "pairs": "batch", "batch_size": 64,
                   "optimizer": "adam", "lr": 0.001, ...},
-     "train_digest": "5e6f7a8b", "code": "b0157b58",
+     "train_digest": "5e6f7a8b", "code": "b0157b58", "threads": 1,
      "victims": [{"method": "dph", "bits": 16, "checkpoint": "dph_16bits_small_cnn_e10_1a2b3c4d.pt"}, ...]}
 
 A listed victim is loaded from its own file only, and only when that file is exactly what the manifest says:
 the name that the reader's data and the manifest's settings give (``advhash.train.hashing_checkpoint_name``:
 same dataset, training items, settings, epochs and training code), training data of the same content
-(``train_digest``, ``advhash.checkpoint.split_digest``) and a finished run of ``epochs`` epochs.
+(``train_digest``, ``advhash.checkpoint.split_digest``) and a finished run of ``epochs`` epochs. The name holds
+the torch thread count (``advhash.train.numeric_setting``), so a reader runs on the count the victims were
+trained on, which the manifest records (``threads``): a notebook opened in JupyterLab at torch's default count
+is told to set it, instead of being refused for a missing or differently named file.
 Anything else is an error naming the file, the difference and the fix; never a silent retrain or a stale model.
 A victim the manifest does not list (another dataset, backbone or seed: notebook 02's transfer victims) is
 trained with the manifest's settings into the reader's own checkpoint folder (``advhash.fitting.fit_victims``).
@@ -60,7 +63,7 @@ class VictimManifest:
     ``root`` relative to the project root, and the ``load_dataset`` split sizes and seed), the ``training``
     settings of ``fit_hashing_model`` shared by all (backbone, epochs, seed, pairs, optimizer, ...), and
     ``victims``: {(method, bits): checkpoint file name}, and ``train_digest``, the content digest of the training
-    split they share."""
+    split they share, and ``threads``, the torch thread count they were trained on (None: unknown, the reader's)."""
 
     folder: Path
     split: dict[str, Any]
@@ -68,6 +71,7 @@ class VictimManifest:
     victims: dict[tuple[str, int], str] = field(default_factory=dict)
     train_digest: str | None = None
     code: str | None = None
+    threads: int | None = None
 
     def __post_init__(self):
         self.folder = Path(self.folder)
@@ -109,6 +113,12 @@ class VictimManifest:
                              f"than the {data.name} given ({digest}): one manifest holds the victims of one split")
         if self.training.get("precision", "auto") == "auto":       # listed as it was resolved for this device
             self.training["precision"] = effective_precision("auto", resolve_device(device))
+        threads = torch.get_num_threads()
+        if self.threads not in (None, threads):
+            raise ValueError(f"victim manifest {self.path} lists victims trained on {self.threads} torch threads, "
+                             f"this process runs {threads}: one manifest holds the victims of one thread count; "
+                             f"call torch.set_num_threads({self.threads}) first, or start a new manifest")
+        self.threads = threads
         model, history = fit_hashing_model(data, method=method, bits=bits, checkpoint_dir=self.folder,
                                            device=device, **self.training)
         self.train_digest, self.code = digest, code_fingerprint(*VICTIM_CODE)
@@ -137,6 +147,11 @@ class VictimManifest:
                            "add the method and code length to notebook 01's parameters (params.yaml, section "
                            "deep_hashing: methods, bits_list) and rerun it")
         path = self.folder / self.victims[method, bits]
+        if self.threads is not None and self.threads != torch.get_num_threads():
+            raise ValueError(f"victim manifest {self.path} lists victims trained on {self.threads} torch threads, "
+                             f"and their checkpoint names say so; this process runs {torch.get_num_threads()}. "
+                             f"Call torch.set_num_threads({self.threads}) before loading, or start Python or "
+                             f"JupyterLab with OMP_NUM_THREADS={self.threads} (the pipeline's pipeline.threads)")
         given = split_digest(data.train)
         if given != self.train_digest:
             raise ValueError(f"victim manifest {self.path} lists victims trained on other data than the {data.name} "
@@ -170,7 +185,7 @@ class VictimManifest:
     def write(self) -> Path:
         """Write the manifest to ``folder / victims.json`` atomically. Returns its path."""
         content = dict(format=FORMAT, split=self.split, training=self.training, train_digest=self.train_digest,
-                       code=self.code,
+                       code=self.code, threads=self.threads,
                        victims=[dict(method=method, bits=bits, checkpoint=name)
                                 for (method, bits), name in self.victims.items()])
         write_bytes_atomic(self.path, (json.dumps(content, indent=2) + "\n").encode())
@@ -195,7 +210,8 @@ def read_manifest(path: str | os.PathLike) -> VictimManifest:
         if "lr_milestones" in training:
             training["lr_milestones"] = tuple(training["lr_milestones"])   # as the writer passed them
         return VictimManifest(path.parent, split=content["split"], training=training, victims=victims,
-                              train_digest=content["train_digest"], code=content.get("code"))
+                              train_digest=content["train_digest"], code=content.get("code"),
+                              threads=content.get("threads"))
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"victim manifest {path} is unreadable ({type(error).__name__}: {error}); rerun "
                          "notebook 01 (dvc repro deep_hashing) to write it again") from error

@@ -21,6 +21,7 @@ profiles are presets (``default`` for a 2-core CPU, ``paper`` for a GPU and the 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -34,6 +35,7 @@ import yaml
 
 KERNEL_NAME = "python3"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+LINES_PER_LANE = 3        # terminal lines of one lane of `make repro`: the stage's bar, a loop's bar, a nested one
 
 # the notebook metadata of every built notebook: nothing that depends on the machine that built it
 NOTEBOOK_METADATA = {
@@ -170,8 +172,8 @@ def validate_params(section: str, given: dict[str, Any], defaults: dict[str, Any
     closest valid name), none missing, each value of its default's type (an int where a float is expected is
     fine; ``null`` is accepted anywhere, as the notebooks treat None as "the data's own" or "off"). Numbers YAML
     read as strings (``1e-3``) become numbers. The ``PIPELINE_PARAMETERS`` (``check_claims``) come from the
-    ``pipeline`` section instead (:func:`run_settings`). Returns the values to inject; raises ValueError naming the section,
-    every bad key and the fix."""
+    ``pipeline`` section instead (:func:`run_settings`). Returns the values to inject; raises ValueError naming the
+    section, every bad key and the fix."""
     import difflib
 
     problems, values = [], {}
@@ -220,22 +222,28 @@ def progress_lane() -> int:
 
 def section_headings(cells) -> list[str | None]:
     """Per cell, the notebook section it belongs to: the text of the last markdown heading at or above it
-    (None before the first). What the stage's progress bar shows beside the cell count."""
+    (None before the first; a ``#`` line inside a fenced code block is code, not a heading). What the stage's
+    progress bar shows beside the cell count."""
     headings, current = [], None
     for cell in cells:
         if cell.get("cell_type") == "markdown":
+            fence = None                                      # the open fence's marker, ``` or ~~~
             for line in str(cell.get("source", "")).splitlines():
-                if line.startswith("#"):
+                marker = line.lstrip()[:3]
+                if marker in ("```", "~~~") and fence in (None, marker):
+                    fence = None if fence else marker
+                elif fence is None and line.startswith("#"):
                     current = line.lstrip("#").strip() or current
         headings.append(current)
     return headings
 
 
+@functools.cache
 def _section_engine():
     """papermill's nbclient engine with a progress bar that names the running cell's notebook section
     (``section_headings``) instead of papermill's plain "Executing": ``03_cmla | 2. Under attack: ...``.
     papermill's own hook is a ``papermill_description=<word>`` in the cell's source; the headings already
-    say it, so the engine reads them (registered as ``advhash``)."""
+    say it, so the engine reads them (registered as ``advhash``, once per process)."""
     from papermill.engines import NBClientEngine, papermill_engines
 
     class SectionEngine(NBClientEngine):
@@ -321,9 +329,9 @@ def run_notebook(stem: str, *, root: str | os.PathLike | None = None, params_pat
             show = terminal_progress()
             bar: bool | dict = False
             if show:                                  # the kernel's loops draw their bars on this terminal
-                lane = progress_lane()                # under the stage's bar: 3 lines per lane
-                os.environ[PROGRESS_TTY], os.environ[PROGRESS_LINE] = os.ttyname(sys.stderr.fileno()), str(3 * lane + 1)
-                bar = dict(position=3 * lane)
+                top = LINES_PER_LANE * progress_lane()     # the stage's bar, its loops' bars below it
+                os.environ[PROGRESS_TTY], os.environ[PROGRESS_LINE] = os.ttyname(sys.stderr.fileno()), str(top + 1)
+                bar = dict(position=top)
                 print(f"{stem}: {len(notebook.cells)} cells, parameters from {params_path} [{section}]",
                       file=sys.stderr, flush=True)
             rendered = papermill.execute_notebook(str(built), str(report), parameters=staged,
