@@ -172,7 +172,7 @@ beside_published(attack_table(story), published2, ours_label=f"ours, {dataset}, 
 
 # %% [markdown]
 # Inter- against intra-modal damage at `attack_steps` iterations, every code length: the drop in mAP from the clean
-# queries. CMLA's intra term is meant to keep the intra-modal tasks (image->image, text->text) intact while the
+# queries (bars: the mean over the code lengths; whiskers: the smallest to the largest). CMLA's intra term is meant to keep the intra-modal tasks (image->image, text->text) intact while the
 # cross-modal ones fall.
 
 # %%

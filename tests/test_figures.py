@@ -197,6 +197,25 @@ def test_damage_figure_draws_the_mean_drop_per_task_and_the_map_per_iteration():
     assert data_lines(lines) == [(0.7, 0.6), (0.9, 0.8)] and lines.get_title() == "story"
 
 
+def test_damage_figure_whiskers_span_the_rows_and_are_the_same_on_every_run():
+    """Over four code lengths the whiskers go from the smallest to the largest drop, and DVC tracks the figure:
+    renders of the same rows give the same bytes (a bootstrap interval would differ from run to run)."""
+    import io
+
+    rows = pd.DataFrame(dict(model=["A"] * 8, task=["t1"] * 4 + ["t2"] * 4,
+                             drop=[0.1, 0.3, 0.15, 0.6, 0.0, 0.2, 0.05, 0.4]))
+    story = pd.DataFrame(dict(model="A", protocol="adaptive", task=["t1", "t1"], iterations=[1, 2], map=[0.9, 0.8]))
+    renders = []
+    for _ in range(3):
+        fig = damage_figure(rows, story, tasks=["t1", "t2"], topk=10, final_title="f", story_title="s")
+        whiskers = sorted(tuple(round(y, 6) for y in line.get_ydata()) for line in fig.axes[0].lines)
+        assert whiskers == [(0.0, 0.4), (0.1, 0.6)], "whiskers: the smallest to the largest drop"
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        renders.append(buffer.getvalue())
+    assert renders[0] == renders[1] == renders[2]
+
+
 def test_damage_figure_draws_published_points_hollow_and_names_them_in_the_legend():
     final = pd.DataFrame(dict(model=["A", "A"], task=["t1", "t2"], drop=[0.1, 0.2]))
     story = pd.DataFrame(dict(model="A", protocol="adaptive", task=["t1", "t1"], iterations=[1, 2], map=[0.9, 0.8]))

@@ -328,14 +328,15 @@ def damage_figure(final: pd.DataFrame, story: pd.DataFrame, *, tasks: list[str],
                   story_title: str, published: pd.DataFrame | None = None, published_label: str = "PUBLISHED"):
     """Damage of a cross-modal attack (``advhash.crossmodal.protocol_scores`` rows). Left: bars of the mAP drop
     (clean - attacked) of ``final`` per task (in the order ``tasks``) and model, averaged over its rows (e.g. the
-    code lengths), legend below the bars; right: the mAP under attack of ``story`` vs iterations, one colour per
+    code lengths), whiskers from their smallest to their largest drop (seaborn's default, a bootstrap confidence
+    interval, draws other whiskers on every run: no seed reaches it from here), legend below the bars; right: the mAP under attack of ``story`` vs iterations, one colour per
     task and one line style per victim ("<model>, <protocol>"), with ``published`` (columns task, iterations, map)
     as hollow black diamonds in the legend as ``published_label``. Returns the figure."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
-    sns.barplot(data=final, x="task", y="drop", hue="model", order=tasks, ax=axes[0])
+    sns.barplot(data=final, x="task", y="drop", hue="model", order=tasks, errorbar=("pi", 100), ax=axes[0])
     axes[0].set(xlabel="", ylabel=f"mAP@{topk} drop (clean - attacked)", title=final_title)
     sns.move_legend(axes[0], "upper center", bbox_to_anchor=(0.5, -0.1), ncol=4, fontsize=8, title=None,
                     frameon=False)
