@@ -113,12 +113,8 @@ class VictimManifest:
                              f"than the {data.name} given ({digest}): one manifest holds the victims of one split")
         if self.training.get("precision", "auto") == "auto":       # listed as it was resolved for this device
             self.training["precision"] = effective_precision("auto", resolve_device(device))
-        threads = torch.get_num_threads()
-        if self.threads not in (None, threads):
-            raise ValueError(f"victim manifest {self.path} lists victims trained on {self.threads} torch threads, "
-                             f"this process runs {threads}: one manifest holds the victims of one thread count; "
-                             f"call torch.set_num_threads({self.threads}) first, or start a new manifest")
-        self.threads = threads
+        self._require_threads()                      # one manifest holds the victims of one thread count
+        self.threads = torch.get_num_threads()
         model, history = fit_hashing_model(data, method=method, bits=bits, checkpoint_dir=self.folder,
                                            device=device, **self.training)
         self.train_digest, self.code = digest, code_fingerprint(*VICTIM_CODE)
@@ -138,6 +134,15 @@ class VictimManifest:
                 and backbone in (None, self.training.get("backbone", "small_cnn"))
                 and seed in (None, self.training.get("seed", 0)))
 
+    def _require_threads(self) -> None:
+        """Refuse to load or add victims at another torch thread count than the listed ones were trained on (their
+        checkpoint names hold it), naming the fix."""
+        if self.threads not in (None, torch.get_num_threads()):
+            raise ValueError(f"victim manifest {self.path} lists victims trained on {self.threads} torch threads, "
+                             f"and their checkpoint names say so; this process runs {torch.get_num_threads()}. "
+                             f"Call torch.set_num_threads({self.threads}) first, or start Python or JupyterLab "
+                             f"with OMP_NUM_THREADS={self.threads} (the pipeline's pipeline.threads)")
+
     def load(self, data, method: str, bits: int, *, device: str | torch.device = "cpu") -> HashingModel:
         """Victim ``method`` / ``bits``, read (never written) from its checkpoint after checking it is the one
         listed for ``data``: same name, finished after the manifest's epochs. Eval mode, on ``device``."""
@@ -147,11 +152,7 @@ class VictimManifest:
                            "add the method and code length to notebook 01's parameters (params.yaml, section "
                            "deep_hashing: methods, bits_list) and rerun it")
         path = self.folder / self.victims[method, bits]
-        if self.threads is not None and self.threads != torch.get_num_threads():
-            raise ValueError(f"victim manifest {self.path} lists victims trained on {self.threads} torch threads, "
-                             f"and their checkpoint names say so; this process runs {torch.get_num_threads()}. "
-                             f"Call torch.set_num_threads({self.threads}) before loading, or start Python or "
-                             f"JupyterLab with OMP_NUM_THREADS={self.threads} (the pipeline's pipeline.threads)")
+        self._require_threads()
         given = split_digest(data.train)
         if given != self.train_digest:
             raise ValueError(f"victim manifest {self.path} lists victims trained on other data than the {data.name} "
