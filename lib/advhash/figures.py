@@ -328,10 +328,11 @@ def damage_figure(final: pd.DataFrame, story: pd.DataFrame, *, tasks: list[str],
                   story_title: str, published: pd.DataFrame | None = None, published_label: str = "PUBLISHED"):
     """Damage of a cross-modal attack (``advhash.crossmodal.protocol_scores`` rows). Left: bars of the mAP drop
     (clean - attacked) of ``final`` per task (in the order ``tasks``) and model, averaged over its rows (e.g. the
-    code lengths), whiskers from their smallest to their largest drop (seaborn's default, a bootstrap confidence
-    interval, draws other whiskers on every run: no seed reaches it from here), legend below the bars; right: the mAP under attack of ``story`` vs iterations, one colour per
-    task and one line style per victim ("<model>, <protocol>"), with ``published`` (columns task, iterations, map)
-    as hollow black diamonds in the legend as ``published_label``. Returns the figure."""
+    code lengths), whiskers from their smallest to their largest drop (seaborn's default, an unseeded bootstrap
+    interval, drew other whiskers on every run, and over four code lengths the range says more), legend below the
+    bars; right: the mAP under attack of ``story`` vs iterations, one colour per task and one line style per victim
+    ("<model>, <protocol>"), with ``published`` (columns task, iterations, map) as hollow black diamonds in the
+    legend as ``published_label``. Returns the figure."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
