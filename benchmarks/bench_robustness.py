@@ -20,7 +20,7 @@ import torch
 from advhash.data import HashingData, InMemorySplit
 from advhash.evaluation import evaluate_attack, query_set
 from advhash.models import HashingModel
-from advhash.robustness import TARGETED, UNTARGETED, _Counter, evaluate_robustness, member_settings
+from advhash.robustness import TARGETED, UNTARGETED, Budget, _Counter, evaluate_robustness, member_settings
 from advhash.attacks import build_attack
 from advhash.victim import Victim
 
@@ -45,8 +45,9 @@ def main(quick: bool) -> None:
     data = synthetic_data(1000, 2000, queries_n)
     torch.manual_seed(0)
     model = HashingModel("small_cnn", bits=BITS, in_channels=1).eval()
-    queries = query_set(data, queries_n, target_min_items=9, target_rule="advhash", seed=0)
+    queries = query_set(data, queries_n, target_min_items=9, target_rule="nonzero", seed=0)
     eps, alpha = 8 / 255, 2 / 255
+    budget = Budget(eps=eps, alpha=alpha, steps=steps, restarts=restarts, black_box_queries=10 * steps)
 
     def members():
         for targeted, names in ((False, UNTARGETED), (True, TARGETED)):
@@ -58,12 +59,10 @@ def main(quick: bool) -> None:
                     evaluate_attack(attack, victim, queries, topk=None, targeted=targeted, batch_size=256)
 
     def ensemble():
-        evaluate_robustness(model, data, queries=queries, eps=eps, alpha=alpha, steps=steps, restarts=restarts,
-                            checks=(), batch_size=256)
+        evaluate_robustness(model, data, budget, queries=queries, checks=(), batch_size=256)
 
     def checks():
-        evaluate_robustness(model, data, queries=queries, eps=eps, alpha=alpha, steps=steps, restarts=restarts,
-                            batch_size=256, black_box_queries=10 * steps)
+        evaluate_robustness(model, data, budget, queries=queries, batch_size=256)
 
     results = {}
     for name, run in (("sum of members", members), ("ensemble", ensemble), ("ensemble + checks", checks)):

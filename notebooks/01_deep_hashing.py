@@ -61,15 +61,21 @@ metrics_dir = "build/nbval/metrics"
 import numpy as np
 import pandas as pd
 
+from advhash.codes.statistics import bit_statistics
 from advhash.data import load_dataset
-from advhash.evaluation import bit_statistics, nested_metrics, read_published, retrieval_curves, retrieval_scores
+from advhash.evaluation import retrieval_curves, retrieval_scores
 from advhash.figures import bit_correlations, curve_panels, top_retrievals
 from advhash.metrics import random_ranking_map
-from advhash.pipeline import write_json
-from advhash.report import Claims, finish_figure, save_figure, start_notebook, write_curves, write_headline
+from advhash.report import Claims, beside_published, finish_figure, save_figure, start_notebook
+from advhash.results import nested_metrics, write_curves, write_headline, write_json
 from advhash.manifest import VictimManifest
+from advhash.tables import published_table
 from advhash.train import encode
 
+# %% [markdown]
+# The data: query, training and database splits, drawn once from the seed.
+
+# %%
 run = start_notebook(figure_dir=figure_dir, metrics_dir=metrics_dir)
 data = load_dataset(dataset, root=run.root / data_root, num_query=num_query, num_train=num_train,
                     num_database=num_database, seed=split_seed)
@@ -97,6 +103,11 @@ for method in methods:
         models[method, bits], history = victims.fit(data, method, bits, device=device)
         histories += [dict(method=method, bits=bits, **record) for record in history]
 victims.write()     # notebooks 02, 04 and 05 load their victims from this manifest
+
+# %% [markdown]
+# The training loss per epoch, one panel per method:
+
+# %%
 save_figure(curve_panels(pd.DataFrame(histories), x="epoch", y="loss", col="method", hue="bits", xlabel="epoch",
                          ylabel="training loss (mean over batches)", marker="o", facet_kws=dict(sharey=False),
                          height=2.8, palette="viridis"), run.figure_dir / "training_loss.png")
@@ -127,11 +138,10 @@ results.set_index(["method", "bits"])
 # random and the flat trend over code lengths, not the values.
 
 # %%
-published = read_published(run.root / "notebooks/published/saat_table1.csv").query("method == 'Original'")
-published = published.set_index(published.dataset + " (published)")[[16, 32, 48, 64]].rename_axis("DPH mAP@5000 %")
-ours = (100 * results.pivot(index="method", columns="bits", values="map_at_k")).rename(
-    index=lambda method: f"{method.upper()} on {dataset} (ours)")
-pd.concat([published, ours]).round(2)
+published = published_table(run.root / "notebooks/published/saat_table1.csv", index="dataset",
+                            where=dict(method="Original", metric="mAP"))      # one row per dataset
+beside_published(100 * results.pivot(index="method", columns="bits", values="map_at_k"), published,
+                 ours_label=f"ours, {dataset} (mAP@{k} x100)", published_label="PUBLISHED, DPH (mAP@5000 %)")
 
 # %% [markdown]
 # ## Precision-recall and precision@N curves
@@ -203,6 +213,8 @@ for row in results.itertuples():
     claims.expect(row.map_at_k > random_map + margin,
                   f"{row.method} at {row.bits} bits: mAP@{k} {row.map_at_k:.3f} should beat random "
                   f"({random_map:.3f}) by {margin}")
+
+# %% tags=["claims"]
 by_bits = results.groupby("bits").map_at_k.mean()
 claims.expect(by_bits[max(bits_list)] >= by_bits[min(bits_list)] - 0.02,
               f"longer codes should not retrieve worse: mean mAP {by_bits.to_dict()}")

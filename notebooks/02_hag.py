@@ -24,7 +24,7 @@
 # for 224x224 natural photos; on 28x28 grey Fashion-MNIST images it flips few bits (the eps sweep below shows it),
 # and Fashion-MNIST robustness work uses budgets of 0.1 and more, so the default here is **32/255** (0.125). The
 # published code optimizes with SGD (lr 100, momentum 0.9) on a differently masked loss with a balance term;
-# `HAG(loss="published", optimizer="sgd")` reproduces it exactly, off here because the paper states its own objective.
+# `HAG(variant="published")` reproduces it exactly, off here because the paper states its own objective.
 #
 # **Victims.** Notebook 01's DPSH models, loaded from its manifest; other datasets' victims are trained here with its
 # settings. Trained for a few epochs on a CPU their hash logits are small, so tanh is far from saturated and the
@@ -68,16 +68,20 @@ figure_dir = "build/nbval/figures/02_hag"
 metrics_dir = "build/nbval/metrics"
 
 # %%
-import pandas as pd
-
-from advhash.evaluation import attack_scores, attack_sweep, check_budget, nested_metrics, query_set, snapshot_scores
+from advhash.evaluation import attack_scores, attack_sweep, check_budget, query_set, snapshot_scores
 from advhash.figures import attack_histories, curve_panels, retrieval_examples, transfer_heatmap
 from advhash.fitting import fit_victims
 from advhash.manifest import read_manifest
-from advhash.pipeline import write_json
-from advhash.report import Claims, finish_figure, save_figure, start_notebook, write_headline
+from advhash.report import Claims, beside_published, finish_figure, save_figure, start_notebook
+from advhash.results import nested_metrics, write_headline, write_json
+from advhash.tables import published_table
 from advhash.transfer import transfer_table
 
+# %% [markdown]
+# The attacked queries of every dataset, notebook 01's victims (those of the other datasets trained here with its
+# settings) and the transfer victims:
+
+# %%
 run = start_notebook(figure_dir=figure_dir, metrics_dir=metrics_dir)
 published, eps, grid = run.root / "notebooks/published", eps_255 / 255, [(n, b) for n in datasets for b in bits_list]
 source = read_manifest(run.root / victims_from)
@@ -119,10 +123,12 @@ results[["dataset", "bits", "clean", "HAG*", "HAG", "PGD", "random"]].set_index(
 results.set_index(["dataset", "bits"]).filter(regex="(linf_255|l2|psnr)$")
 
 # %% [markdown]
-# **Published** (seed, HAG on FLICKR-25K after 2,000 iterations; 16/32/64/128 bits, not 48):
+# **Published** beside ours (seed, HAG on FLICKR-25K after 2,000 iterations; 16/32/64/128 bits, not 48):
 
 # %%
-pd.read_csv(published / "hag_table1.csv", comment="#", index_col=0)
+beside_published(results[results.dataset == datasets[0]].set_index("bits")[["HAG*", "HAG"]].T,
+                 published_table(published / "hag_table1.csv"), ours_label=f"ours, {datasets[0]}, {steps} iterations",
+                 published_label="PUBLISHED, FLICKR-25K, 2,000 iterations")
 
 # %% [markdown]
 # ## 2. Attack strength vs iterations
@@ -136,10 +142,13 @@ save_figure(curve_panels(iterations, x="iteration", y="map", col="dataset", hue=
 iterations.pivot_table(index="iteration", columns=["dataset", "bits"], values="map")
 
 # %% [markdown]
-# **Published** (seed, mAP of HAG at each iteration, FLICKR-25K):
+# **Published** beside ours (seed, mAP of HAG at each iteration, FLICKR-25K):
 
 # %%
-pd.read_csv(published / "hag_iterations.csv", comment="#", index_col=0)
+beside_published(iterations[iterations.dataset == datasets[0]].pivot_table(index="iteration", columns="bits",
+                                                                           values="map"),
+                 published_table(published / "hag_iterations.csv"), ours_label=f"ours, {datasets[0]}",
+                 published_label="PUBLISHED, FLICKR-25K")
 
 # %% [markdown]
 # ## 3. The vanishing gradient: fixed vs growing $\alpha$
@@ -168,13 +177,13 @@ transfer, perturbed = transfer_table(pool, queries[grid[0]], settings["HAG"], to
                                      ensembles=[(1, 2), (1, 3), range(1, len(pool) + 1)])   # by victim number
 fig = transfer_heatmap(transfer, title=f"HAG transfer, {name}, {transfer_bits} bits, eps {eps_255}/255")
 finish_figure(fig, run.figure_dir / "transfer.png")
-transfer
 
 # %% [markdown]
-# **Published** transfer table (seed, MS-COCO; * = a second model of the same architecture):
+# Ours beside the **published** transfer table (seed, MS-COCO; * = a second model of the same architecture):
 
 # %%
-pd.read_csv(published / "hag_transfer.csv", comment="#", index_col=0)
+beside_published(transfer, published_table(published / "hag_transfer.csv"),
+                 ours_label=f"ours, {name}, {transfer_bits} bits", published_label="PUBLISHED, MS-COCO")
 
 # %% [markdown]
 # ## 5. Natural images, adversarial images, and what they retrieve
@@ -218,6 +227,8 @@ claims.expect((gap_closed > 0.6).all(),
               f"HAG should close 60% of the clean-to-random mAP gap everywhere:\n{gap_closed}")
 gain = (results["HAG*"] - results["HAG"]).mean()
 claims.expect(gain > 0, f"growing alpha should beat fixed alpha on average; mean mAP(HAG*) - mAP(HAG) = {gain:.4f}")
+
+# %% tags=["claims"]
 curves = iterations.sort_values("iteration").groupby(["dataset", "bits"])["map"]
 claims.expect((curves.diff().dropna() <= 0.02).all(), f"mAP should fall with iterations:\n{curves.apply(list)}")
 claims.expect((curves.last() < curves.first()).all(), f"the attack did not lower mAP:\n{curves.apply(list)}")

@@ -34,11 +34,11 @@
 #
 # **Settings that differ from the paper, and why.** The networks start from scratch on a CPU: DCMH's bit-balance
 # term is switched off (`eta = 0`; with stale training buffers it makes the two networks oscillate, measured in
-# `advhash/crossmodal/dcmh.py`), and Adam replaces SGD. SSAH trains with Adam at fixed rates, the label network
-# several passes per epoch, and with the official code's cut adversarial gradient (`ssah_adversarial_gradient =
+# `docs/methods.md`, DCMH), and Adam replaces SGD. SSAH trains with Adam at fixed rates, the label network
+# several passes per epoch, and with the published code's cut adversarial gradient (`ssah_adversarial_gradient =
 # False`): with the paper's gradient the discriminators win at once and their loss drives the image network's
-# features to zero, leaving constant codes (measured in `advhash/crossmodal/ssah.py`). The attack uses the paper's constraint (the distortion
-# penalty alone, `constraint = "penalty"`): the official code's clip of the noise to [0, 10]/255 (images) and
+# features to zero, leaving constant codes (measured in `docs/methods.md`, SSAH). The attack uses the paper's constraint (the distortion
+# penalty alone, `constraint = "penalty"`): the published code's clip of the noise to [0, 10]/255 (images) and
 # [0, 0.01] (tags) barely moves 28x28 grey images or binary tags (image-to-text mAP 0.771 -> 0.742 after 500
 # iterations at 32 bits), so those numbers would say nothing. DCMH+ and SSAH+ are trained on fewer adversarial samples
 # than the paper's 5,000 (`num_adversarial`).
@@ -71,15 +71,15 @@ seed = 0
 device = "cpu"
 # SSAH (from scratch on the CPU; Adam at fixed rates)
 ssah_epochs = 5                 # epochs of one pass per network (params.yaml: 10)
-ssah_image_lr = 0.003           # official first rates: image 10^-4.5, text 10^-3.5, label 10^-2, discriminators 10^-3
+ssah_image_lr = 0.003           # published first rates: image 10^-4.5, text 10^-3.5, label 10^-2, discriminators 10^-3
 ssah_text_lr = 0.001
 ssah_label_lr = 0.01
 ssah_discriminator_lr = 0.001
-ssah_label_passes = 5           # label-network passes per epoch (official: up to 10)
-ssah_pairwise = "likelihood"    # "likelihood" (the paper) or "squared" (the official code)
-ssah_adversarial_gradient = False   # the paper: True; from scratch it zeroes the image features (advhash.crossmodal.ssah)
+ssah_label_passes = 5           # label-network passes per epoch (published code: up to 10)
+ssah_pairwise = "likelihood"    # "likelihood" (the paper) or "squared" (the published code)
+ssah_adversarial_gradient = False   # the paper: True; from scratch it zeroes the image features (docs/methods.md, SSAH)
 # CMLA attack
-constraint = "penalty"          # "penalty" (the paper) or "clip" (the official code's one-sided noise clip)
+constraint = "penalty"          # "penalty" (the paper) or "clip" (the published code's one-sided noise clip)
 image_lr_255 = 0.5              # Adam learning rate on the images, in pixel levels (CMLA code: 0.5)
 text_lr = 0.002                 # Adam learning rate on the tag vectors (CMLA code: 0.002)
 attack_steps = 200              # iterations (the paper: 500)
@@ -110,9 +110,13 @@ from advhash.crossmodal import (SnapshotMaker, attack_table, clean_scores, clean
 from advhash.data import load_dataset
 from advhash.figures import damage_figure, perturbation_grid, pr_and_pn_curves
 from advhash.metrics import random_ranking_map
-from advhash.pipeline import write_json
-from advhash.report import Claims, beside_published, finish_figure, start_notebook, write_curves, write_headline
+from advhash.report import Claims, beside_published, finish_figure, start_notebook
+from advhash.results import write_curves, write_headline, write_json
 
+# %% [markdown]
+# The data split and the attacked query pairs (the first `num_attacked` of the query split):
+
+# %%
 run = start_notebook(figure_dir=figure_dir, metrics_dir=metrics_dir)
 data = load_dataset(dataset, root=run.root / data_root, num_query=num_query, num_train=num_train,
                     num_database=num_database, seed=split_seed)
@@ -120,6 +124,13 @@ queries = paired_query_set(data, num_attacked)      # the first query pairs: ima
 db_labels, k = data.database.labels, min(topk, len(data.database))
 random_map = random_ranking_map(queries.labels, db_labels, topk=k)
 story_bits = story_bits if story_bits in bits_list else bits_list[-1]
+
+# %% [markdown]
+# CMLA's settings on each modality, and the four models at every code length (DCMH and SSAH trained from scratch,
+# DCMH+ and SSAH+ fine-tuned on CMLA samples; `advhash.crossmodal.fit_crossmodal_victims`, a rerun loads the
+# checkpoints):
+
+# %%
 shared = dict(constraint=constraint, intra_weight=intra_weight, distortion_weight=distortion_weight)
 cmla_settings = {"image": dict(lr=image_lr_255 / 255, **shared), "text": dict(lr=text_lr, **shared)}   # the attacks
 models, histories = fit_crossmodal_victims(    # DCMH, DCMH+, SSAH and SSAH+ at every code length
@@ -132,6 +143,12 @@ models, histories = fit_crossmodal_victims(    # DCMH, DCMH+, SSAH and SSAH+ at 
               label_passes=ssah_label_passes, pairwise=ssah_pairwise, adversarial_gradient=ssah_adversarial_gradient),
     adversarial=dict(num_adversarial=num_adversarial, epochs=adv_epochs, steps=adv_attack_steps, attacks=cmla_settings,
                      attack_batch_size=attack_batch_size), checkpoint_dir=run.root / checkpoint_dir)
+
+# %% [markdown]
+# The codes every evaluation reads (each model's codes of the clean queries and of the database), and the training
+# losses per epoch:
+
+# %%
 clean_codes, db_codes = encode_models(models, queries, data.database)     # {(model, bits): {modality: codes}}
 print(f"{len(models)} models ({backbone} image network, {data.text_dim}-tag text network); {len(queries)} attacked "
       f"query pairs; mAP@{k} of a random ranking: {random_map:.3f}")
@@ -238,6 +255,8 @@ drop = by.loc["DCMH", "drop"]                                           # DCMH's
 for inter, intra in (("image->text", "image->image"), ("text->image", "text->text")):
     claims.expect(drop[intra] < drop[inter],
                   f"{intra} should suffer less than {inter}: {drop[intra]:.3f} vs {drop[inter]:.3f}")
+
+# %%
 # DCMH+ and SSAH+ on the adversarial queries made against DCMH and SSAH (the fixed protocol), mean over the bits
 fixed = attacks[(attacks.iterations == attack_steps) & (attacks.protocol != "adaptive")]
 plus = fixed.groupby(["model", "task"])["map"].mean()

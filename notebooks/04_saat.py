@@ -20,7 +20,8 @@
 # minimize, `mainstay_code_objective`); the SAAT attack in `advhash/attacks/saat.py` (masked loss of the published
 # code, or the plain relaxed distance, which SAAT training's inner attack uses, as the paper and its code);
 # SDHA, the other non-targeted baseline of the paper, in `advhash/attacks/sdha.py`; HAG, P2P and DHTA as in
-# notebooks 02 and 05; the defenses `SAATTraining`, `ATRDH` and `CgAT` in `advhash/defenses/`. The published tables sit in `notebooks/published/`.
+# notebooks 02 and 05; the defenses `SAATTraining`, `ATRDH` and `CgAT` in `advhash/defenses/`; Table I and II, and
+# the published tables of `notebooks/published/` in their layout, in `advhash/tables.py`.
 #
 # This notebook, on the embedded default data:
 # 1. mainstay codes: Hamming distances to positives and negatives beside the query's own code and CgAT's center
@@ -60,7 +61,7 @@ saat_weight = 1.0               # lambda of the mainstay alignment (SAAT code: 1
 saat_quantization_weight = 0.0001   # mu of the adversarial codes' quantization term (SAAT code: 1e-4)
 atrdh_weight = 1.0              # weight of ATRDH's adversarial pairwise term (TADH code: 1, SAAT copy: 2)
 cgat_weight = 1.0               # lambda of CgAT (trade-off panel only)
-center_variant = "paper"        # CgAT center codes: "paper" or "official"
+center_variant = "paper"        # CgAT center codes: "paper" or "published"
 # robustness-accuracy trade-off (one code length): each defense retrained at each training budget
 tradeoff_defenses = ["atrdh", "cgat", "saat"]
 tradeoff_train_eps_255 = [8, 32]    # training budgets; the step is a quarter of each (params.yaml: 8, 16, 32)
@@ -90,19 +91,22 @@ metrics_dir = "build/nbval/metrics"
 # %%
 import pandas as pd
 
-from advhash.codes import center_codes, mainstay_code_objective, mainstay_codes
-from advhash.evaluation import (attack_scores, attack_sweep, check_budget, closed_form_gap, code_distances, curve_rows,
-                                defense_verdict, distance_margins, nested_metrics, perturbation_sizes, query_set,
-                                read_published, retrieval_map)
-from advhash.figures import (clean_vs_robust, curve_panels, distance_histograms, model_palette, robustness_bars,
-                             sweep_panels, tradeoff_plot)
+from advhash import codes, figures, tables
+from advhash.codes.statistics import code_distances, distance_margins
+from advhash.defenses.verdict import defense_verdict
+from advhash.evaluation import attack_scores, attack_sweep, check_budget, perturbation_sizes, query_set
 from advhash.fitting import fit_defended_victims, fit_victims
 from advhash.manifest import read_manifest
-from advhash.metrics import precision_recall_curve, random_ranking_map
-from advhash.pipeline import write_json
-from advhash.report import Claims, save_figure, start_notebook, write_curves, write_headline
-from advhash.robustness import UNTARGETED, describe, leaderboard
+from advhash.metrics import random_ranking_map
+from advhash.report import Claims, beside_published, save_figure, start_notebook
+from advhash.results import nested_metrics, write_curves, write_headline, write_json
+from advhash.robustness import UNTARGETED, Budget, describe, leaderboard
 
+# %% [markdown]
+# The data split and the attacked queries (the first `num_attacked` of the query split, each with a target label
+# that shares no class with it), as notebook 01 made them:
+
+# %%
 run = start_notebook(figure_dir=figure_dir, metrics_dir=metrics_dir)
 eps, step = eps_255 / 255, attack_step_255 / 255
 source = read_manifest(run.root / victims_from)
@@ -112,10 +116,14 @@ queries = query_set(data, num_attacked, target_min_items=dhta_anchors, seed=seed
 random_map = random_ranking_map(queries.labels, data.database.labels, topk=k)
 story_bits = pr_bits if pr_bits in bits_list else bits_list[0]
 training = dict(device=device, checkpoint_dir=run.root / checkpoint_dir, **source.fine_tuning)
+
+# %% [markdown]
+# The models: notebook 01's undefended victims, and each of them fine-tuned by every defense with the same optimizer
+# and training attack (`advhash.fitting.fit_defended_victims`; a rerun loads the checkpoints).
+
+# %%
 defense_settings = dict(saat=dict(weight=saat_weight, quantization_weight=saat_quantization_weight),
                         atrdh=dict(weight=atrdh_weight), cgat=dict(weight=cgat_weight, variant=center_variant))
-
-
 fine_tuning = dict(eps=train_eps_255 / 255, alpha=train_step_255 / 255, steps=train_steps, settings=defense_settings,
                    method=method, epochs=adv_epochs, lr=adv_lr, lr_milestones=tuple(adv_lr_milestones), seed=seed,
                    **training)
@@ -123,7 +131,7 @@ clean = fit_victims({dataset: data}, {bits: (dataset, method, bits) for bits in 
                     train=True, **training)
 victims = fit_defended_victims(data, clean, defenses, **fine_tuning)[0]     # (model, bits) -> Victim
 model_names = ["undefended", *defenses]
-palette = model_palette()    # one colour per model, every figure
+palette = figures.model_palette()    # one colour per model, every figure
 print(f"{len(victims)} models ({method.upper()}, {backbone}), fine-tuned {adv_epochs} epochs at {train_eps_255}/255; "
       f"attacked at {eps_255}/255 on {len(queries)} queries; mAP@{k} of a random ranking: {random_map:.3f}")
 
@@ -137,11 +145,11 @@ print(f"{len(victims)} models ({method.upper()}, {backbone}), fine-tuned {adv_ep
 
 # %%
 story = victims["undefended", story_bits]
-query_mainstays = mainstay_codes(queries.labels, story.train_codes, story.train_labels)
-query_centers = center_codes(queries.labels, story.train_codes, story.train_labels, variant="paper")
+query_mainstays = codes.mainstay_codes(queries.labels, story.train_codes, story.train_labels)
+query_centers = codes.center_codes(queries.labels, story.train_codes, story.train_labels, variant="paper")
 distances = code_distances({"query code b_q": story.encode(queries.images), "mainstay code b_m": query_mainstays,
-                            "center code c_q": query_centers}, story, queries.labels)
-save_figure(distance_histograms(distances, bits=story_bits), run.figure_dir / "mainstay_code_distances.png")
+                            "center code c_q": query_centers}, story.db_codes, queries.labels, story.db_labels)
+save_figure(figures.distance_histograms(distances, bits=story_bits), run.figure_dir / "mainstay_code_distances.png")
 mainstay_vs_center = ((query_mainstays != query_centers).sum(1)).float()
 print(f"bits in which the mainstay and center codes differ ({story_bits} bits): mean "
       f"{mainstay_vs_center.mean():.2f}, max {int(mainstay_vs_center.max())}, identical for "
@@ -156,8 +164,8 @@ distance_margins(distances)
 # %%
 check_bits = min(brute_force_bits, bits_list[0])
 first = victims["undefended", bits_list[0]]
-brute_force = pd.DataFrame([closed_form_gap(mainstay_codes, mainstay_code_objective, queries.labels,
-                                            first.train_codes, first.train_labels, bits=check_bits)])
+brute_force = tables.closed_form_table(codes.mainstay_codes, codes.mainstay_code_objective, queries.labels,
+                                       first.train_codes, first.train_labels, bits=check_bits)
 brute_force
 
 # %% [markdown]
@@ -179,35 +187,27 @@ grow = dict(eps=eps, alpha=step, steps=baseline_steps, seed=seed, scale_schedule
 targeted = {"P2P": dict(attack="p2p", **grow), "DHTA": dict(attack="dhta", num_anchors=dhta_anchors, **grow),
             "SAAT": dict(attack="saat", eps=eps, alpha=step, steps=attack_steps, seed=seed)}
 undefended = {key: victim for key, victim in victims.items() if key[0] == "undefended"}
-runs = {"mAP": {}, "t-MAP": {}}       # metric -> {(model, bits, attack): AttackResult}
-table1_codes = {(metric, "Original", bits): victim.encode(queries.images)       # (metric, method, bits) -> codes
-                for (_, bits), victim in undefended.items() for metric in ("mAP", "t-MAP")}
-for metric, settings in (("mAP", nontargeted), ("t-MAP", targeted)):
-    attack_scores(undefended, queries, settings, topk=k, targeted=settings if metric == "t-MAP" else (),
-                  batch_size=attack_batch_size, runs=runs[metric])
-    table1_codes.update({(metric, name, bits): result.codes for (_, bits, name), result in runs[metric].items()})
-for (_, bits), v in undefended.items():    # theory: the mainstay code itself as the adversarial code
-    table1_codes["mAP", "theory", bits] = -mainstay_codes(queries.labels, v.train_codes, v.train_labels)
-    table1_codes["t-MAP", "theory", bits] = mainstay_codes(queries.target_labels, v.train_codes, v.train_labels)
-table1 = pd.DataFrame([dict(metric=metric, method=name, bits=bits, value=100 * retrieval_map(
-    victims["undefended", bits], codes, queries.labels if metric == "mAP" else queries.target_labels, topk=k,
-    targeted=metric == "t-MAP")) for (metric, name, bits), codes in table1_codes.items()])
-table1 = table1.pivot_table(index=["metric", "method"], columns="bits", values="value", sort=False).reindex(
-    [("mAP", m) for m in ("Original", "HAG", "SDHA", "SAAT", "theory")] +
-    [("t-MAP", m) for m in ("Original", "P2P", "DHTA", "SAAT", "theory")])
-published1 = read_published(run.root / "notebooks/published/saat_table1.csv")
-flickr1 = published1[published1.dataset == "FLICKR-25K"].set_index(["metric", "method"])[bits_list]
-pd.concat({f"ours, {dataset} (x100)": table1, "PUBLISHED, FLICKR-25K (SAAT Table I)": flickr1.reindex(table1.index)},
-          axis=1).round(2)                                      # the published precision
+runs = {"mAP": {}, "t-MAP": {}}       # metric -> {(model, bits, attack): AttackResult}; Table II reuses them
 
 # %% [markdown]
-# The published table on all three datasets (PUBLISHED, the paper's DPH victims on real photos; ProS-GAN and THA are
-# generative or prototype-network attacks not run here):
+# Every row's query codes (`advhash.tables.attack_codes`: the clean queries, each attack, the theory codes), scored on
+# the undefended model of their code length (x100), beside the published FLICKR-25K numbers (the paper's DPH victims
+# on real photos; ProS-GAN and THA are generative or prototype-network attacks not run here):
 
 # %%
-published_rows = list(dict.fromkeys(zip(published1.metric, published1.method)))   # the paper's row order
-published1.pivot_table(index=["metric", "method"], columns="dataset", values=bits_list,
-                       sort=False).reindex(published_rows)
+table1_codes = tables.attack_codes(undefended, queries, {"mAP": nontargeted, "t-MAP": targeted}, topk=k, runs=runs,
+                                   batch_size=attack_batch_size)      # (metric, method, bits) -> codes
+table1 = tables.attack_table(undefended, table1_codes, queries, topk=k)
+published1 = tables.published_table(run.root / "notebooks/published/saat_table1.csv", index=["metric", "method"],
+                                    where=dict(dataset="FLICKR-25K"))
+beside_published(table1, published1[bits_list], ours_label=f"ours, {dataset} (x100)",
+                 published_label="PUBLISHED, FLICKR-25K (SAAT Table I)")
+
+# %% [markdown]
+# The published table on all three datasets, every code length:
+
+# %%
+tables.published_table(run.root / "notebooks/published/saat_table1.csv", index=["dataset", "metric", "method"])
 
 # %% [markdown]
 # ## 3. Defenses under the non-targeted attacks (Table II layout)
@@ -221,20 +221,16 @@ published1.pivot_table(index=["metric", "method"], columns="dataset", values=bit
 results = attack_scores(victims, queries, nontargeted, topk=k, batch_size=attack_batch_size, runs=runs["mAP"],
                         columns=("defense", "bits"))[0].rename(columns=dict(clean="Original"))
 results = results[["defense", "bits", "Original", *nontargeted]]
-table2 = (results.melt(id_vars=["defense", "bits"], var_name="attack", value_name="value")
-          .assign(value=lambda t: 100 * t["value"])
-          .pivot_table(index=["defense", "attack"], columns="bits", values="value", sort=False))
-published2 = read_published(run.root / "notebooks/published/saat_table2.csv")
-flickr2 = (published2[published2.dataset == "FLICKR-25K"]
-           .assign(defense=lambda t: t.defense.str.lower()).set_index(["defense", "attack"])[bits_list])
-pd.concat({f"ours, {dataset} (x100)": table2, "PUBLISHED, FLICKR-25K (SAAT Table II)": flickr2.reindex(table2.index)},
-          axis=1).round(2)                                      # the published precision
+published2 = tables.published_table(run.root / "notebooks/published/saat_table2.csv", index=["defense", "attack"],
+                                    where=dict(dataset="FLICKR-25K"), lower=["defense"])
+beside_published(tables.defense_table(results), published2[bits_list], ours_label=f"ours, {dataset} (x100)",
+                 published_label="PUBLISHED, FLICKR-25K (SAAT Table II)")
 
 # %%
 long = results.melt(id_vars=["defense", "bits"], value_vars=["Original", "HAG", "SDHA", "SAAT"], var_name="attack")
-save_figure(robustness_bars(long, hue="defense", hue_order=model_names, palette=palette, baseline=random_map,
-                            ylabel=f"mAP@{k} (higher: more robust)",
-                            title=f"eps {eps_255}/255; dotted: random ranking"),
+save_figure(figures.robustness_bars(long, hue="defense", hue_order=model_names, palette=palette, baseline=random_map,
+                                    ylabel=f"mAP@{k} (higher: more robust)",
+                                    title=f"eps {eps_255}/255; dotted: random ranking"),
             run.figure_dir / "defenses.png")
 verdict = defense_verdict(results, "saat", "atrdh", higher_is_better=dict.fromkeys(nontargeted, True),
                           model_column="defense") if {"saat", "atrdh"} <= set(defenses) else None
@@ -251,19 +247,20 @@ print("SAAT's headline (Table II):", verdict or "not run (defenses lack saat or 
 # one code length, `story_bits`). SAAT's Table II (PUBLISHED, above) reports single attacks only.
 
 # %%
-board, reports = leaderboard(victims, data, queries, eps=eps, alpha=step, steps=attack_steps,
-                             restarts=robust_restarts, topk=k, num_anchors=dhta_anchors,
-                             black_box_queries=black_box_queries, batch_size=attack_batch_size, seed=seed,
-                             checks_bits=[story_bits])     # the checks vouch for the protocol at one code length
+robust_budget = Budget(eps=eps, alpha=step, steps=attack_steps, restarts=robust_restarts, topk=k, seed=seed,
+                       black_box_queries=black_box_queries)
+board, reports = leaderboard(victims, data, queries, robust_budget, num_anchors=dhta_anchors,
+                             batch_size=attack_batch_size, checks_bits=[story_bits])   # checks at one code length
 print(describe(reports))
-# PUBLISHED points (SAAT Table II, FLICKR-25K, story_bits): clean mAP and the worst of its single attacks
-pub = flickr2.reset_index().assign(value=lambda t: t[story_bits] / 100)
-published_points = pd.DataFrame([dict(model=name, clean=rows.value[rows.attack == "Original"].iloc[0],
-                                      robust=rows.value[rows.attack != "Original"].min(),
-                                      label=f"{name.upper()} (FLICKR-25K, worst single attack)")
-                                 for name, rows in pub.groupby("defense", sort=False)])
-save_figure(clean_vs_robust(board, palette=palette, hue_order=model_names, topk=k, eps_255=eps_255,
-                            published=published_points), run.figure_dir / "clean_vs_robust.png")
+
+# %% [markdown]
+# Clean against robust mAP of every model and code length, with the PUBLISHED points of SAAT's Table II (FLICKR-25K,
+# `pr_bits` bits: clean mAP and the worst of its single attacks), and the leaderboard:
+
+# %%
+published_points = tables.published_points(published2, bits=story_bits, dataset="FLICKR-25K")
+save_figure(figures.clean_vs_robust(board, palette=palette, hue_order=model_names, topk=k, eps_255=eps_255,
+                                    published=published_points), run.figure_dir / "clean_vs_robust.png")
 robust = board.groupby("model").robust.mean()
 if {"saat", "atrdh"} <= set(robust.index):
     print(f"under the ensemble: SAAT {robust['saat']:.3f} vs ATRDH {robust['atrdh']:.3f} robust mAP (mean over code "
@@ -287,14 +284,10 @@ sizes.pivot_table(index="attack", columns="model", values=["linf_255", "l2", "ps
 # target label (a strong targeted attack pushes it up).
 
 # %%
-pr = pd.DataFrame([row for (metric, name, bits), codes in table1_codes.items() if bits == story_bits
-                   for row in curve_rows(precision_recall_curve(
-                       codes, story.db_codes, queries.labels if metric == "mAP" else queries.target_labels,
-                       story.db_labels), method=name,
-                       panel="non-targeted (query labels)" if metric == "mAP" else "targeted (target labels)")])
-save_figure(curve_panels(pr, x="recall", y="precision", col="panel", hue="method", marker=".", sort=False, height=3.4,
-                         aspect=1.1, xlabel="recall", ylabel="precision", panel_titles="{col_name}",
-                         title=f"undefended {method.upper()}, {story_bits} bits, eps {eps_255}/255"),
+pr = tables.attack_pr_curves(table1_codes, story, queries, bits=story_bits)   # the Table I codes at story_bits
+save_figure(figures.curve_panels(pr, x="recall", y="precision", col="panel", hue="method", marker=".", sort=False,
+                                 height=3.4, aspect=1.1, xlabel="recall", ylabel="precision", panel_titles="{col_name}",
+                                 title=f"undefended {method.upper()}, {story_bits} bits, eps {eps_255}/255"),
             run.figure_dir / "pr_curves.png")
 
 # %% [markdown]
@@ -304,14 +297,11 @@ save_figure(curve_panels(pr, x="recall", y="precision", col="panel", hue="method
 # the total).
 
 # %%
-strength_settings = {"HAG": dict(attack="hag"), "SDHA": dict(attack="sdha", lr=sdha_lr),
-                     "SAAT": dict(attack="saat", seed=seed)}
+strength = {"HAG": dict(attack="hag"), "SDHA": dict(attack="sdha", lr=sdha_lr), "SAAT": dict(attack="saat", seed=seed)}
 sweep = dict(topk=k, batch_size=attack_batch_size)
-by_eps = attack_sweep(story, queries, strength_settings, eps_255=[0, *sorted(eps_sweep_255)], steps=attack_steps,
-                      **sweep)
-by_steps = attack_sweep(story, queries, strength_settings, eps_255=eps_255, steps=[0, *sorted(iteration_sweep)],
-                        **sweep)
-save_figure(sweep_panels({"eps (pixel levels / 255)": by_eps, "iterations": by_steps},
+by_eps = attack_sweep(story, queries, strength, eps_255=[0, *sorted(eps_sweep_255)], steps=attack_steps, **sweep)
+by_steps = attack_sweep(story, queries, strength, eps_255=eps_255, steps=[0, *sorted(iteration_sweep)], **sweep)
+save_figure(figures.sweep_panels({"eps (pixel levels / 255)": by_eps, "iterations": by_steps},
                          ylabel=f"mAP@{k} (lower: stronger)", title=f"undefended, {story_bits} bits",
                          baseline=random_map), run.figure_dir / "attack_strength.png")
 pd.concat({"vs eps_255": by_eps.pivot_table(index="eps_255", columns="attack", values="map", sort=False),
@@ -331,12 +321,19 @@ for value in sorted(tradeoff_train_eps_255):               # the training step s
     budget = dict(eps=value / 255, alpha=train_step_255 * value / train_eps_255 / 255)
     fitted = fit_defended_victims(data, {value: clean[story_bits]}, tradeoff_defenses, **dict(fine_tuning, **budget))
     tradeoff_victims.update({key: victim for key, victim in fitted[0].items() if key[0] != "undefended"})
+
+# %% [markdown]
+# Each model scored on the clean queries and under the SAAT attack; labels: the training budget (0: not trained
+# adversarially):
+
+# %%
 tradeoff = attack_scores(tradeoff_victims, queries, {"robust": nontargeted["SAAT"]}, topk=k,
                          batch_size=attack_batch_size, columns=("defense", "train_eps_255"))[0]
 tradeoff = tradeoff[["defense", "train_eps_255", "clean", "robust"]]
-save_figure(tradeoff_plot(tradeoff, palette=palette, xlabel=f"clean mAP@{k}",
-                          ylabel=f"mAP@{k} under the SAAT attack (eps {eps_255}/255)",
-                          title=f"{story_bits} bits; labels: training eps (/255)"), run.figure_dir / "tradeoff.png")
+save_figure(figures.tradeoff_plot(tradeoff, palette=palette, xlabel=f"clean mAP@{k}",
+                                  ylabel=f"mAP@{k} under the SAAT attack (eps {eps_255}/255)",
+                                  title=f"{story_bits} bits; labels: training eps (/255)"),
+            run.figure_dir / "tradeoff.png")
 tradeoff.pivot_table(index="train_eps_255", columns="defense", values=["clean", "robust"])
 
 # %% [markdown]
@@ -344,12 +341,8 @@ tradeoff.pivot_table(index="train_eps_255", columns="defense", values=["clean", 
 
 # %%
 metrics = dict(eps_255=eps_255, train_eps_255=train_eps_255, attack_steps=attack_steps, sdha_steps=sdha_steps,
-               adv_epochs=adv_epochs, random_map=random_map,
-               table1={f"{metric} {name}": {str(bits): float(v) / 100 for bits, v in row.items()}
-                       for (metric, name), row in table1.iterrows()},
-               table2={name: {column: nested_metrics(group, column, by="defense")[name]
-                              for column in ["Original", "HAG", "SDHA", "SAAT"]}
-                       for name, group in results.groupby("defense")},
+               adv_epochs=adv_epochs, random_map=random_map, table1=tables.table_metrics(table1),
+               table2=tables.defense_metrics(results),
                tradeoff=tradeoff.astype({"train_eps_255": float}).to_dict("records"),
                saat_over_atrdh=None if verdict is None else verdict.summary(),
                mainstay_center_bits_differ=float(mainstay_vs_center.mean()),
@@ -357,10 +350,17 @@ metrics = dict(eps_255=eps_255, train_eps_255=train_eps_255, attack_steps=attack
                **{f"{column}_ensemble": nested_metrics(board, column, by="model")
                   for column in ("robust", "overstated")})
 write_json(metrics, run.metrics_dir / "04_saat.json")
+
+# %% [markdown]
+# The headline (`dvc metrics show`), then the curves (`dvc plots show`):
+
+# %%
 write_headline(dict(clean=nested_metrics(board, "clean", by="model"), robust_ensemble=metrics["robust_ensemble"],
                     overstated_ensemble=metrics["overstated_ensemble"],
                     saat_over_atrdh_points=None if verdict is None else verdict.points),
                run.metrics_dir / "04_saat_headline.json", bits=story_bits)
+
+# %%
 pr["kind"] = pr.panel.map(lambda panel: "targeted" if panel.startswith("targeted") else "nontargeted")
 write_curves(pr.assign(method=pr.method.str.lower()), run.metrics_dir / "04_saat_plots", by=["kind", "method"],
              name="pr_{}_{}.csv", columns=["radius", "recall", "precision"])
@@ -381,6 +381,8 @@ if "saat" in defenses:
     claims.expect(robust["saat"] > robust["undefended"],
                   f"SAAT training should be more robust under the ensemble: {robust}")
 claims.expect(brute_force.max_gap.max() < 1e-5, f"the closed-form mainstay code is not optimal:\n{brute_force}")
+
+# %%
 mean_map = table1.xs("mAP").mean(axis=1)           # x100, mean over code lengths
 claims.expect(mean_map["SAAT"] <= mean_map[["HAG", "SDHA"]].min(),
               f"the SAAT attack should be at least as strong as HAG and SDHA: mAP {mean_map.round(2).to_dict()}")
@@ -390,7 +392,6 @@ if "saat" in defenses:           # under every attack (mean over code lengths)
     claims.expect(min(against.per_attack.values()) > 0,
                   f"SAAT training should beat no defense under every attack: {against}")
 if claims.finish():
-    print("all claims hold: every adversarial example inside the eps-ball; the closed-form mainstay code is optimal",
-          f"on all 2^{check_bits} codes; the SAAT attack is at least as strong as HAG and SDHA on the undefended",
-          "models; SAAT training is more robust than no defense under HAG, SDHA and SAAT (mean over code lengths)",
-          "and under the ensemble")
+    print(f"all claims hold: adversarial examples inside the eps-ball; the closed-form mainstay code optimal on all "
+          f"2^{check_bits} codes; the SAAT attack at least as strong as HAG and SDHA; SAAT training more robust than "
+          "no defense under HAG, SDHA and SAAT (mean over code lengths) and under the ensemble")

@@ -54,7 +54,7 @@ adv_lr_milestones = []          # epochs of the fine-tuning at which its learnin
 train_eps_255 = 32              # L-inf budget of the training-time attack, in pixel levels
 train_step_255 = 8              # its step (the papers: 2/255 for eps 8/255)
 train_steps = 7                 # its iterations (PGD-7 in CgAT, SAAT and ATRDH)
-center_variant = "paper"        # center codes: "paper" (Theorem 1, weighted) or "official" (the CgAT code)
+center_variant = "paper"        # center codes: "paper" (Theorem 1, weighted) or "published" (the CgAT code)
 cgat_weight = 1.0               # lambda of the center alignment (CgAT code: 1)
 atrdh_weight = 1.0              # lambda of the adversarial pairwise term (TADH code: 1, SAAT copy: 2)
 # evaluation attacks (each re-attacks the model it evaluates)
@@ -80,24 +80,25 @@ figure_dir = "build/nbval/figures/05_cgat"
 metrics_dir = "build/nbval/metrics"
 
 # %%
-from functools import partial
-
 import pandas as pd
 
-from advhash.codes import center_code_objective, center_codes
+from advhash import codes, figures, tables
+from advhash.codes.statistics import code_distances, distance_margins
+from advhash.defenses.verdict import defense_verdict
 from advhash.evaluation import (attack_budgets, attack_scores, attack_sweep, build_attacks, check_budget,
-                                closed_form_gap, code_distances, defense_verdict, distance_margins, nested_metrics,
-                                perturbation_sizes, query_set, read_published, retrieval_map,
-                                robustness_probe)
-from advhash.figures import (clean_vs_robust, curve_panels, distance_histograms, model_palette, robustness_bars,
-                             robustness_sweep)
+                                perturbation_sizes, query_set, robustness_probe)
 from advhash.fitting import fit_defended_victims, fit_victims
 from advhash.manifest import read_manifest
 from advhash.metrics import random_ranking_map
-from advhash.pipeline import write_json
-from advhash.report import Claims, save_figure, start_notebook, write_curves, write_headline
-from advhash.robustness import UNTARGETED, describe, leaderboard
+from advhash.report import Claims, beside_published, save_figure, start_notebook
+from advhash.results import nested_metrics, write_curves, write_headline, write_json
+from advhash.robustness import UNTARGETED, Budget, describe, leaderboard
 
+# %% [markdown]
+# The data split and the attacked queries (the first `num_attacked` of the query split, each with a target label
+# that shares no class with it), as notebook 01 made them, and the CgAT attack's settings:
+
+# %%
 run = start_notebook(figure_dir=figure_dir, metrics_dir=metrics_dir)
 eps, step, pgd_step = eps_255 / 255, attack_step_255 / 255, pgd_step_255 / 255
 source = read_manifest(run.root / victims_from)
@@ -108,7 +109,11 @@ queries = query_set(data, num_attacked, target_min_items=dhta_anchors, seed=seed
 random_map = random_ranking_map(queries.labels, data.database.labels, topk=k)
 center = dict(attack="center", eps=eps, alpha=step, seed=seed, variant=center_variant)   # the CgAT attack's settings
 
+# %% [markdown]
+# The models: notebook 01's undefended victims, each fine-tuned by every defense with the same optimizer and training
+# attack; after every epoch the first `curve_queries` queries are scored clean and under the center attack.
 
+# %%
 clean = fit_victims({dataset: data}, {bits: (dataset, method, bits) for bits in bits_list}, manifest=source,
                     train=True, **training)
 curve_point = robustness_probe(data, queries.head(curve_queries), dict(center, steps=curve_steps), topk=k,
@@ -118,7 +123,7 @@ victims, histories = fit_defended_victims(
     steps=train_steps, method=method, epochs=adv_epochs, lr=adv_lr, lr_milestones=tuple(adv_lr_milestones),
     settings=dict(cgat=dict(weight=cgat_weight, variant=center_variant), atrdh=dict(weight=atrdh_weight)), **training)
 model_names = ["undefended", *defenses]
-palette = model_palette()    # one colour per model, every figure
+palette = figures.model_palette()    # one colour per model, every figure
 print(f"{len(victims)} models ({method.upper()}, {backbone}), fine-tuned {adv_epochs} epochs at {train_eps_255}/255; "
       f"attacked at {eps_255}/255 on {len(queries)} queries; mAP@{k} of a random ranking: {random_map:.3f}")
 
@@ -133,9 +138,10 @@ print(f"{len(victims)} models ({method.upper()}, {backbone}), fine-tuned {adv_ep
 story_bits = 32 if 32 in bits_list else bits_list[0]
 story = victims["undefended", story_bits]
 distances = code_distances({"query code b_q": story.encode(queries.images),
-                            "center code c_q": center_codes(queries.labels, story.train_codes, story.train_labels,
-                                                            variant=center_variant)}, story, queries.labels)
-save_figure(distance_histograms(distances, bits=story_bits, height=3.2, aspect=1.3),
+                            "center code c_q": codes.center_codes(queries.labels, story.train_codes,
+                                                                  story.train_labels, variant=center_variant)},
+                            story.db_codes, queries.labels, story.db_labels)
+save_figure(figures.distance_histograms(distances, bits=story_bits, height=3.2, aspect=1.3),
             run.figure_dir / "center_code_distances.png")
 distance_summary = distance_margins(distances)
 distance_summary
@@ -143,15 +149,15 @@ distance_summary
 # %% [markdown]
 # **Brute-force check of Theorem 1.** With $K$ = `brute_force_bits` (the first bits of the training codes of the
 # 16-bit model) there are $2^K$ candidate codes; the closed form must reach the minimum of the objective for every
-# query, in both variants (the official code's all-zero code, for an item with no positive or no negative, is not a
+# query, in both variants (the published code's all-zero code, for an item with no positive or no negative, is not a
 # candidate and is counted apart).
 
 # %%
 check_bits = min(brute_force_bits, bits_list[0])
 first = victims["undefended", bits_list[0]]
-brute_force = pd.DataFrame([dict(variant=v, **closed_form_gap(
-    partial(center_codes, variant=v), partial(center_code_objective, variant=v), queries.labels, first.train_codes,
-    first.train_labels, bits=check_bits)) for v in ("paper", "official")]).set_index("variant")
+brute_force = tables.closed_form_table(codes.center_codes, codes.center_code_objective, queries.labels,
+                                       first.train_codes, first.train_labels, bits=check_bits,
+                                       variants=("paper", "published"))
 brute_force
 
 # %% [markdown]
@@ -173,13 +179,9 @@ attack_settings = {"center": dict(center, random_start=True, **grow),
 map_attacks, tmap_attacks = ["center", "HAG", "PGD"], ["P2P", "DHTA"]
 results, runs = attack_scores(victims, queries, attack_settings, topk=k, targeted=tmap_attacks,
                               batch_size=attack_batch_size)        # runs: (model, bits, attack) -> AttackResult
-results["t-MAP anchor"] = [retrieval_map(victim, build_attacks(victim, attack_settings, ["DHTA"])["DHTA"].anchors(
-    queries.target_labels, victim.db_codes, victim.db_labels), queries.target_labels, topk=k, targeted=True)
-    for victim in victims.values()]
+results["t-MAP anchor"] = tables.anchor_ceiling(victims, queries, attack_settings, topk=k)   # DHTA's anchor codes
 display(attack_budgets(build_attacks(victims["undefended", bits_list[0]], attack_settings)))
-by_model = results.set_index(["model", "bits"])
-pd.concat({"mAP (higher: more robust)": by_model[["clean", *map_attacks]],
-           "t-MAP (lower: more robust)": by_model[["t-MAP clean", *tmap_attacks, "t-MAP anchor"]]}, axis=1)
+tables.robustness_table(results, map_attacks, tmap_attacks)
 
 # %% [markdown]
 # The size of every perturbation above (L-inf in pixel levels out of 255, mean per-image L2 in [0, 1] units, mean PSNR
@@ -191,10 +193,10 @@ sizes.pivot_table(index=["model", "bits"], columns="attack", values=["linf_255",
 
 # %%
 long = results.melt(id_vars=["model", "bits"], value_vars=map_attacks + tmap_attacks, var_name="attack")
-save_figure(robustness_bars(long, hue="model", hue_order=model_names, palette=palette, baseline=random_map,
-                            ylabel=f"mAP@{k} / t-MAP@{k}",
-                            title=f"eps {eps_255}/255. center, HAG, PGD: mAP (higher: more robust)\n"
-                                  "P2P, DHTA: t-MAP (lower: more robust). Dotted: random ranking"),
+save_figure(figures.robustness_bars(long, hue="model", hue_order=model_names, palette=palette, baseline=random_map,
+                                    ylabel=f"mAP@{k} / t-MAP@{k}",
+                                    title=f"eps {eps_255}/255. center, HAG, PGD: mAP (higher: more robust)\n"
+                                          "P2P, DHTA: t-MAP (lower: more robust). Dotted: random ranking"),
             run.figure_dir / "robustness.png")
 
 # %% [markdown]
@@ -208,12 +210,12 @@ save_figure(robustness_bars(long, hue="model", hue_order=model_names, palette=pa
 # gradients must be finite and non-zero (checked at one code length, `story_bits`).
 
 # %%
-board, reports = leaderboard(victims, data, queries, eps=eps, alpha=step, steps=attack_steps,
-                             restarts=robust_restarts, topk=k, num_anchors=dhta_anchors,
-                             black_box_queries=black_box_queries, batch_size=attack_batch_size, seed=seed,
-                             checks_bits=[story_bits])     # the checks vouch for the protocol at one code length
+robust_budget = Budget(eps=eps, alpha=step, steps=attack_steps, restarts=robust_restarts, topk=k, seed=seed,
+                       black_box_queries=black_box_queries)
+board, reports = leaderboard(victims, data, queries, robust_budget, num_anchors=dhta_anchors,
+                             batch_size=attack_batch_size, checks_bits=[story_bits])   # checks at one code length
 print(describe(reports))
-save_figure(clean_vs_robust(board, palette=palette, hue_order=model_names, topk=k, eps_255=eps_255),
+save_figure(figures.clean_vs_robust(board, palette=palette, hue_order=model_names, topk=k, eps_255=eps_255),
             run.figure_dir / "clean_vs_robust.png")
 board.set_index(["model", "bits"]).round(3)
 
@@ -233,8 +235,9 @@ verdicts = {f"{b} over {w}": defense_verdict(results, b, w, higher_is_better=hig
 headline = {name: dict(points=verdict.points, relative=verdict.relative) for name, verdict in verdicts.items()}
 headline_table = pd.DataFrame(headline).T.rename(columns=dict(points="mean gain (points)",
                                                               relative="mean gain (% of the baseline)"))
-display(headline_table)
-read_published(run.root / "notebooks/published/cgat_headline.csv").set_index("claim")
+beside_published(headline_table, tables.published_table(run.root / "notebooks/published/cgat_headline.csv",
+                                                         index="claim"),
+                 ours_label=f"ours, {dataset}", published_label="PUBLISHED (CgAT abstract; %)")
 
 # %% [markdown]
 # ## 4. Robustness vs the budget, and the clean-vs-robust trade-off
@@ -248,8 +251,8 @@ sweep_settings = {"center": dict(attack="center", seed=seed, variant=center_vari
 sweep = pd.concat([attack_sweep(victims[name, story_bits], queries, sweep_settings, steps=attack_steps,
                                 eps_255=[0, *sorted(eps_sweep_255)], topk=k, batch_size=attack_batch_size)
                    .assign(model=name) for name in model_names], ignore_index=True)
-save_figure(robustness_sweep(sweep, results, attack="center", palette=palette, hue_order=model_names, k=k,
-                             bits=story_bits, budget_255=train_eps_255, eps_255=eps_255),
+save_figure(figures.robustness_sweep(sweep, results, attack="center", palette=palette, hue_order=model_names, k=k,
+                                     bits=story_bits, budget_255=train_eps_255, eps_255=eps_255),
             run.figure_dir / "robustness_vs_eps.png")
 sweep.pivot_table(index="eps_255", columns=["attack", "model"], values="map")
 
@@ -262,10 +265,10 @@ sweep.pivot_table(index="eps_255", columns=["attack", "model"], values="map")
 curves = pd.DataFrame(histories).rename(columns=dict(key="bits"))
 curve_long = curves.melt(id_vars=["defense", "bits", "epoch"], value_vars=["loss", "clean_map", "adversarial_map"],
                          var_name="quantity").dropna()
-save_figure(curve_panels(curve_long, x="epoch", y="value", col="quantity", hue="defense", style="bits", marker="o",
-                         palette={name: palette[name] for name in defenses}, hue_order=defenses, height=3.2,
-                         facet_kws=dict(sharey=False), xlabel="epoch of fine-tuning", ylabel="",
-                         panel_titles="{col_name}"), run.figure_dir / "training_curves.png")
+save_figure(figures.curve_panels(curve_long, x="epoch", y="value", col="quantity", hue="defense", style="bits",
+                                 marker="o", palette={name: palette[name] for name in defenses}, hue_order=defenses,
+                                 height=3.2, facet_kws=dict(sharey=False), xlabel="epoch of fine-tuning", ylabel="",
+                                 panel_titles="{col_name}"), run.figure_dir / "training_curves.png")
 curves.pivot_table(index="epoch", columns=["defense", "bits"], values=["clean_map", "adversarial_map"])
 
 # %% [markdown]
@@ -289,6 +292,11 @@ metrics = dict(eps_255=eps_255, train_eps_255=train_eps_255, attack_steps=attack
                **{f"{column.replace(' ', '_')}_ensemble": nested_metrics(board, column, by="model")
                   for column in ("robust", "overstated")})
 write_json(metrics, run.metrics_dir / "05_cgat.json")
+
+# %% [markdown]
+# The headline (`dvc metrics show`) and the curves (`dvc plots show`):
+
+# %%
 write_headline(dict(clean=nested_metrics(board, "clean", by="model"), robust_ensemble=metrics["robust_ensemble"],
                     overstated_ensemble=metrics["overstated_ensemble"],
                     cgat_over_atrdh_points=headline.get("cgat over atrdh", {}).get("points")),
@@ -313,11 +321,12 @@ claims.expect(brute_force.max_gap.max() < 1e-5, f"the closed-form center code is
 margins = distance_summary["margin (neg - pos)"]
 claims.expect(margins["center code c_q"] >= margins["query code b_q"],
               "the center code should separate positives from negatives at least as well as the query's own code")
+
+# %%
 baselines = [name for name in ("undefended", "finetune") if f"cgat over {name}" in verdicts]
 for baseline in baselines:      # under every attack: mAP higher, t-MAP lower (mean over code lengths)
-    verdict = verdicts[f"cgat over {baseline}"]
-    claims.expect(min(verdict.per_attack.values()) > 0,
-                  f"CgAT should beat the {baseline} model under every attack: {verdict}")
+    claims.expect(min(verdicts[f"cgat over {baseline}"].per_attack.values()) > 0,
+                  f"CgAT should beat the {baseline} model under every attack: {verdicts[f'cgat over {baseline}']}")
 if "cgat over atrdh" in verdicts:      # the paper's headline
     claims.expect(verdicts["cgat over atrdh"].holds, f"CgAT's headline claim: {verdicts['cgat over atrdh']}")
 if claims.finish():

@@ -19,6 +19,7 @@ import advhash.data.fashion as fashion
 
 from advhash.crossmodal import fit_dcmh, fit_ssah
 from advhash.data import materialize
+from advhash.evaluation import query_set
 from advhash.losses import build_loss
 from advhash.models import HashingModel
 from advhash.train import encode, fit_hashing_model, train_hashing
@@ -65,6 +66,20 @@ def victim(trained):
     its training split (``Victim.build`` encodes both once)."""
     model, _, database, _ = trained
     return Victim.build(model, SimpleNamespace(train=database, database=database))
+
+
+@pytest.fixture(scope="module")
+def undefended(one_thread):
+    """A DPSH model on 96 multi-label stripes (clean mAP high), its data and 24 queries with target labels: the
+    model the robustness evaluation (advhash.robustness) and its checks are tested on."""
+    train = stripes(96, seed=3, multi_label=True, signal=0.4)
+    data = stripes_data(train, stripes(24, seed=4, multi_label=True, signal=0.4))
+    torch.manual_seed(0)
+    model = HashingModel("small_cnn", bits=BITS, in_channels=1)
+    train_hashing(model, build_loss("dpsh", num_train=96, bits=BITS, num_classes=4), train, epochs=12,
+                  batch_size=32, lr=0.05)
+    queries = query_set(data, 24, target_min_items=2, target_rule="nonzero", seed=0)
+    return model.eval(), data, queries
 
 
 @pytest.fixture

@@ -251,8 +251,9 @@ def mainstay_weights_loop(label, table_labels):
     return [(j, cosines[j] / total) for j in positives], [(j, 1.0 / len(negatives)) for j in negatives]
 
 
-def reference_mainstay_codes(labels, table_codes, table_labels):
-    """SAAT Theorem 1 one item and bit at a time: sign(sum_P w b - mean_N b), a tie (|sum| <= 1e-9) is +1."""
+def reference_mainstay_codes(labels, table_codes, table_labels, tied=1.0):
+    """SAAT Theorem 1 one item and bit at a time: sign(sum_P w b - mean_N b), a tie (|sum| <= 1e-9) is ``tied``:
+    +1 (the paper variant) or 0 (the published one, torch.sign)."""
     codes = []
     table_codes, table_labels = table_codes.tolist(), table_labels.tolist()
     for label in labels.tolist():
@@ -261,7 +262,7 @@ def reference_mainstay_codes(labels, table_codes, table_labels):
         for k in range(len(table_codes[0])):
             direction = sum(w * table_codes[j][k] for j, w in positives)
             direction -= sum(w * table_codes[j][k] for j, w in negatives)
-            code.append(1.0 if direction >= -1e-9 else -1.0)
+            code.append(1.0 if direction > 1e-9 else -1.0 if direction < -1e-9 else tied)
         codes.append(code)
     return torch.tensor(codes)
 
@@ -308,7 +309,7 @@ def assert_resumes_bit_for_bit(fit, data, settings, folder, prefix):
 
 
 def published_tables_step(defense, loss, model, train, *, batch=12, batch_seed=0):
-    """Prepare an adversarial-training ``defense`` built with tables="published" on ``train`` with its hashing
+    """Prepare an adversarial-training ``defense`` built with variant="published" on ``train`` with its hashing
     ``loss`` (table pairs; seed 0), check that both share the training codes it preinstalled, and take one
     training step on a random batch (``batch_seed``). Returns (shared: the preinstalled codes, indices, images,
     labels, the step's loss)."""
@@ -320,3 +321,18 @@ def published_tables_step(defense, loss, model, train, *, batch=12, batch_seed=0
     indices = torch.randperm(len(train), generator=torch.Generator().manual_seed(batch_seed))[:batch]
     images, labels = all_images(train)[indices], train.labels[indices]
     return shared, indices, images, labels, defense.batch_loss(model, loss, images, labels, indices, step=0)
+
+
+class HardSign(torch.nn.Module):
+    """A model whose forward passes through a hard sign: its input gradient is zero everywhere (gradient
+    masking by construction), while its codes still retrieve (the robustness checks must flag it)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.inner, self.bits = model, model.bits
+
+    def hash_logits(self, images):
+        return torch.sign(self.inner.hash_logits(images))
+
+    def forward(self, images, scale=1.0):
+        return torch.tanh(scale * self.hash_logits(images))

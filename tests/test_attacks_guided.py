@@ -32,6 +32,18 @@ def test_code_alignment_loss_matches_a_per_bit_loop():
     assert (grad[:, 2] == 0).all() and (grad[:, [0, 1, 3, 4, 5]] != 0).all()  # a 0 bit guides nothing
 
 
+def test_code_alignment_per_query_is_the_mean_over_bits_of_each_row():
+    """The per-query form (the robustness checks' random search and gradient check): one value per query."""
+    g = torch.Generator().manual_seed(1)
+    relaxed = torch.rand(4, 6, generator=g, dtype=torch.float64) * 2 - 1
+    guide = random_codes(4, seed=2, bits=6).double()
+    expected = [sum(h * c for h, c in zip(row, code)) / 6 for row, code in zip(relaxed.tolist(), guide.tolist())]
+    per_query = code_alignment_loss(relaxed, guide, toward=False, per_query=True)
+    assert per_query.shape == (4,) and per_query.tolist() == pytest.approx(expected, rel=1e-12)
+    assert torch.equal(code_alignment_loss(relaxed, guide, toward=True, per_query=True), -per_query)
+    assert code_alignment_loss(-guide, guide, toward=False, per_query=True).tolist() == [-1.0] * 4
+
+
 def test_run_moves_the_codes_away_from_or_toward_the_guide_codes(trained):
     """With explicit guide codes (the trainers' call): away from the query's own codes, toward their opposite."""
     model, _, _, queries = trained
@@ -45,7 +57,7 @@ def test_run_moves_the_codes_away_from_or_toward_the_guide_codes(trained):
 
 
 def test_all_zero_guide_codes_leave_the_images_unchanged():
-    """The official center code of an item without positives or negatives is all zero: no attack."""
+    """The published center code of an item without positives or negatives is all zero: no attack."""
     x = images()
     attack = CenterGuidedAttack(fresh_model(), eps=8 / 255, steps=5, random_start=False)
     assert torch.equal(attack.run(x, torch.zeros(len(x), BITS)), x)

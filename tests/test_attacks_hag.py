@@ -13,34 +13,29 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 HAG_SETTINGS = {  # label -> kwargs
     "hag": {},
     "hag_fixed": dict(scale_schedule="fixed"),
-    "hag_published_code": dict(optimizer="sgd", loss="published"),
+    "hag_published_code": dict(variant="published"),
 }
 
 
 # --- the loss ----------------------------------------------------------------------------------------------
-def paper_loss_loop(adv, clean, threshold=0.5, normalize="bits", balance_weight=0.0):
+def paper_loss_loop(adv, clean, threshold=0.5):
     """The HAG formula written per query and per bit with Python numbers (independent of hag_loss)."""
-    total, balance = 0.0, 0.0
+    total = 0.0
     for f_adv, f_clean in zip(adv.tolist(), clean.tolist()):
         mask = [1.0 if abs(a - (1.0 if c >= 0 else -1.0)) < 1 + threshold else 0.0 for a, c in zip(f_adv, f_clean)]
         inner = sum(w * c * w * a for w, a, c in zip(mask, f_adv, f_clean))  # F'(x_q) F'(x_adv)^T
-        m = len(f_adv) if normalize == "bits" else max(sum(mask), 1.0)
-        total += (inner / m + 1) ** 2
-        balance += (sum(f_adv) / len(f_adv)) ** 2
-    n = len(adv)
-    return total / n + balance_weight * balance / n
+        total += (inner / len(f_adv) + 1) ** 2
+    return total / len(adv)
 
 
-@pytest.mark.parametrize("normalize", ["bits", "mask"])
-@pytest.mark.parametrize("balance_weight", [0.0, 1.0])
 @pytest.mark.parametrize("threshold", [0.5, 0.2])
-def test_hag_loss_matches_a_per_query_loop(normalize, balance_weight, threshold):
+def test_hag_loss_matches_a_per_query_loop(threshold):
     g = torch.Generator().manual_seed(3)
     adv = torch.rand(5, 12, generator=g, dtype=torch.float64) * 2 - 1
     clean = torch.rand(5, 12, generator=g, dtype=torch.float64) * 2 - 1
     clean[0, 0] = 0.0  # sign(0) = +1
-    expected = paper_loss_loop(adv, clean, threshold, normalize, balance_weight)
-    got = hag_loss(adv, clean, threshold=threshold, normalize=normalize, balance_weight=balance_weight)
+    expected = paper_loss_loop(adv, clean, threshold)
+    got = hag_loss(adv, clean, threshold=threshold)
     assert got.item() == pytest.approx(expected, rel=1e-12)
 
 
@@ -53,12 +48,6 @@ def test_hag_mask_drops_a_bit_once_it_flipped_past_the_threshold():
     assert loss.item() == pytest.approx((inner / 4 + 1) ** 2)
     grad, = torch.autograd.grad(loss, adv)
     assert grad[0, 0] == 0 and (grad[0, 1:] != 0).all()
-    by_mask = hag_loss(adv, clean, threshold=0.5, normalize="mask")
-    assert by_mask.item() == pytest.approx((inner / 3 + 1) ** 2)  # 3 bits left in the mask
-    balanced = hag_loss(adv, clean, threshold=0.5, balance_weight=2.0)
-    assert balanced.item() == pytest.approx(loss.item() + 2.0 * ((-0.6 - 0.4 - 0.8 + 0.3) / 4) ** 2)
-    with pytest.raises(ValueError, match="normalize must be one of"):
-        hag_loss(adv, clean, normalize="items")
 
 
 def published_loss_loop(adv, clean, threshold=0.5):
@@ -101,13 +90,13 @@ def test_hag_published_loss_matches_the_published_formula_per_bit_with_ties(thre
 
 
 def test_hag_published_is_the_published_attack_loop():
-    """HAG(loss="published", optimizer="sgd") takes the steps of SAAT hag.py L51-77, written plainly here: the
+    """HAG(variant="published") takes the steps of SAAT hag.py L51-77, written plainly here: the
     clean code tanh(z) once at scale 1, SGD (lr 100, momentum 0.9) on the image, get_alpha's schedule, clipping."""
     torch.manual_seed(0)
     model = fresh_model().double()
     x = images(4).double()
     steps, eps = 20, 8 / 255
-    attack = HAG(model, eps=eps, steps=steps, loss="published", optimizer="sgd")
+    attack = HAG(model, eps=eps, steps=steps, variant="published")
     got = attack(x)
     with torch.no_grad():
         clean = torch.tanh(model.hash_logits(x))
@@ -166,9 +155,9 @@ def test_hag_on_the_bare_model_is_hag_on_its_victim(victim, trained):
     assert torch.equal(HAG(victim.model, steps=5)(x), on_victim)
 
 
-def test_published_code_options_depend_on_the_batch_size_and_the_paper_options_do_not():
-    """The SGD option steps on a batch mean (as in the SAAT code), so its result depends on the batching;
-    the default sign steps do not."""
+def test_the_published_variant_depends_on_the_batch_size_and_the_paper_variant_does_not():
+    """The published variant's SGD steps on a batch mean (as in the SAAT code), so its result depends on the
+    batching; the paper's sign steps do not."""
     x = images(10)
     sign = dict(steps=4)
     assert torch.equal(perturb(HAG(fresh_model(), **sign), x, batch_size=3), HAG(fresh_model(), **sign)(x))
@@ -179,22 +168,20 @@ def test_published_code_options_depend_on_the_batch_size_and_the_paper_options_d
 def test_hag_defaults_and_bad_settings():
     attack = HAG(fresh_model())
     assert (attack.eps, attack.alpha, attack.steps, attack.random_start) == (8 / 255, 1 / 255, 100, False)
-    assert (attack.threshold, attack.scale_schedule, attack.normalize, attack.optimizer) == \
-        (0.5, "grow", "bits", "sign")
-    assert attack.balance_weight == 0.0 and attack.target_mode == "never"
+    assert (attack.threshold, attack.scale_schedule, attack.variant, attack.lr, attack.momentum) == \
+        (0.5, "grow", "paper", 100.0, 0.9)
+    assert attack.target_mode == "never"
     model = fresh_model()
     with pytest.raises(ValueError, match="scale_schedule must be one of"):
         HAG(model, scale_schedule="linear")
-    with pytest.raises(ValueError, match="normalize must be one of"):
-        HAG(model, normalize="items")
-    with pytest.raises(ValueError, match="optimizer must be one of"):
-        HAG(model, optimizer="adam")
-    with pytest.raises(ValueError, match="loss must be one of"):
-        HAG(model, loss="saat")
-    with pytest.raises(ValueError, match="normalize and balance_weight shape the paper's loss"):
-        HAG(model, loss="published", balance_weight=1.0)
+    with pytest.raises(ValueError, match=r"variant must be one of \('paper', 'published'\); got 'saat'"):
+        HAG(model, variant="saat")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'optimizer'"):
+        HAG(model, optimizer="sgd")       # no separate axes: the variant selects the loss and the optimizer at once
+    with pytest.raises(ValueError, match="the published HAG grows the tanh scale"):
+        HAG(model, variant="published", scale_schedule="fixed")
     with pytest.raises(ValueError, match="fixed_scale"):
         HAG(model, fixed_scale=0)
-    for bad in (dict(threshold=-0.1), dict(balance_weight=-1.0), dict(lr=0.0), dict(momentum=1.0)):
+    for bad in (dict(threshold=-0.1), dict(lr=0.0), dict(momentum=1.0)):
         with pytest.raises(ValueError, match="need threshold >= 0"):
             HAG(model, **bad)

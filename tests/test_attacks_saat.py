@@ -1,7 +1,7 @@
-"""The SAAT attack (Yuan et al., TIFS 2023): the published masked loss and advhash's per-row form against
-per-bit loops (value and gradient), and the attack built on
-a victim steering away from the queries' mainstay codes (or, with ``set_targets``, toward the targets'),
-computed from the victim's training codes; the inner loss is the plain code-guided loop."""
+"""The SAAT attack (Yuan et al., TIFS 2023): the published masked loss against a per-bit loop (value and
+gradient), and the attack built on a victim steering away from the queries' mainstay codes (or, with
+``set_targets``, toward the targets'), computed from the victim's training codes (either variant); the paper's
+loss is the plain code-guided loop."""
 
 import pytest
 import torch
@@ -9,7 +9,7 @@ import torch
 from helpers import BITS, fresh_model, images, mean_hamming, one_hot_labels, random_codes, table_victim
 
 from advhash.attacks import (ATTACKS, SAAT, CenterGuidedAttack, CodeGuidedAttack, build_attack,
-                             code_alignment_loss, hag_scale, perturb, saat_loss, saat_row_loss)
+                             code_alignment_loss, hag_scale, perturb, saat_loss)
 from advhash.codes import mainstay_codes, sample_target_labels
 from advhash.metrics import mean_average_precision
 
@@ -31,20 +31,6 @@ def reference_published_loss(relaxed, guide, toward, threshold):
     return value, torch.tensor(grad, dtype=torch.float64)
 
 
-def reference_row_loss(relaxed, guide, toward, threshold):
-    """advhash's earlier per-query form: mean_i sum_k w (s + 2) s / sum_k w, s = +-h g, w = 1[s > threshold]; an
-    item without bits left adds 0; the gradient per bit w (2 s + 2) (+-g) / sum_k w / N."""
-    total, grad = 0.0, []
-    for row, code in zip(relaxed.tolist(), guide.tolist()):
-        signs = [(-g if toward else g) for g in code]
-        s = [h * g for h, g in zip(row, signs)]
-        kept = [x > threshold for x in s]
-        count = sum(kept)
-        total += sum((x + 2) * x for x, w in zip(s, kept) if w) / count if count else 0.0
-        grad.append([(2 * x + 2) * g / count / len(relaxed) if w else 0.0 for x, w, g in zip(s, kept, signs)])
-    return total / len(relaxed), torch.tensor(grad, dtype=torch.float64)
-
-
 def ties_and_masked_bits(toward):
     """Relaxed codes with bits exactly at the thresholds, exact zeros, a row entirely past the threshold."""
     g = torch.Generator().manual_seed(1)
@@ -58,14 +44,11 @@ def ties_and_masked_bits(toward):
 
 @pytest.mark.parametrize("toward", [False, True])
 @pytest.mark.parametrize("threshold", [-0.5, 0.0, -1.0])
-@pytest.mark.parametrize("form", ["masked", "masked_per_row"])
-def test_saat_losses_match_a_per_bit_loop_in_value_and_gradient(toward, threshold, form):
+def test_saat_loss_matches_a_per_bit_loop_in_value_and_gradient(toward, threshold):
     relaxed, guide = ties_and_masked_bits(toward)
     relaxed.requires_grad_(True)
-    function, reference = ((saat_loss, reference_published_loss) if form == "masked"
-                           else (saat_row_loss, reference_row_loss))
-    expected, expected_grad = reference(relaxed.detach(), guide, toward, threshold)
-    value = function(relaxed, guide, toward=toward, threshold=threshold)
+    expected, expected_grad = reference_published_loss(relaxed.detach(), guide, toward, threshold)
+    value = saat_loss(relaxed, guide, toward=toward, threshold=threshold)
     grad, = torch.autograd.grad(value, relaxed)
     assert value.item() == pytest.approx(expected, rel=1e-12, abs=1e-15)
     assert torch.allclose(grad, expected_grad, rtol=1e-12, atol=1e-15)
@@ -73,31 +56,27 @@ def test_saat_losses_match_a_per_bit_loop_in_value_and_gradient(toward, threshol
 
 def test_the_published_targeted_loss_weighs_bits_near_the_threshold_most():
     """The published targeted loss keeps s = h g (w = 1[s < 0.5]) and is not the mirror image of the untargeted
-    one: a fully opposed bit (s = -1) gets no gradient, while the mirrored per-row form pushes it hardest."""
+    one: a fully opposed bit (s = -1) gets no gradient (the mirror image would push it hardest)."""
     guide = torch.ones(1, 3, dtype=torch.float64)
     relaxed = torch.tensor([[-1.0, 0.0, 0.45]], dtype=torch.float64, requires_grad=True)
     published, = torch.autograd.grad(saat_loss(relaxed, guide, toward=True), relaxed)
-    mirrored, = torch.autograd.grad(saat_row_loss(relaxed, guide, toward=True), relaxed)
     assert published[0, 0] == 0 and published[0, 2].abs() > published[0, 1].abs() > 0
-    assert mirrored[0, 0].abs() > mirrored[0, 1].abs() > mirrored[0, 2].abs() > 0
 
 
 def test_saat_losses_without_bits_left_are_zero():
     guide = random_codes(4, seed=3)
-    for loss in (saat_loss, saat_row_loss):
-        assert loss(-0.8 * guide, guide).item() == 0.0
-        assert loss(0.8 * guide, guide).item() == pytest.approx((0.8 + 2) * 0.8)
+    assert saat_loss(-0.8 * guide, guide).item() == 0.0
+    assert saat_loss(0.8 * guide, guide).item() == pytest.approx((0.8 + 2) * 0.8)
     assert saat_loss(0.8 * guide, guide, toward=True).item() == 0.0        # every s = 0.8 >= 0.5: none left
-    assert saat_row_loss(0.8 * guide, guide, toward=True).item() == 0.0    # mirrored: -0.8 < -0.5
 
 
 # --- the attack -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("targeted", [False, True])
-@pytest.mark.parametrize("loss", ["masked", "inner"])
-def test_saat_follows_hags_growing_scale_in_both_modes(targeted, loss):
+@pytest.mark.parametrize("variant", ["published", "paper"])
+def test_saat_follows_hags_growing_scale_in_both_modes(targeted, variant):
     x, labels = images(), one_hot_labels(6)
     victim = table_victim(fresh_model())
-    attack = SAAT(victim, eps=8 / 255, alpha=2 / 255, steps=5, loss=loss)
+    attack = SAAT(victim, eps=8 / 255, alpha=2 / 255, steps=5, variant=variant)
     if targeted:
         attack.set_targets(sample_target_labels(labels, victim.db_labels, generator=torch.Generator().manual_seed(0)))
     adversarial = attack(x, labels)
@@ -106,11 +85,11 @@ def test_saat_follows_hags_growing_scale_in_both_modes(targeted, loss):
     assert [r["scale"] for r in attack.history] == [hag_scale(step, 5) for step in range(5)]
 
 
-@pytest.mark.parametrize("loss", ["masked", "masked_per_row", "inner"])
-def test_saat_attack_moves_codes_away_from_the_mainstay_codes(victim, trained, loss):
+@pytest.mark.parametrize("variant", ["published", "paper"])
+def test_saat_attack_moves_codes_away_from_the_mainstay_codes(victim, trained, variant):
     _, _, _, queries = trained
-    mainstays = mainstay_codes(queries.labels, victim.train_codes, victim.train_labels)
-    attack = SAAT(victim, eps=32 / 255, alpha=2 / 255, steps=30, loss=loss)
+    mainstays = mainstay_codes(queries.labels, victim.train_codes, victim.train_labels, variant=variant)
+    attack = SAAT(victim, eps=32 / 255, alpha=2 / 255, steps=30, variant=variant)
     assert torch.equal(attack.guide(queries.labels, None), mainstays)
     clean_codes = victim.encode(queries.images)
     adversarial_codes = victim.encode(attack(queries.images, queries.labels))
@@ -143,7 +122,7 @@ class _TowardGuided(CodeGuidedAttack):
 
 
 @pytest.mark.parametrize("targeted", [False, True])
-def test_inner_loss_is_the_code_alignment_loss(targeted):
+def test_the_paper_loss_is_the_code_alignment_loss(targeted):
     x, codes = images(), random_codes()
     settings = dict(eps=8 / 255, alpha=1 / 255, steps=6, random_start=True, seed=2, scale_schedule="grow")
     targets = one_hot_labels(6) if targeted else None
@@ -151,7 +130,7 @@ def test_inner_loss_is_the_code_alignment_loss(targeted):
     def saat(**kwargs):
         return SAAT(fresh_model(), **settings, **kwargs).set_targets(targets)
 
-    inner = saat(loss="inner")
+    inner = saat(variant="paper")
     guided = (_TowardGuided if targeted else CodeGuidedAttack)(fresh_model(), **settings)
     relaxed = torch.rand(6, BITS, generator=torch.Generator().manual_seed(5)) * 2 - 1
     assert torch.equal(inner.loss(relaxed, codes), code_alignment_loss(relaxed, codes, toward=targeted))
@@ -159,15 +138,15 @@ def test_inner_loss_is_the_code_alignment_loss(targeted):
     assert [r["loss"] for r in inner.history] == [r["loss"] for r in guided.history]
     masked = saat()
     assert torch.equal(masked.loss(relaxed, codes), saat_loss(relaxed, codes, toward=targeted))
-    assert not torch.equal(masked.run(x, codes), saat(loss="inner").run(x, codes)), "the masked loss takes other steps"
+    assert not torch.equal(masked.run(x, codes), saat(variant="paper").run(x, codes)), "the masked loss takes other steps"
 
 
-def test_non_targeted_saat_with_the_inner_loss_is_the_center_guided_attack_on_single_label_data():
+def test_non_targeted_saat_with_the_paper_loss_is_the_center_guided_attack_on_single_label_data():
     """On single-label data the mainstay code is the paper's center code: the same attack, from the same victim."""
     x, labels = images(), one_hot_labels(6)
     victim = table_victim(fresh_model())
     settings = dict(eps=8 / 255, alpha=2 / 255, steps=4, random_start=True, seed=1)
-    saat = SAAT(victim, loss="inner", scale_schedule="fixed", **settings)
+    saat = SAAT(victim, variant="paper", scale_schedule="fixed", **settings)
     assert torch.equal(saat(x, labels), CenterGuidedAttack(victim, **settings)(x, labels))
 
 
@@ -193,11 +172,15 @@ def test_saat_registry_defaults_and_bad_settings():
     attack = build_attack("saat", fresh_model())
     assert (attack.eps, attack.alpha, attack.steps, attack.random_start) == (8 / 255, 1 / 255, 100, True)
     assert attack.toward is False and attack.scale_schedule == "grow" and attack.target_mode == "optional"
-    assert (attack.loss_name, attack.threshold) == ("masked", -0.5)
+    assert (attack.variant, attack.threshold) == ("published", -0.5)
     assert attack.set_targets(one_hot_labels(3)).toward is True
     assert attack.set_targets(None).toward is False
-    with pytest.raises(ValueError, match=r"loss must be one of \('masked', 'masked_per_row', 'inner'\); got 'hag'"):
-        SAAT(fresh_model(), loss="hag")
+    with pytest.raises(ValueError, match=r"variant must be one of \('published', 'paper'\); got 'masked'"):
+        SAAT(fresh_model(), variant="masked")
+    with pytest.raises(TypeError, match="loss"):
+        SAAT(fresh_model(), loss="masked_per_row")      # removed: the form is the variant, loss and ties together
+    with pytest.raises(ValueError, match=r"variant must be one of \('published', 'paper'\); got 'official'"):
+        SAAT(fresh_model(), variant="official")
     for threshold in (-1.5, 2.0, float("nan")):
         with pytest.raises(ValueError, match=r"threshold \(on s = h \* b in \[-1, 1\]\) must be in \[-1, 1\]"):
             SAAT(fresh_model(), threshold=threshold)

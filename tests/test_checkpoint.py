@@ -202,6 +202,28 @@ def test_a_longer_run_starts_from_the_longest_finished_shorter_one(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+def test_checkpoint_file_adds_the_data_the_arithmetic_and_the_code_to_the_callers_settings(tmp_path, monkeypatch):
+    from advhash.checkpoint import checkpoint_file, numeric_setting, precision_setting, run_file
+
+    split = InMemorySplit(torch.zeros(4, 1, 2, 2, dtype=torch.uint8), torch.eye(4), source_indices=[3, 1, 2, 0])
+    where = dict(epochs=2, settings=dict(lr=0.1), data_name="stripes", train_split=split, precision="fp32",
+                 code=("advhash.checkpoint",))
+    path = checkpoint_file(tmp_path, "dph_8bits_small_cnn", **where)
+    identity = dict(data="stripes", train_items=train_items_tag(split), content=split_digest(split), lr=0.1,
+                    threads=torch.get_num_threads(), code=checkpoint_module.code_fingerprint("advhash.checkpoint"))
+    assert path == run_file(tmp_path, "dph_8bits_small_cnn", epochs=2, settings=identity)
+    assert path.name.startswith("dph_8bits_small_cnn_e2_")
+    others = [checkpoint_file(tmp_path, "dph_8bits_small_cnn", **dict(where, **change)) for change in
+              (dict(data_name="other"), dict(precision="bf16"), dict(code=("advhash.fingerprint",)),
+               dict(settings=dict(lr=0.2)), dict(train_split=InMemorySplit(split.images, torch.eye(4).flip(0))))]
+    assert len({path, *others}) == 6, "each part of the identity names the checkpoint"
+    monkeypatch.setattr(checkpoint_module.torch, "get_num_threads", lambda: 7)
+    assert checkpoint_file(tmp_path, "dph_8bits_small_cnn", **where) != path, "the thread count is in the name"
+    assert numeric_setting("fp32") == {"threads": 7} and precision_setting("bf16") == {"precision": "bf16"}
+    with pytest.raises(TypeError, match="multiple values for keyword argument 'data'"):
+        checkpoint_file(tmp_path, "x", **dict(where, settings=dict(data="mine")))
+
+
 KILLED_RUN = """
 import os, sys, time
 sys.path.insert(0, sys.argv[2])

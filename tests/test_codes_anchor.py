@@ -88,7 +88,7 @@ def test_target_labels_are_disjoint_from_the_query_and_carried_by_enough_items()
     db_codes, db_labels = anchor_database()
     queries = torch.tensor([[1.0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1], [0, 0, 0, 0]] * 20)
     targets = sample_target_labels(queries, db_labels, min_items=9, generator=torch.Generator().manual_seed(0),
-                                   rule="advhash")
+                                   rule="nonzero")
     counts = {}
     for row in db_labels.tolist():
         counts[tuple(row)] = counts.get(tuple(row), 0) + 1
@@ -101,7 +101,7 @@ def test_target_labels_are_disjoint_from_the_query_and_carried_by_enough_items()
     assert seen[(0.0, 0, 0, 1)] == {(1.0, 0, 0, 0), (0, 1.0, 0, 0), (0, 0, 1.0, 0)}
     assert seen[(1.0, 0, 0, 0)] == {(0, 1.0, 0, 0), (0, 0, 1.0, 0)}
     again = sample_target_labels(queries, db_labels, min_items=9, generator=torch.Generator().manual_seed(0),
-                                 rule="advhash")
+                                 rule="nonzero")
     assert torch.equal(targets, again)
     small = sample_target_labels(queries[:1], db_labels, min_items=3, generator=torch.Generator().manual_seed(0))
     assert small.tolist()[0] in ([0.0, 1, 0, 0], [0, 0, 1, 0], [0, 1, 1, 0])
@@ -138,8 +138,8 @@ def published_candidates(query, db_labels, n_t):
             if sum(int(c) * int(q) for c, q in zip(key, query)) == 0}
 
 
-def advhash_candidates(query, db_labels, n_t):
-    """advhash's rule as a loop: rows carried by at least n_t items, not all-zero, sharing no class with the query."""
+def nonzero_candidates(query, db_labels, n_t):
+    """The "nonzero" rule as a loop: rows carried by at least n_t items, not all-zero, sharing no class with the query."""
     rows = [tuple(row) for row in db_labels.tolist()]
     return {row for row in set(rows) if rows.count(row) >= n_t and any(row)
             and not any(a and b for a, b in zip(row, query))}
@@ -148,7 +148,7 @@ def advhash_candidates(query, db_labels, n_t):
 RULE_QUERIES = [[1.0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1], [0, 0, 0, 0], [1, 0, 1, 0], [0, 1, 1, 0]]
 
 
-@pytest.mark.parametrize("rule, reference", [("official", published_candidates), ("advhash", advhash_candidates)])
+@pytest.mark.parametrize("rule, reference", [("published", published_candidates), ("nonzero", nonzero_candidates)])
 @pytest.mark.parametrize("n_t", [9, 4, 1])
 def test_each_rule_draws_exactly_the_target_labels_of_its_reference(rule, reference, n_t):
     db_labels = rule_database()
@@ -167,28 +167,28 @@ def test_the_rules_differ_on_a_label_of_exactly_n_t_items_and_on_the_all_zero_ro
     db_labels = rule_database()
     b, c, zero, f = (0.0, 1, 0, 0), (0.0, 0, 1, 0), (0.0, 0, 0, 0), (0.0, 0, 1, 1)
     assert published_candidates([1, 0, 0, 0], db_labels, 9) == {c, zero}          # B, F: exactly 9, not more
-    assert advhash_candidates([1, 0, 0, 0], db_labels, 9) == {b, c, f}             # Z: all-zero, never
+    assert nonzero_candidates([1, 0, 0, 0], db_labels, 9) == {b, c, f}             # Z: all-zero, never
     assert published_candidates([1, 0, 1, 0], db_labels, 9) == {zero}
-    assert advhash_candidates([1, 0, 1, 0], db_labels, 9) == {b}
+    assert nonzero_candidates([1, 0, 1, 0], db_labels, 9) == {b}
     query = torch.tensor([[1.0, 0, 1, 0]] * 5)
-    official = sample_target_labels(query, db_labels, min_items=9)                    # the default rule
-    assert official.tolist() == [list(zero)] * 5
-    assert sample_target_labels(query, db_labels, min_items=9, rule="advhash").tolist() == [list(b)] * 5
+    published = sample_target_labels(query, db_labels, min_items=9)                   # the default rule
+    assert published.tolist() == [list(zero)] * 5
+    assert sample_target_labels(query, db_labels, min_items=9, rule="nonzero").tolist() == [list(b)] * 5
     eight = sample_target_labels(query.repeat(8, 1), db_labels, min_items=8, generator=torch.Generator().manual_seed(0))
     assert {tuple(row) for row in eight.tolist()} == {b, zero}                       # 9 > 8: B joins Z
     assert sample_target_labels(query, db_labels, min_items=10).tolist() == [list(zero)] * 5   # Z: 11 > 10
-    with pytest.raises(ValueError, match=r"query 0 has no possible target label.*> 11 items \(rule='official'\)"):
+    with pytest.raises(ValueError, match=r"query 0 has no possible target label.*> 11 items \(rule='published'\)"):
         sample_target_labels(query, db_labels, min_items=11)                       # Z: 11 items, not more than 11
-    with pytest.raises(ValueError, match=r"query 0 has no possible target label.*>= 10 items \(rule='advhash'\)"):
-        sample_target_labels(query, db_labels, min_items=10, rule="advhash")
-    with pytest.raises(ValueError, match=r"rule must be one of \('official', 'advhash'\)"):
+    with pytest.raises(ValueError, match=r"query 0 has no possible target label.*>= 10 items \(rule='nonzero'\)"):
+        sample_target_labels(query, db_labels, min_items=10, rule="nonzero")
+    with pytest.raises(ValueError, match=r"rule must be one of \('published', 'nonzero'\)"):
         sample_target_labels(query, db_labels, rule="paper")
 
 
-@pytest.mark.parametrize("rule", ["official", "advhash"])
+@pytest.mark.parametrize("rule", ["published", "nonzero"])
 def test_target_draws_are_uniform_and_deterministic_for_a_seed(rule):
     db_labels = rule_database()
-    queries = torch.tensor([[0.0, 0, 0, 1]] * 3000)     # official: A, C, Z; advhash: A, B, C (n_t = 9)
+    queries = torch.tensor([[0.0, 0, 0, 1]] * 3000)     # published: A, C, Z; nonzero: A, B, C (n_t = 9)
 
     def draw(seed):
         return sample_target_labels(queries, db_labels, min_items=9, rule=rule,
@@ -196,7 +196,7 @@ def test_target_draws_are_uniform_and_deterministic_for_a_seed(rule):
 
     targets = draw(3)
     assert torch.equal(targets, draw(3)) and not torch.equal(targets, draw(4))
-    allowed = (published_candidates if rule == "official" else advhash_candidates)([0, 0, 0, 1], db_labels, 9)
+    allowed = (published_candidates if rule == "published" else nonzero_candidates)([0, 0, 0, 1], db_labels, 9)
     assert len(allowed) == 3
     for label in allowed:   # np.random.choice's uniform draw: each of 3 candidates about 1/3 of 3000 (sd ~ 26)
         share = (targets == torch.tensor(label)).all(1).float().mean().item()
@@ -210,5 +210,5 @@ def test_the_rules_draw_the_same_targets_where_they_allow_the_same_labels():
         & ~(db_labels == torch.tensor([0.0, 0, 1, 1])).all(1)
     queries = torch.tensor(RULE_QUERIES[:4] * 10)
     draws = [sample_target_labels(queries, db_labels[kept], min_items=9, rule=rule,
-                                  generator=torch.Generator().manual_seed(1)) for rule in ("official", "advhash")]
+                                  generator=torch.Generator().manual_seed(1)) for rule in ("published", "nonzero")]
     assert torch.equal(*draws)

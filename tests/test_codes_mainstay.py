@@ -1,6 +1,7 @@
 """SAAT's mainstay codes (advhash.codes.mainstay, Yuan et al., TIFS 2023, Theorem 1): against brute force
 over all 2^K codes with an objective written here, bit by bit against Theorem 1, edge cases by hand, the
-relation to CgAT's center codes, and clear errors."""
+relation to CgAT's center codes, the published variant (torch.sign: a tied bit is 0) against a loop of the sign of
+the sum with exact ties, and clear errors."""
 
 import math
 from functools import partial
@@ -81,17 +82,22 @@ def test_an_item_without_positives_gets_the_opposite_of_its_negatives():
     assert mainstay_codes(queries, table_codes, table_labels).tolist() == expected
 
 
-def test_tied_bits_are_plus_one_even_with_irrational_cosine_weights():
+def irrational_tie_table():
     """Query {0}; seven positives of cosine 1/2, 1/2, 1/sqrt3, 1/sqrt3, 1/2, 1/sqrt5, 1/sqrt2 and three
     negatives. Bit 0: every code is +1, bit 1: every code is -1, so sum_P w b - mean_N b = +-(sum_P w - 1)
     = 0, which float64 weights miss by a few 1e-16 on this table; bit 2: the positives are -1 and the
-    negatives +1 (no tie)."""
+    negatives +1 (no tie). Returns (query, table_codes, table_labels)."""
     query = torch.tensor([[1.0, 0, 0, 0, 0, 0]])
     positive_labels = [[1.0, 0, 1, 1, 1, 0], [1, 0, 1, 0, 1, 1], [1, 1, 1, 0, 0, 0], [1, 1, 0, 0, 1, 0],
                        [1, 0, 0, 1, 1, 1], [1, 0, 1, 1, 1, 1], [1, 0, 0, 0, 0, 1]]
     negative_labels = [[0.0, 1, 0, 0, 0, 0], [0, 0, 1, 1, 0, 0], [0, 0, 0, 0, 1, 1]]
-    table_labels = torch.tensor(positive_labels + negative_labels)
     table_codes = torch.tensor([[1.0, -1, -1]] * 7 + [[1.0, -1, 1]] * 3)
+    return query, table_codes, torch.tensor(positive_labels + negative_labels)
+
+
+def test_tied_bits_are_plus_one_even_with_irrational_cosine_weights():
+    """The table of :func:`irrational_tie_table`: bits 0 and 1 tie, bit 2 does not."""
+    query, table_codes, table_labels = irrational_tie_table()
     positives, negatives = _mainstay_weights_loop(query[0].tolist(), table_labels.tolist())
     assert len(positives) == 7 and len(negatives) == 3
     assert [w / positives[0][1] for _, w in positives] == \
@@ -133,8 +139,67 @@ def test_cosine_weights_give_another_code_than_jaccard_weights_on_multi_label_da
         "the center code is not optimal for SAAT's cosine-weighted objective"
 
 
+# ----------------------------------------------------------------------------------------------
+# The published variant: torch.sign of the same sum (SAAT adv_attack.py L30), a tied bit is 0
+
+def published_mainstay_loop(labels, table_codes, table_labels, tolerance=1e-9):
+    """SAAT adv_attack.py L14-31 one item and bit at a time: the sum sum_P w b - mean_N b (an empty side adds 0)
+    and its sign with torch.sign semantics: +1 above 0, -1 below, 0 at 0 (a float sum within ``tolerance`` of 0
+    counts as 0, as in the library; pass tolerance=0 for a sum that is exactly 0)."""
+    codes = []
+    for label in labels.tolist():
+        positives, negatives = _mainstay_weights_loop(label, table_labels.tolist())
+        code = []
+        for k in range(table_codes.shape[1]):
+            total = sum(w * table_codes[j, k].item() for j, w in positives)
+            total -= sum(w * table_codes[j, k].item() for j, w in negatives)
+            code.append(1.0 if total > tolerance else -1.0 if total < -tolerance else 0.0)
+        codes.append(code)
+    return codes
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_published_mainstay_codes_are_the_sign_of_the_sum_with_torch_sign(seed):
+    labels, table_codes, table_labels = random_table(seed, n=30, m=40, bits=10)
+    table_codes[:, 0] = 1.0                                   # a bit every table code agrees on: a tie for many items
+    published = mainstay_codes(labels, table_codes, table_labels, variant="published")
+    assert published.tolist() == published_mainstay_loop(labels, table_codes, table_labels)
+    assert (published == 0).any(), "the table has ties"
+    paper = mainstay_codes(labels, table_codes, table_labels)
+    decided = published != 0
+    assert torch.equal(paper[decided], published[decided]) and (paper[~decided] == 1).all(), \
+        "the variants differ only in a tied bit: +1 (paper), 0 (published)"
+
+
+def test_an_exact_tie_is_zero_in_the_published_variant_and_plus_one_in_the_paper_one():
+    """Query {0}. First table: two positives {0} with codes (+1, +1, +1) and (-1, -1, +1), weight 1/2 each, and two
+    negatives {1} with codes (+1, -1, -1): the sums are -1, +1, 2 (no tie). Second table: only the two positives,
+    codes (+1, -1, +1) and (-1, +1, +1): bits 0 and 1 sum to 1/2 - 1/2 = 0 exactly (in floats too), bit 2 to 1."""
+    table_labels = torch.tensor([[1.0, 0], [1, 0], [0, 1], [0, 1]])
+    table_codes = torch.tensor([[1.0, 1, 1], [-1, -1, 1], [1, -1, -1], [1, -1, -1]])
+    query = torch.tensor([[1.0, 0]])
+    assert published_mainstay_loop(query, table_codes, table_labels, tolerance=0) == [[-1.0, 1.0, 1.0]]
+    assert mainstay_codes(query, table_codes, table_labels, variant="published").tolist() == [[-1.0, 1.0, 1.0]]
+    tied_labels = torch.tensor([[1.0, 0], [1, 0]])
+    tied_codes = torch.tensor([[1.0, -1, 1], [-1, 1, 1]])     # bits 0 and 1: 1/2 - 1/2 = 0 exactly; bit 2: 1
+    assert published_mainstay_loop(query, tied_codes, tied_labels, tolerance=0) == [[0.0, 0.0, 1.0]]
+    assert mainstay_codes(query, tied_codes, tied_labels, variant="published").tolist() == [[0.0, 0.0, 1.0]]
+    assert mainstay_codes(query, tied_codes, tied_labels).tolist() == [[1.0, 1.0, 1.0]]
+    assert mainstay_codes(query, tied_codes, tied_labels, variant="paper").tolist() == [[1.0, 1.0, 1.0]]
+
+
+def test_published_ties_with_irrational_cosine_weights_are_zero():
+    """The table of :func:`irrational_tie_table`: bits 0 and 1 tie (float64 misses 0 by ~1e-16), bit 2 not."""
+    query, table_codes, table_labels = irrational_tie_table()
+    expected = published_mainstay_loop(query, table_codes, table_labels)
+    assert expected == [[0.0, 0.0, -1.0]]
+    assert mainstay_codes(query, table_codes, table_labels, variant="published").tolist() == expected
+
+
 def test_mainstay_code_bad_inputs_are_clear_errors():
     labels, table_codes, table_labels = random_table(0)
+    with pytest.raises(ValueError, match=r"variant must be one of \('paper', 'published'\); got 'official'"):
+        mainstay_codes(labels, table_codes, table_labels, variant="official")
     with pytest.raises(ValueError, match="labels have 5 classes but the code table's labels have 4"):
         mainstay_codes(labels, table_codes, table_labels[:, :4])
     with pytest.raises(ValueError, match="labels have 4 classes but the code table's labels have 5"):

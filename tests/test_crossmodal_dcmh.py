@@ -103,7 +103,7 @@ def test_interrupted_dcmh_resumes_bit_for_bit_and_refuses_other_settings(tmp_pat
 def test_dcmh_checkpoint_name_says_the_run_and_changes_with_the_training_code(tmp_path, monkeypatch):
     """A kept (DVC persist) checkpoint folder is matched by file name: the same run finds its file again; a change
     to the code on DCMH's training path trains a new one."""
-    import advhash.crossmodal.fitting as fitting
+    import advhash.checkpoint as checkpoint_module
 
     data = stripes_data(stripes_pairs(48, seed=2))
     settings = dict(bits=8, epochs=1, text_hidden=32, checkpoint_dir=tmp_path, batch_size=16, lr=0.001,
@@ -113,6 +113,6 @@ def test_dcmh_checkpoint_name_says_the_run_and_changes_with_the_training_code(tm
     assert re.fullmatch(r"dcmh_8bits_small_cnn_e1_[0-9a-f]{8}\.pt", name)
     fit_dcmh(data, **settings)
     assert [path.name for path in tmp_path.iterdir()] == [name]
-    monkeypatch.setattr(fitting, "code_fingerprint", lambda *modules: "0ther0de")
+    monkeypatch.setattr(checkpoint_module, "code_fingerprint", lambda *modules: "0ther0de")
     fit_dcmh(data, **settings)
     assert len(list(tmp_path.iterdir())) == 2

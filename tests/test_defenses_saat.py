@@ -17,15 +17,18 @@ from advhash.losses import build_loss
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.mark.parametrize("method, step", [("dpsh", 0), ("hashnet", 400)])   # hashnet: tanh scale sqrt(3)
-def test_saat_objective_is_hashing_minus_mainstay_alignment_plus_quantization(base, method, step, inner_attacks):
+# variant="published" (torch.sign's ties and the shared tables together): test_published_tables_share_one_storage
+@pytest.mark.parametrize("method, step, variant", [("dpsh", 0, "paper"), ("hashnet", 400, "paper")])   # sqrt(3)
+def test_saat_objective_is_hashing_minus_mainstay_alignment_plus_quantization(base, method, step, variant,
+                                                                              inner_attacks):
     train = stripes(48, seed=2, multi_label=True)
     model = copy.deepcopy(base[0])
     loss = build_loss(method, num_train=48, bits=DEFENSE_BITS, num_classes=DEFENSE_CLASSES)
     scale = loss.scale(step)
     assert (scale == 1.0) == (method == "dpsh")
     defense = SAATTraining(num_train=48, bits=DEFENSE_BITS, num_classes=DEFENSE_CLASSES, steps=3, weight=0.5,
-                           quantization_weight=0.3)
+                           quantization_weight=0.3, variant=variant)
+    tied = 1.0 if variant == "paper" else 0.0                  # a tied bit: +1 (paper), 0 (published, torch.sign)
     defense.prepare(model, train, seed=0)
     with torch.no_grad():
         table = sign_codes(model.eval().hash_logits(all_images(train)))          # prepared table: eval-mode codes
@@ -37,16 +40,16 @@ def test_saat_objective_is_hashing_minus_mainstay_alignment_plus_quantization(ba
     value = defense.batch_loss(model, loss, batch, labels, indices, step=step)
 
     (attack, attacked, guide, adversarial), = inner_attacks
-    assert type(attack) is SAAT and not attack.toward and attack.loss_name == "inner", "the paper's and the code's"
+    assert type(attack) is SAAT and not attack.toward and attack.variant == "paper", "the paper's and the code's"
     assert (attack.steps, attack.eps, attack.alpha, attack.random_start) == (3, 8 / 255, 2 / 255, True)
     assert (attack.scale_schedule, attack.fixed_scale, attack.model_mode) == ("fixed", 1.0, "train")
     assert attack.seed == defense.attack_seed(step) and not attack.keep_history
     assert torch.equal(attacked, batch) and not torch.equal(adversarial, batch)
-    assert torch.equal(guide, reference_mainstay_codes(labels, table, train.labels)), \
+    assert torch.equal(guide, reference_mainstay_codes(labels, table, train.labels, tied)), \
         "the attack steers away from the mainstay codes of the table before the batch"
     relaxed = model(batch, scale=scale)                                          # train mode, as in the loop
     table[indices] = sign_codes(relaxed.detach())
-    mainstays = reference_mainstay_codes(labels, table, train.labels)             # after the batch's update
+    mainstays = reference_mainstay_codes(labels, table, train.labels, tied)       # after the batch's update
     assert len(mainstays.unique(dim=0)) > 1
     adversarial_relaxed = model(adversarial, scale=scale)
     alignment = (adversarial_relaxed * mainstays).mean()
@@ -62,7 +65,7 @@ def test_saat_objective_is_hashing_minus_mainstay_alignment_plus_quantization(ba
 
 
 def test_published_tables_share_one_storage_as_the_published_code(base, inner_attacks):
-    """tables="published" (SAAT adv_training.py L64-74, L87-100), against the published step written plainly with
+    """variant="published" (SAAT adv_training.py L64-74, L87-100), against the published step written plainly with
     ONE tensor standing for U_ben and the DPH loss's U: preinstalled with the training codes, the batch's signs
     written (L94) before the mainstay codes (L95), then its relaxed outputs by the loss (L97), whose table pairs
     with every training row (sum / (n B))."""
@@ -70,15 +73,15 @@ def test_published_tables_share_one_storage_as_the_published_code(base, inner_at
     model = copy.deepcopy(base[0])
     loss = build_loss("dph", num_train=48, bits=DEFENSE_BITS, num_classes=DEFENSE_CLASSES, pairs="table")
     defense = SAATTraining(num_train=48, bits=DEFENSE_BITS, num_classes=DEFENSE_CLASSES, steps=3,
-                           tables="published")
+                           variant="published")                 # shared tables; torch.sign, as adv_attack.py L30
     shared, indices, batch, labels, value = published_tables_step(defense, loss, model, train)   # U_ben = model.U
     assert torch.equal(loss.label_table, train.labels)
 
     (attack, _, guide, adversarial), = inner_attacks
-    assert torch.equal(guide, reference_mainstay_codes(labels, shared, train.labels))           # L87
+    assert torch.equal(guide, reference_mainstay_codes(labels, shared, train.labels, 0.0))      # L87
     ben = model(batch)
     shared[indices] = sign_codes(ben.detach())                                                    # L94
-    mainstays = reference_mainstay_codes(labels, shared, train.labels)                            # L95
+    mainstays = reference_mainstay_codes(labels, shared, train.labels, 0.0)                       # L95
     shared[indices] = ben.detach()                                                                # L97: U[idx] = u
     similarity = 2 * (labels @ train.labels.T > 0).double() - 1
     hashing = ((ben.double() @ shared.double().T / DEFENSE_BITS - similarity) ** 2).sum() / (48 * len(indices))
@@ -86,10 +89,12 @@ def test_published_tables_share_one_storage_as_the_published_code(base, inner_at
     expected = hashing - (adv_code * mainstays).mean() + 1e-4 * ((adv_code - torch.sign(adv_code)) ** 2).mean()
     assert torch.equal(defense.code_table, shared), "the batch's rows hold relaxed outputs after the step"
     assert value.item() == pytest.approx(expected.item(), rel=1e-5)
-    with pytest.raises(ValueError, match=r"tables must be one of \('paper', 'published'\)"):
-        SAATTraining(num_train=4, bits=4, num_classes=2, tables="shared")
-    with pytest.raises(ValueError, match="inner_loss must be one of"):
+    with pytest.raises(TypeError, match="tables"):          # the storage is part of the variant, not an axis
+        SAATTraining(num_train=4, bits=4, num_classes=2, tables="published")
+    with pytest.raises(TypeError, match="inner_loss"):      # the inner loss is the paper's d_H in both variants
         SAATTraining(num_train=4, bits=4, num_classes=2, inner_loss="hag")
+    with pytest.raises(ValueError, match=r"variant must be one of \('paper', 'published'\); got 'official'"):
+        SAATTraining(num_train=4, bits=4, num_classes=2, variant="official")
 
 
 def test_interrupted_saat_run_resumes_to_identical_weights(tmp_path, base):
@@ -141,7 +146,7 @@ def test_saat_training_registry_defaults_and_config():
         (8 / 255, 2 / 255, 7, True, "train")
     assert (defense.weight, defense.quantization_weight) == (1.0, 1e-4)
     assert defense.config == dict(name="saat", eps=8 / 255, alpha=2 / 255, steps=7, random_start=True,
-                                  model_mode="train", weight=1.0, quantization_weight=1e-4, inner_loss="inner")
+                                  model_mode="train", weight=1.0, quantization_weight=1e-4, variant="paper")
     assert defense.code_table.shape == (10, DEFENSE_BITS) and defense.label_table.shape == (10, DEFENSE_CLASSES)
     with pytest.raises(ValueError, match=r"eps is in \[0,1\] pixel units"):
         build_defense("saat", num_train=10, bits=DEFENSE_BITS, num_classes=DEFENSE_CLASSES, eps=8)

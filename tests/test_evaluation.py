@@ -1,21 +1,16 @@
-"""Evaluation shared by the notebooks (advhash.evaluation): query sets, retrieval scores against the
-victim's database, attacks evaluated on the victim they attack, attacks by display label, code distances,
-the brute-force check of closed-form codes, defense gains, bit statistics and the metrics files."""
+"""The attack protocol shared by the notebooks (advhash.evaluation): query sets, retrieval scores against the
+victim's database, attacks evaluated on the victim they attack, attacks by display label, budgets, sweeps and
+iterates."""
 
-from functools import partial
-
-import pandas as pd
 import pytest
 import torch
 
-from helpers import fresh_model, random_table
+from helpers import fresh_model
 
 from advhash.attacks import HAG, SAAT, HammingPGD
-from advhash.codes import all_codes, center_code_objective, center_codes, mainstay_code_objective, mainstay_codes
 from advhash.data import HashingData, InMemorySplit
-from advhash.evaluation import (AttackResult, QuerySet, bit_statistics, build_attack, build_attacks,
-                                closed_form_gap, code_distances, defense_gain, defense_verdict, distance_margins,
-                                evaluate_attack, nested_metrics, query_set, read_published, retrieval_map)
+from advhash.evaluation import (AttackResult, QuerySet, build_attack, build_attacks, evaluate_attack, query_set,
+                                retrieval_map)
 from advhash.metrics import mean_average_precision, targeted_map
 from advhash.victim import Victim
 
@@ -148,13 +143,13 @@ def test_a_non_targeted_evaluation_clears_the_targets_of_an_earlier_one(setup):
 def test_build_attacks_by_label_with_a_registry_name_that_differs(setup):
     victim, _ = setup
     settings = {"HAG*": dict(attack="hag", scale_schedule="fixed", steps=3), "pgd": dict(steps=2),
-                "SAAT (inner)": dict(attack="saat", loss="inner")}
+                "SAAT (inner)": dict(attack="saat", variant="paper")}
     frozen = {label: dict(kwargs) for label, kwargs in settings.items()}
     attacks = build_attacks(victim, settings)
     assert list(attacks) == ["HAG*", "pgd", "SAAT (inner)"]
     assert type(attacks["HAG*"]) is HAG and attacks["HAG*"].scale_schedule == "fixed" and attacks["HAG*"].steps == 3
     assert type(attacks["pgd"]) is HammingPGD and attacks["pgd"].steps == 2
-    assert type(attacks["SAAT (inner)"]) is SAAT and attacks["SAAT (inner)"].loss_name == "inner"
+    assert type(attacks["SAAT (inner)"]) is SAAT and attacks["SAAT (inner)"].variant == "paper"
     assert all(attack.victim is victim for attack in attacks.values())
     assert settings == frozen, "the settings are not consumed"
     again = build_attacks(victim, settings, names=["HAG*"])
@@ -163,126 +158,6 @@ def test_build_attacks_by_label_with_a_registry_name_that_differs(setup):
         build_attacks(victim, settings, names=["HAG"])
     with pytest.raises(ValueError, match="unknown attack 'HAG'"):
         build_attacks(victim, {"HAG": {}})
-
-
-# --- code distances -----------------------------------------------------------------------------------
-def test_code_distances_and_margins_match_a_plain_loop(setup):
-    victim, data = setup
-    queries = query_set(data, 6)
-    codes = {"own": victim.encode(queries.images),
-             "center": center_codes(queries.labels, victim.train_codes, victim.train_labels)}
-    frame = code_distances(codes, victim, queries.labels)
-    assert list(frame.columns) == ["code", "relation", "distance"]
-    expected = {}
-    for kind, kind_codes in codes.items():
-        for q, (code, label) in enumerate(zip(kind_codes.tolist(), queries.labels.tolist())):
-            for db_code, db_label in zip(victim.db_codes.tolist(), victim.db_labels.tolist()):
-                relation = "positives" if any(a and b for a, b in zip(label, db_label)) else "negatives"
-                distance = sum(a != b for a, b in zip(code, db_code))
-                expected.setdefault((kind, relation), []).append(distance)
-    for (kind, relation), distances in expected.items():
-        got = frame[(frame.code == kind) & (frame.relation == relation)].distance.tolist()
-        assert got == distances, (kind, relation)
-    assert len(frame) == 2 * len(queries) * len(victim.db_codes)
-    margins = distance_margins(frame)
-    for kind in codes:
-        positives = sum(expected[(kind, "positives")]) / len(expected[(kind, "positives")])
-        negatives = sum(expected[(kind, "negatives")]) / len(expected[(kind, "negatives")])
-        assert margins.loc[kind, "positives"] == pytest.approx(positives)
-        assert margins.loc[kind, "negatives"] == pytest.approx(negatives)
-        assert margins.loc[kind, "margin (neg - pos)"] == pytest.approx(negatives - positives)
-        assert negatives - positives > 4, "the codes of a trained model sit near their positives"
-
-
-# --- the brute-force check of closed forms ------------------------------------------------------------
-@pytest.mark.parametrize("variant", ["paper", "official"])
-def test_closed_form_gap_is_zero_for_center_codes_and_positive_for_a_wrong_closed_form(variant):
-    bits = 6
-    labels, table_codes, table_labels = random_table(2, bits=bits + 2)        # the check reads the first bits
-    closed_form, objective = partial(center_codes, variant=variant), partial(center_code_objective, variant=variant)
-    gap = closed_form_gap(closed_form, objective, labels, table_codes, table_labels, bits=bits)
-    centers = center_codes(labels, table_codes[:, :bits], table_labels, variant=variant)
-    zero_rows = int((centers == 0).any(1).sum())
-    assert gap["max_gap"] == pytest.approx(0.0, abs=1e-6)
-    assert gap["bits"] == bits and gap["candidates"] == 2**bits
-    assert gap["zero_codes"] == zero_rows and gap["queries"] == len(labels) - zero_rows
-    assert (zero_rows > 0) == (variant == "official"), "the official code is zero without positives"
-    wrong = closed_form_gap(lambda *table: -closed_form(*table), objective, labels, table_codes, table_labels,
-                            bits=bits)
-    assert wrong["max_gap"] > 0.5
-
-
-def test_closed_form_gap_is_zero_for_mainstay_codes():
-    bits = 7
-    labels, table_codes, table_labels = random_table(5, bits=bits, rate=0.35)
-    gap = closed_form_gap(mainstay_codes, mainstay_code_objective, labels, table_codes, table_labels, bits=bits)
-    assert gap["max_gap"] == pytest.approx(0.0, abs=1e-6) and gap["queries"] == len(labels) and gap["zero_codes"] == 0
-
-    def one_bit_off(*table):                              # no longer the minimum where it is not a tie
-        codes = mainstay_codes(*table).clone()
-        codes[:, 0] *= -1
-        return codes
-    assert closed_form_gap(one_bit_off, mainstay_code_objective, labels, table_codes, table_labels, bits=bits)[
-        "max_gap"] > 0
-
-
-# --- defense gains, bit statistics, metrics files -----------------------------------------------------
-def test_defense_gain_counts_a_higher_map_and_a_lower_targeted_map_as_gains():
-    results = pd.DataFrame([
-        dict(model="robust", bits=16, HAG=0.6, DHTA=0.2), dict(model="clean", bits=16, HAG=0.3, DHTA=0.5),
-        dict(model="robust", bits=32, HAG=0.7, DHTA=0.1), dict(model="clean", bits=32, HAG=0.5, DHTA=0.4)])
-    gains = defense_gain(results, "robust", "clean", higher_is_better={"HAG": True, "DHTA": False})
-    assert list(gains.columns) == ["attack", "bits", "points", "relative"]
-    by = gains.set_index(["attack", "bits"])
-    assert by.loc[("HAG", 16), "points"] == pytest.approx(30) and by.loc[("HAG", 16), "relative"] == pytest.approx(100)
-    assert by.loc[("DHTA", 16), "points"] == pytest.approx(30) and by.loc[("DHTA", 16), "relative"] == pytest.approx(60)
-    assert by.loc[("HAG", 32), "points"] == pytest.approx(20) and by.loc[("HAG", 32), "relative"] == pytest.approx(40)
-    assert by.loc[("DHTA", 32), "points"] == pytest.approx(30) and by.loc[("DHTA", 32), "relative"] == pytest.approx(75)
-    reverse = defense_gain(results, "clean", "robust", higher_is_better={"HAG": True, "DHTA": False})
-    assert (reverse.points < 0).all(), "the worse model loses on every attack"
-
-
-def test_defense_verdict_averages_the_gains_and_says_plainly_when_a_claim_is_not_reproduced():
-    results = pd.DataFrame([
-        dict(defense="saat", bits=16, HAG=0.6, SDHA=0.50), dict(defense="atrdh", bits=16, HAG=0.5, SDHA=0.55),
-        dict(defense="saat", bits=32, HAG=0.6, SDHA=0.50), dict(defense="atrdh", bits=32, HAG=0.4, SDHA=0.55)])
-    attacks = {"HAG": True, "SDHA": True}
-    verdict = defense_verdict(results, "saat", "atrdh", higher_is_better=attacks, model_column="defense")
-    assert verdict.per_attack == pytest.approx({"HAG": 15.0, "SDHA": -5.0}) and verdict.points == pytest.approx(5.0)
-    assert verdict.holds and "saat more robust than atrdh: reproduced here; mean gain +5.00 points" in str(verdict)
-    assert verdict.summary() == dict(points=verdict.points, relative=verdict.relative, holds=True)
-    reverse = defense_verdict(results, "atrdh", "saat", higher_is_better=attacks, model_column="defense")
-    assert not reverse.holds and "NOT reproduced here" in str(reverse) and "HAG -15.00, SDHA +5.00" in str(reverse)
-
-
-def test_bit_statistics_of_constant_balanced_and_correlated_codes():
-    constant = bit_statistics(torch.ones(10, 4))
-    assert constant == dict(balance=1.0, mean_abs_bit_correlation=0.0)
-    balanced = bit_statistics(all_codes(3))                           # every bit +1 on half, pairwise independent
-    assert balanced["balance"] == 0.0 and balanced["mean_abs_bit_correlation"] == pytest.approx(0.0, abs=1e-6)
-    a = all_codes(3)[:, :1]
-    correlated = bit_statistics(torch.cat([a, a, -a], dim=1))
-    assert correlated["balance"] == 0.0 and correlated["mean_abs_bit_correlation"] == pytest.approx(1.0)
-    half = bit_statistics(torch.cat([torch.ones(8, 1), all_codes(3)[:, :1]], dim=1))
-    assert half == pytest.approx(dict(balance=0.5, mean_abs_bit_correlation=0.0))
-
-
-def test_nested_metrics_is_the_dict_of_a_metrics_file():
-    frame = pd.DataFrame(dict(method=["DPSH", "DPSH", "CgAT", "CgAT"], bits=[16, 32, 16, 32],
-                              mAP=[0.5, 0.6, 0.55, 0.65]))
-    assert nested_metrics(frame, "mAP", by="method") == {"CgAT": {"16": 0.55, "32": 0.65},
-                                                         "DPSH": {"16": 0.5, "32": 0.6}}
-    assert nested_metrics(frame, "mAP", by="bits", within="method") == {"16": {"DPSH": 0.5, "CgAT": 0.55},
-                                                                        "32": {"DPSH": 0.6, "CgAT": 0.65}}
-
-
-def test_read_published_skips_comments_and_makes_code_lengths_integers(tmp_path):
-    path = tmp_path / "published.csv"
-    path.write_text("# Table I of the paper\n# mAP@5000\nmethod,16,32,64\nDPSH,0.50,0.60,0.70\nCgAT,0.40,0.45,0.5\n")
-    table = read_published(path)
-    assert list(table.columns) == ["method", 16, 32, 64]
-    assert table.method.tolist() == ["DPSH", "CgAT"] and table[32].tolist() == [0.60, 0.45]
-    assert read_published(str(path)).equals(table)
 
 
 # --- attacks over several victims, budgets and iterations ---------------------------------------------

@@ -80,19 +80,8 @@ def _published_scales(steps, **kwargs):
     return [schedule.forward_call() for _ in range(steps)]
 
 
-def _advhash_scales(steps, step_size=200, gamma=0.005, power=0.5):
-    """advhash's earlier rule, written out: the scale grows when the 0-based step reaches a multiple of 200."""
-    scales, scale = [], 1.0
-    for step in range(steps):
-        if step > 0 and step % step_size == 0:
-            scale = math.pow(1.0 + gamma * step, power)
-        scales.append(scale)
-    return scales
-
-
-def test_hashnet_official_schedule_is_the_published_count_of_forward_calls():
+def test_hashnet_published_schedule_is_the_published_count_of_forward_calls():
     loss = HashNetLoss(num_train=4, bits=8, num_classes=2)
-    assert loss.schedule == "official", "the published count is the default (the paper states no step schedule)"
     expected = _published_scales(451)
     assert [loss.scale(step) for step in range(451)] == expected   # exactly, float for float
     assert loss.scale(0) == 1.0 and loss.scale(198) == 1.0
@@ -103,24 +92,13 @@ def test_hashnet_official_schedule_is_the_published_count_of_forward_calls():
     assert [loss.scale(step) for step in range(11990, 12000)] == long_run[11990:]
 
 
-def test_hashnet_advhash_schedule_grows_one_step_later():
-    loss = HashNetLoss(num_train=4, bits=8, num_classes=2, schedule="advhash")
-    assert [loss.scale(step) for step in range(451)] == pytest.approx(_advhash_scales(451), rel=1e-15)
-    assert loss.scale(0) == loss.scale(198) == loss.scale(199) == 1.0
-    assert loss.scale(200) == loss.scale(399) == pytest.approx(math.sqrt(2.0))
-    assert loss.scale(400) == loss.scale(450) == pytest.approx(math.sqrt(3.0))
-    assert loss.scale(1000) == pytest.approx(math.sqrt(6.0))
-    official = HashNetLoss(num_train=4, bits=8, num_classes=2)
-    assert all(loss.scale(step + 1) == pytest.approx(official.scale(step), rel=1e-15) for step in range(451))
-
-
-def test_hashnet_schedule_follows_its_step_size_and_refuses_unknown_names():
+def test_hashnet_schedule_follows_its_step_size_and_refuses_a_removed_form():
     loss = HashNetLoss(num_train=4, bits=8, num_classes=2, step_size=3, gamma=0.5, power=1.0)
     assert [loss.scale(step) for step in range(10)] == _published_scales(10, step_size=3, gamma=0.5, power=1.0)
     assert [loss.scale(step) for step in range(10)] == [1.0, 1.0, 2.5, 2.5, 2.5, 4.0, 4.0, 4.0, 5.5, 5.5]
-    assert build_loss("hashnet", num_train=1, bits=4, num_classes=2, schedule="advhash").scale(199) == 1.0
-    with pytest.raises(ValueError, match=r"schedule must be one of \('official', 'advhash'\)"):
-        HashNetLoss(num_train=4, bits=8, num_classes=2, schedule="paper")
+    assert build_loss("hashnet", num_train=1, bits=4, num_classes=2).scale(199) == pytest.approx(math.sqrt(2.0))
+    with pytest.raises(TypeError, match="schedule"):      # the published count is the only one (docs/methods.md)
+        HashNetLoss(num_train=4, bits=8, num_classes=2, schedule="zero_based")
 
 
 def test_the_tanh_scale_is_one_without_a_schedule():
@@ -177,5 +155,5 @@ def test_default_pairs_follow_the_papers():
     assert build_loss("dpsh", num_train=1, bits=4, num_classes=2).pairs == "table"
     assert build_loss("dph", num_train=1, bits=4, num_classes=2).pairs == "table"
     assert build_loss("hashnet", num_train=1, bits=4, num_classes=2).pairs == "batch"
-    with pytest.raises(ValueError, match="'table' or 'batch'"):
+    with pytest.raises(ValueError, match=r"pairs must be one of \('table', 'batch'\); got 'all'"):
         build_loss("dph", num_train=1, bits=4, num_classes=2, pairs="all")

@@ -122,11 +122,11 @@ def test_read_manifest_names_a_missing_or_unreadable_file_and_the_fix(tmp_path):
 
 def test_a_listed_victim_is_refused_after_a_change_to_the_training_code(written, monkeypatch):
     """A fix to the training code renames every victim: the manifest names the cause instead of a stale model."""
+    import advhash.checkpoint as checkpoint_module
     import advhash.manifest as manifest_module
-    import advhash.train as train_module
 
     path, data, _ = written
-    monkeypatch.setattr(train_module, "code_fingerprint", lambda *modules: "0ther0de")
+    monkeypatch.setattr(checkpoint_module, "code_fingerprint", lambda *modules: "0ther0de")
     monkeypatch.setattr(manifest_module, "code_fingerprint", lambda *modules: "0ther0de")
     with pytest.raises(ValueError, match=r"the training code changed since notebook 01 trained it \(code fingerprint "
                                          r"\w+ vs 0ther0de.*rerun notebook 01"):

@@ -100,7 +100,7 @@ def test_bf16_backbone_codes_agree_with_fp32_on_at_least_99_percent_of_the_bits(
     agreement = (binarize(logits) == fp32).float().mean().item()
     assert agreement >= 0.99, f"bf16 and fp32 codes agree on {agreement:.2%} of the bits"
     assert effective_precision("auto", "cpu") == "fp32" and effective_precision("auto", "cuda") == "bf16"
-    with pytest.raises(ValueError, match=r"precision must be one of \('auto', 'fp32', 'bf16'\), got 'fp16'"):
+    with pytest.raises(ValueError, match=r"precision must be one of \('auto', 'fp32', 'bf16'\); got 'fp16'"):
         set_precision(model, "fp16")
 
 

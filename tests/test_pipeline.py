@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from advhash.pipeline import (CLAIMS_TAG, NOTEBOOK_SECTIONS, PIPELINE_PARAMETERS, build_notebook, main,
-                              notebook_parameters, project_root, read_params, write_json, write_notebooks)
+                              notebook_parameters, project_root, read_params, write_notebooks)
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.py"))   # the sources; each builds notebooks/<stem>.ipynb
@@ -125,11 +125,6 @@ def test_project_root_is_found_from_the_notebooks_folder():
     assert project_root(ROOT / "notebooks") == ROOT
     with pytest.raises(FileNotFoundError, match="no advhash project root"):
         project_root("/")
-
-
-def test_write_json_rounds_and_sorts(tmp_path):
-    path = write_json({"b": 0.1234567891, "a": {"x": float("nan")}}, tmp_path / "m.json", digits=4)
-    assert path.read_text() == '{\n  "a": {\n    "x": null\n  },\n  "b": 0.1235\n}\n'
 
 
 def test_each_stage_declares_its_headline_as_its_dvc_metrics_and_keeps_the_details_as_an_output():

@@ -1,5 +1,5 @@
 """advhash.report: the notebooks' frame (output folders under the project root, the timer), saving figures,
-curves for ``dvc plots`` and published tables beside ours."""
+published tables beside ours and the claims."""
 
 import matplotlib
 import pytest
@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from advhash.report import NotebookRun, beside_published, save_figure, start_notebook, write_curves  # noqa: E402
+from advhash.report import NotebookRun, beside_published, save_figure, start_notebook  # noqa: E402
 
 
 def test_beside_published_keeps_our_rows_first_then_the_published_extras():
@@ -35,13 +35,6 @@ def test_save_figure_writes_the_png_and_returns_nothing(tmp_path):
     ax.plot([0, 1], [0, 1])
     assert save_figure(fig, tmp_path / "deep" / "line.png") is None
     assert (tmp_path / "deep" / "line.png").read_bytes()[:4] == b"\x89PNG"
-
-
-def test_write_curves_writes_one_csv_per_group_with_the_chosen_columns(tmp_path):
-    frame = pd.DataFrame(dict(kind=["a", "a", "b"], method=["X", "X", "Y"], n=[1, 2, 1], precision=[0.5, 1 / 3, 1.0]))
-    write_curves(frame, tmp_path / "plots", by=["kind", "method"], name="pn_{}_{}.csv", columns=["n", "precision"])
-    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["pn_a_X.csv", "pn_b_Y.csv"]
-    assert (tmp_path / "plots" / "pn_a_X.csv").read_text() == "n,precision\n1,0.500000\n2,0.333333\n"
 
 
 def test_start_notebook_resolves_and_creates_the_folders_under_the_project_root(tmp_path, monkeypatch):
@@ -72,17 +65,3 @@ def test_claims_are_all_judged_then_raise_or_are_listed(capsys):
     held = Claims(True)
     held.expect(True, "fine")
     assert held.finish() is True
-
-
-def test_a_headline_takes_one_code_length_and_refuses_more_than_a_terminal_holds(tmp_path):
-    import json
-
-    from advhash.report import write_headline
-
-    nested = {"dph": {"16": 0.5, "32": 0.61}, "dpsh": {"16": 0.52, "32": 0.63}}
-    path = write_headline(dict(map_at_k=nested, random_map_at_k=0.2), tmp_path / "h.json", bits=32)
-    assert json.loads(path.read_text()) == {"bits": 32, "map_at_k": {"dph": 0.61, "dpsh": 0.63}, "random_map_at_k": 0.2}
-    many = {f"m{i}": {"a": {"32": 0.1}, "b": {"32": 0.2}} for i in range(11)}
-    with pytest.raises(ValueError, match=r"at most 20 numbers .*got 22"):
-        write_headline(many, tmp_path / "too_many.json", bits=32)
-

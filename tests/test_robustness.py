@@ -1,41 +1,42 @@
-"""advhash.robustness: the ensemble's per-query worst case, restarts, the gradient-free check and the flags."""
+"""advhash.robustness: the budget, the ensemble's per-query worst case and its invariant, restarts, the report with
+its flags, and the leaderboard."""
 
 import copy
+import dataclasses
 
 import pytest
 import torch
 
-from helpers import BITS, stripes, stripes_data
+from helpers import HardSign
 
-from advhash.evaluation import query_set
-from advhash.losses import build_loss
-from advhash.models import HashingModel
-from advhash.robustness import UNTARGETED, describe, evaluate_robustness, leaderboard, square_search
+import advhash.robustness as robustness
+from advhash.robustness import (CHECKS, UNTARGETED, Budget, WorstCase, describe, evaluate_robustness, leaderboard,
+                                worst_case)
 from advhash.victim import Victim
-from advhash.train import encode, train_hashing
-from advhash.metrics import mean_average_precision
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-BUDGET = dict(eps=48 / 255, alpha=8 / 255, steps=6, topk=None, black_box_queries=60, batch_size=64, num_anchors=2)
+BUDGET = Budget(eps=48 / 255, alpha=8 / 255, steps=6, topk=None, black_box_queries=60)
+OPTIONS = dict(batch_size=64, num_anchors=2)
 
 
-@pytest.fixture(scope="module")
-def undefended(one_thread):
-    """A DPSH model on 96 multi-label stripes (clean mAP high), its data and 24 queries with target labels."""
-    train = stripes(96, seed=3, multi_label=True, signal=0.4)
-    data = stripes_data(train, stripes(24, seed=4, multi_label=True, signal=0.4))
-    torch.manual_seed(0)
-    model = HashingModel("small_cnn", bits=BITS, in_channels=1)
-    train_hashing(model, build_loss("dpsh", num_train=96, bits=BITS, num_classes=4), train, epochs=12,
-                  batch_size=32, lr=0.05)
-    queries = query_set(data, 24, target_min_items=2, target_rule="advhash", seed=0)
-    return model.eval(), data, queries
+def test_the_budget_states_its_defaults_and_refuses_no_effort():
+    budget = Budget(eps=8 / 255)
+    assert (budget.alpha, budget.steps, budget.restarts, budget.topk, budget.seed, budget.black_box_queries) == \
+        (8 / 255 / 4, 100, 1, None, 0, 1000)
+    assert Budget(eps=8 / 255, restarts=3, seed=5).seeds == [5, 6, 7]
+    assert dataclasses.replace(BUDGET, steps=12).alpha == BUDGET.alpha == 8 / 255
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        budget.eps = 0.1
+    with pytest.raises(ValueError, match="restarts and steps must be at least 1"):
+        Budget(eps=0.1, restarts=0)
+    with pytest.raises(ValueError, match="restarts and steps must be at least 1"):
+        Budget(eps=0.1, steps=0)
 
 
 def test_the_worst_case_is_per_query_at_most_every_member_and_two_runs_agree(undefended):
     model, data, queries = undefended
-    report = evaluate_robustness(model, data, queries=queries, per_query=True, checks=(), **BUDGET)
+    report = evaluate_robustness(model, data, BUDGET, queries=queries, per_query=True, checks=(), **OPTIONS)
     frame = report.per_query
     members = [f"untargeted:{name}" for name in UNTARGETED]
     assert (frame["untargeted:worst case"] <= frame[members].min(axis=1) + 1e-12).all()
@@ -46,50 +47,49 @@ def test_the_worst_case_is_per_query_at_most_every_member_and_two_runs_agree(und
     assert report.clean_map > 0.7, f"the stripes model should retrieve well (clean mAP {report.clean_map:.3f})"
     assert set(report.table.attack) == {*UNTARGETED, "p2p", "dhta", "worst case"}
     assert report.budget["restarts"] == 1 and report.budget["steps"] == 6
-    again = evaluate_robustness(model, data, queries=queries, per_query=True, checks=(), **BUDGET)
+    again = evaluate_robustness(model, data, BUDGET, queries=queries, per_query=True, checks=(), **OPTIONS)
     assert again.table.equals(report.table) and again.per_query.equals(frame), "same seed, same numbers"
+
+
+def test_worst_case_takes_the_attackers_best_per_query_and_counts_the_runs(undefended, monkeypatch):
+    model, data, queries = undefended
+    fake = {"pgd": torch.tensor([0.5, 0.2, 0.9], dtype=torch.float64),
+            "sdha": torch.tensor([0.4, 0.3, 0.9], dtype=torch.float64)}
+    monkeypatch.setattr(robustness, "_member_scores",
+                        lambda name, *args, targeted, **kwargs: (fake[name], 1 if name == "sdha" else 2))
+    victim = Victim.build(model, data)
+    untargeted = worst_case(victim, queries, BUDGET, ("pgd", "sdha"))
+    assert untargeted.worst.tolist() == [0.4, 0.2, 0.9] and untargeted.runs == {"pgd": 2, "sdha": 1}
+    assert worst_case(victim, queries, BUDGET, ("pgd", "sdha"), targeted=True).worst.tolist() == [0.5, 0.3, 0.9]
+    with pytest.raises(ValueError, match="at least one member"):
+        worst_case(victim, queries, BUDGET, ())
+
+
+def test_the_invariant_names_the_member_and_the_query_it_fails_on():
+    scores = {"pgd": torch.tensor([0.5, 0.2, 0.9]), "hag": torch.tensor([0.4, 0.3, 0.7])}
+    robustness._check_worst_case(WorstCase(scores, {}, torch.tensor([0.4, 0.2, 0.7])), targeted=False)
+    with pytest.raises(AssertionError, match=r"weaker than member 'hag' on query 2"):
+        robustness._check_worst_case(WorstCase(scores, {}, torch.tensor([0.4, 0.2, 0.8])), targeted=False)
+    with pytest.raises(AssertionError, match=r"weaker than member 'pgd' on query 0"):
+        robustness._check_worst_case(WorstCase(scores, {}, torch.tensor([0.4, 0.3, 0.9])), targeted=True)
+    with pytest.raises(AssertionError, match=r"member 'pgd' on query 1"):           # a NaN never passes
+        robustness._check_worst_case(WorstCase(scores, {}, torch.tensor([0.4, float("nan"), 0.7])), targeted=False)
 
 
 def test_restarts_never_raise_the_worst_case(undefended):
     model, data, queries = undefended
-    settings = dict(BUDGET, attacks=("pgd", "center"), targeted_attacks=(), checks=(), per_query=True)
-    one = evaluate_robustness(model, data, queries=queries, restarts=1, **settings)
-    two = evaluate_robustness(model, data, queries=queries, restarts=2, **settings)
+    settings = dict(OPTIONS, attacks=("pgd", "center"), targeted_attacks=(), checks=(), per_query=True)
+    one = evaluate_robustness(model, data, dataclasses.replace(BUDGET, restarts=1), queries=queries, **settings)
+    two = evaluate_robustness(model, data, dataclasses.replace(BUDGET, restarts=2), queries=queries, **settings)
     assert (two.per_query["untargeted:worst case"] <= one.per_query["untargeted:worst case"] + 1e-12).all()
     assert two.table.set_index("attack").runs["pgd"] == 2
 
 
-def test_the_black_box_check_lowers_the_map_of_an_undefended_model_and_stays_in_the_ball(undefended):
-    model, data, queries = undefended
-    codes = encode(model, queries.images)
-    found = square_search(model, queries.images, codes, eps=48 / 255, queries=100, seed=0)
-    assert (found - queries.images).abs().max() <= 48 / 255 + 1e-6 and found.min() >= 0 and found.max() <= 1
-    db = encode(model, data.database)
-    clean = mean_average_precision(codes, db, queries.labels, data.database.labels)
-    attacked = mean_average_precision(encode(model, found), db, queries.labels, data.database.labels)
-    assert attacked < clean - 0.05, f"random search: mAP {clean:.3f} -> {attacked:.3f}"
-
-
-class HardSign(torch.nn.Module):
-    """A model whose forward passes through a hard sign: its input gradient is zero everywhere (gradient
-    masking by construction), while its codes still retrieve."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.inner, self.bits = model, model.bits
-
-    def hash_logits(self, images):
-        return torch.sign(self.inner.hash_logits(images))
-
-    def forward(self, images, scale=1.0):
-        return torch.tanh(scale * self.hash_logits(images))
-
-
 def test_the_masking_flag_fires_on_a_hard_sign_model_and_not_on_a_normal_one(undefended):
     model, data, queries = undefended
-    settings = dict(BUDGET, attacks=("pgd",), targeted_attacks=(), checks=("gradients", "black_box"))
-    normal = evaluate_robustness(model, data, queries=queries, **settings)
-    masked = evaluate_robustness(HardSign(copy.deepcopy(model)).eval(), data, queries=queries, **settings)
+    settings = dict(OPTIONS, attacks=("pgd",), targeted_attacks=(), checks=("gradients", "black_box"))
+    normal = evaluate_robustness(model, data, BUDGET, queries=queries, **settings)
+    masked = evaluate_robustness(HardSign(copy.deepcopy(model)).eval(), data, BUDGET, queries=queries, **settings)
     flags = {name: {flag.name: flag for flag in report.flags} for name, report in (("normal", normal),
                                                                                     ("masked", masked))}
     assert flags["masked"]["masked_gradients"].fired and "24/24 queries" in flags["masked"]["masked_gradients"].evidence
@@ -101,8 +101,8 @@ def test_the_masking_flag_fires_on_a_hard_sign_model_and_not_on_a_normal_one(und
 
 def test_the_convergence_and_eps_one_checks_state_their_evidence(undefended):
     model, data, queries = undefended
-    report = evaluate_robustness(model, data, queries=queries, attacks=("pgd",), targeted_attacks=(),
-                                 checks=("convergence", "eps_one"), **BUDGET)
+    report = evaluate_robustness(model, data, BUDGET, queries=queries, attacks=("pgd",), targeted_attacks=(),
+                                 checks=("convergence", "eps_one"), **OPTIONS)
     flags = {flag.name: flag for flag in report.flags}
     assert set(flags) == {"not_converged", "eps_one_not_random"}
     assert "12 steps: robust mAP" in flags["not_converged"].evidence
@@ -111,21 +111,33 @@ def test_the_convergence_and_eps_one_checks_state_their_evidence(undefended):
     assert "robust mAP" in report.summary()
 
 
+def test_every_check_runs_in_a_fixed_order_and_keeps_its_per_query_scores(undefended):
+    model, data, queries = undefended
+    report = evaluate_robustness(model, data, BUDGET, queries=queries, attacks=("pgd",), targeted_attacks=(),
+                                 checks=tuple(reversed(CHECKS)), per_query=True, **OPTIONS)
+    assert [flag.name for flag in report.flags] == ["black_box_beats_white_box", "not_converged",
+                                                    "eps_one_not_random", "masked_gradients"]
+    assert list(report.per_query.columns) == ["query", "clean", "untargeted:pgd", "check:black box",
+                                              "check:worst case x2 steps", "untargeted:worst case"]
+    assert report.budget["black_box_queries"] == 60
+
+
 def test_bad_settings_are_clear_errors(undefended):
     model, data, queries = undefended
-    with pytest.raises(ValueError, match="unknown checks"):
-        evaluate_robustness(model, data, queries=queries, eps=0.1, checks=("speed",))
-    with pytest.raises(ValueError, match="unknown ensemble member 'fgsm'"):
-        evaluate_robustness(model, data, queries=queries, eps=0.1, attacks=("fgsm",), checks=())
+    budget = Budget(eps=0.1)
+    with pytest.raises(ValueError, match="each check must be one of .*; got 'speed'"):
+        evaluate_robustness(model, data, budget, queries=queries, checks=("speed",))
+    with pytest.raises(ValueError, match="an ensemble member must be one of .*; got 'fgsm'"):
+        evaluate_robustness(model, data, budget, queries=queries, attacks=("fgsm",), checks=())
     with pytest.raises(ValueError, match="restarts and steps must be at least 1"):
-        evaluate_robustness(model, data, queries=queries, eps=0.1, restarts=0)
+        evaluate_robustness(model, data, Budget(eps=0.1, restarts=0), queries=queries)
 
 
 def test_the_leaderboard_checks_only_the_code_lengths_asked_for_and_states_what_it_skipped(undefended):
     model, data, queries = undefended
     victim = Victim.build(model, data)
-    settings = dict(BUDGET, attacks=("pgd", "hag"), targeted_attacks=(), checks=("gradients",))
-    board, reports = leaderboard({("undefended", 16): victim, ("undefended", 32): victim}, data, queries,
+    settings = dict(OPTIONS, attacks=("pgd", "hag"), targeted_attacks=(), checks=("gradients",))
+    board, reports = leaderboard({("undefended", 16): victim, ("undefended", 32): victim}, data, queries, BUDGET,
                                  checks_bits=[32], **settings)
     assert board.set_index("bits")["flags"].to_dict() == {16: "not checked", 32: "none"}
     assert reports["undefended", 16].flags == [] and len(reports["undefended", 32].flags) == 1
@@ -134,4 +146,3 @@ def test_the_leaderboard_checks_only_the_code_lengths_asked_for_and_states_what_
     text = describe(reports).splitlines()                    # the budget once, the cost, each model's flags
     assert text[0].startswith("budget: eps_255") and text[1].startswith("cost: ensemble")
     assert "not checked" in text[2] and "ok: masked_gradients" in text[3] and len(text) == 4
-

@@ -143,7 +143,7 @@ def test_checkpoint_name_says_the_run_and_hashes_what_determines_its_weights(tmp
     epochs, the data's content and the training code, and with nothing else."""
     from helpers import stripes, stripes_data
 
-    import advhash.train as train_module
+    import advhash.checkpoint as checkpoint_module
     from advhash.train import fit_hashing_model, hashing_checkpoint_name
 
     data = stripes_data(stripes(64), stripes(16, seed=1))
@@ -162,7 +162,7 @@ def test_checkpoint_name_says_the_run_and_hashes_what_determines_its_weights(tmp
     relabelled = stripes(64)
     relabelled.labels[0] = relabelled.labels[0].roll(1)
     others["label"] = hashing_checkpoint_name(stripes_data(relabelled, stripes(16, seed=1)), **settings)
-    monkeypatch.setattr(train_module, "code_fingerprint", lambda *modules: "0ther0de")
+    monkeypatch.setattr(checkpoint_module, "code_fingerprint", lambda *modules: "0ther0de")
     others["code"] = hashing_checkpoint_name(data, **settings)
     assert len(set(others.values()) | {name}) == len(others) + 1, others
 
@@ -173,7 +173,7 @@ def test_a_code_fix_retrains_and_a_finished_run_serves_only_its_own_epoch_count(
     a change to the training code trains a new model beside the old one."""
     from helpers import same_weights, stripes, stripes_data
 
-    import advhash.train as train_module
+    import advhash.checkpoint as checkpoint_module
     from advhash.train import fit_hashing_model
 
     data = stripes_data(stripes(64), stripes(16, seed=1))
@@ -187,7 +187,7 @@ def test_a_code_fix_retrains_and_a_finished_run_serves_only_its_own_epoch_count(
     assert same_weights(one, direct[1]) and len(history) == 1
     assert sorted(path.name.split("_")[4] for path in folder.glob("*.pt")) == ["e1", "e2", "e3"]
     stamps = {path.name: path.stat().st_mtime_ns for path in folder.glob("*.pt")}
-    monkeypatch.setattr(train_module, "code_fingerprint", lambda *modules: "0ther0de")
+    monkeypatch.setattr(checkpoint_module, "code_fingerprint", lambda *modules: "0ther0de")
     fit_hashing_model(data, epochs=3, checkpoint_dir=folder, **settings)
     assert len(list(folder.glob("*.pt"))) == 4, "the new code trained its own model"
     assert all(path.stat().st_mtime_ns == stamps[path.name] for path in folder.glob("*.pt") if path.name in stamps)
@@ -270,12 +270,12 @@ def test_an_in_memory_split_gives_the_same_batches_held_on_the_gpu():
 
 
 def test_checkpoints_are_written_at_their_cadence_and_the_cadence_does_not_rename_them(tmp_path, monkeypatch):
-    import advhash.train as train_module
+    import advhash.resumable as resumable_module
     from advhash.checkpoint import settings_tag
 
     written = []
-    save = train_module.save_checkpoint
-    monkeypatch.setattr(train_module, "save_checkpoint", lambda state, path: written.append(state["epoch"]) or
+    save = resumable_module.save_checkpoint
+    monkeypatch.setattr(resumable_module, "save_checkpoint", lambda state, path: written.append(state["epoch"]) or
                         save(state, path))
     split = StripesSplit(n=32)
     torch.manual_seed(0)

@@ -22,13 +22,15 @@ import nbformat
 import pandas as pd
 
 from advhash.report import SUMMARY_HEADING, SUMMARY_PLACEHOLDER
+from advhash.results import read_published as read_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def read_published(root: Path, name: str) -> pd.DataFrame:
-    """A published table of ``notebooks/published/`` (their provenance is in '#' comment lines)."""
-    return pd.read_csv(root / "notebooks" / "published" / name, comment="#")
+    """A published table of ``notebooks/published/`` (``advhash.results.read_published``: code lengths as integer
+    columns; their provenance is in '#' comment lines)."""
+    return read_table(root / "notebooks" / "published" / name)
 
 
 # The published numbers each section's headline compares with, at 32 bits (mAP as a fraction), labelled with their
@@ -37,12 +39,12 @@ def read_published(root: Path, name: str) -> pd.DataFrame:
 def published_deep_hashing(root: Path) -> list[tuple[str, float]]:
     table = read_published(root, "saat_table1.csv")
     row = table[(table.dataset == "FLICKR-25K") & (table.method == "Original") & (table.metric == "mAP")]
-    return [("DPH mAP@5000, FLICKR-25K (SAAT Table I)", float(row["32"].iloc[0]) / 100)]
+    return [("DPH mAP@5000, FLICKR-25K (SAAT Table I)", float(row[32].iloc[0]) / 100)]
 
 
 def published_hag(root: Path) -> list[tuple[str, float]]:
     table = read_published(root, "hag_table1.csv").set_index("mAP")
-    return [(f"{name} mAP, 32 bits (HAG Table 1)", float(table.loc[name, "32"])) for name in table.index]
+    return [(f"{name} mAP, 32 bits (HAG Table 1)", float(table.loc[name, 32])) for name in table.index]
 
 
 def published_cmla(root: Path) -> list[tuple[str, float]]:
@@ -50,7 +52,7 @@ def published_cmla(root: Path) -> list[tuple[str, float]]:
     rows = []
     for task in ("image->text", "text->image"):
         one = clean[(clean.task == task) & (clean.method == "DCMH")]
-        rows.append((f"DCMH {task} clean mAP, MIRFlickr-25K (CMLA Table 1)", float(one["32"].iloc[0])))
+        rows.append((f"DCMH {task} clean mAP, MIRFlickr-25K (CMLA Table 1)", float(one[32].iloc[0])))
         two = attacked[(attacked.task == task) & (attacked.iterations == 500) & (attacked.quantity == "mAP")]
         rows.append((f"DCMH {task} mAP after 500 CMLA iterations (CMLA Table 2)", float(two["DCMH"].iloc[0])))
     return rows
@@ -61,9 +63,9 @@ def published_saat(root: Path) -> list[tuple[str, float]]:
     rows = []
     for defense, part in table[table.dataset == "FLICKR-25K"].groupby("defense", sort=False):
         rows.append((f"{defense} clean mAP, FLICKR-25K (SAAT Table II)",
-                     float(part[part.attack == "Original"]["32"].iloc[0]) / 100))
+                     float(part[part.attack == "Original"][32].iloc[0]) / 100))
         rows.append((f"{defense} worst single attack (SAAT Table II)",
-                     float(part[part.attack != "Original"]["32"].min()) / 100))
+                     float(part[part.attack != "Original"][32].min()) / 100))
     return rows
 
 
@@ -83,7 +85,7 @@ SECTIONS = {     # stem: (title, the published numbers beside its headline)
 
 
 def headline_rows(headline: dict) -> list[tuple[str, float | None]]:
-    """``(name, value)`` of a headline (``advhash.report.write_headline``; nested names joined by '/', None kept:
+    """``(name, value)`` of a headline (``advhash.results.write_headline``; nested names joined by '/', None kept:
     a number the run could not compute) without its ``bits``."""
     rows = []
 

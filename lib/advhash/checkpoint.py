@@ -6,14 +6,12 @@ to a temporary file in the same folder and moved into place with ``os.replace``,
 write never leaves a truncated checkpoint behind: the previous one stays intact.
 
 A checkpoint's file name says everything that determines its weights, so that a run that would compute other
-weights never resumes or loads it (:func:`run_file`): ``<what>_<bits>bits_<backbone>_e<epochs>_<tag>.pt``, where
-the tag hashes (:func:`settings_tag`) every setting, the training items (:func:`train_items_tag`) and their
-content (:func:`split_digest`: labels, texts, pixels or image files), the pretrained weights by content
-(:func:`weights_tag`), the model a fine-tune started from (:func:`model_digest`) and the code on the training path
-(``advhash.fingerprint.code_fingerprint``). A finished checkpoint is therefore reused only for exactly the run
-asked for; a longer run of the same settings starts from the longest finished shorter one
-(:func:`resume_shorter_run`, which copies it, so the shorter run stays reusable); a fix to the data or to the
-training code trains anew. These names are what a kept (DVC ``persist``) checkpoint folder is matched by.
+weights never resumes or loads it: :func:`checkpoint_file` adds to a trainer's own settings the data, its training
+items and their content, the arithmetic (threads, precision) and the code on the training path, and hashes them
+into ``<what>_<bits>bits_<backbone>_e<epochs>_<tag>.pt`` (:func:`run_file`). A finished checkpoint is therefore
+reused only for exactly the run asked for; a longer run of the same settings starts from the longest finished
+shorter one (:func:`resume_shorter_run`, which copies it, so the shorter run stays reusable). These names are what
+a kept (DVC ``persist``) checkpoint folder is matched by.
 """
 
 from __future__ import annotations
@@ -33,6 +31,8 @@ from typing import Any, Iterator
 
 import torch
 from torch import nn
+
+from .fingerprint import code_fingerprint
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
@@ -210,6 +210,31 @@ def run_file(folder: str | os.PathLike, stem: str, *, epochs: int, settings: dic
     everything else that determines the weights (see the module docstring); the epoch count is in the name, so
     a finished checkpoint serves exactly the run it finished."""
     return Path(folder) / f"{stem}_e{epochs}_{settings_tag(settings)}.pt"
+
+
+def precision_setting(precision: str) -> dict[str, str]:
+    """What a checkpoint's settings say of the backbone's resolved precision: nothing for fp32 (so that every
+    float32 checkpoint keeps its name), {"precision": "bf16"} for bfloat16 training."""
+    return {} if precision == "fp32" else {"precision": precision}
+
+
+def numeric_setting(precision: str) -> dict[str, Any]:
+    """What a checkpoint's settings say of the arithmetic behind its weights: the torch thread count (float sums,
+    hence trained weights, differ between counts, so a checkpoint trained on 2 threads never serves a run on 1)
+    and the backbone's resolved precision (``precision_setting``)."""
+    return {"threads": torch.get_num_threads(), **precision_setting(precision)}
+
+
+def checkpoint_file(folder: str | os.PathLike, stem: str, *, epochs: int, settings: dict[str, Any], data_name: str,
+                    train_split, precision: str, code: tuple[str, ...]) -> Path:
+    """The checkpoint of a run (:func:`run_file`), named after everything that determines its weights: the
+    caller's own ``settings`` plus the data's name, the training items (:func:`train_items_tag`) and their
+    content (:func:`split_digest`), the numeric setting (:func:`numeric_setting`: thread count, and ``precision``,
+    "fp32" or "bf16", resolved) and the code fingerprint of the ``code`` modules
+    (``advhash.fingerprint.code_fingerprint``: they and every ``advhash`` module they import)."""
+    identity = dict(data=data_name, train_items=train_items_tag(train_split), content=split_digest(train_split),
+                    **settings, **numeric_setting(precision), code=code_fingerprint(*code))
+    return run_file(folder, stem, epochs=epochs, settings=identity)
 
 
 def resume_shorter_run(path: str | os.PathLike) -> Path | None:

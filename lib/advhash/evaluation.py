@@ -1,41 +1,37 @@
-"""Evaluation shared by the notebooks: query sets, retrieval scores of clean and adversarial queries,
-attacks by name, code statistics and the metrics files.
+"""The attack protocol shared by the notebooks: query sets, retrieval scores of clean and adversarial queries,
+attacks by name, their budgets, sweeps and iterates.
 
 The unit of evaluation is a victim (``advhash.Victim``: a model with its codes of the training set and
 the database, encoded once). Every score ranks the victim's own database codes, so an attack is always
 scored against the model it attacked (adaptive). Conventions are those of ``advhash.metrics``:
 relevance = share a label, Hamming ranking with ties broken by database order, mAP@k.
 
-    victim = Victim.build(model, data)
-    queries = query_set(data, num_attacked=200, target_min_items=9, seed=0)
-    attack = build_attack("saat", victim, eps=8/255)
-    result = evaluate_attack(attack, victim, queries, topk=5000)     # result.score: mAP of the adversarial queries
-    result = evaluate_attack(build_attack("dhta", victim), victim, queries, topk=5000, targeted=True)   # t-MAP
+    victim, queries = Victim.build(model, data), query_set(data, num_attacked=200, target_min_items=9, seed=0)
+    result = evaluate_attack(build_attack("saat", victim, eps=8/255), victim, queries, topk=5000)   # result.score
 
-Method definitions live in ``docs/methods.md``.
+Elsewhere: code statistics (``advhash.codes.statistics``), defense verdicts (``advhash.defenses.verdict``),
+results files (``advhash.results``).
 """
 
 from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import pandas as pd
 import torch
 
 from .attacks import ATTACKS, HashingAttack, build_attack, perturb, perturbation_stats
-from .codes import brute_force_minimum, sample_target_labels
+from .codes import sample_target_labels
 from .metrics import (mean_average_precision, precision_at_n, precision_recall_curve, precision_within_radius,
-                      random_ranking_map, relevance, targeted_map)
+                      random_ranking_map, targeted_map)
 from .victim import Victim
 
 __all__ = ["QuerySet", "query_set", "retrieval_map", "retrieval_scores", "retrieval_curves", "curve_rows",
            "reference_maps", "AttackResult", "evaluate_attack", "attack_scores", "snapshot_scores", "attack_sweep",
            "perturbation_sizes", "check_budget", "robustness_probe", "attack_budgets", "build_attacks",
-           "code_distances", "distance_margins", "closed_form_gap", "defense_gain", "Verdict", "defense_verdict",
-           "bit_correlation", "bit_statistics", "nested_metrics", "read_published", "build_attack", "ATTACKS"]
+           "build_attack", "ATTACKS"]
 
 
 @dataclass
@@ -56,12 +52,12 @@ class QuerySet:
         return QuerySet(self.images[:count], self.labels[:count], targets)
 
 
-def query_set(data, num_attacked: int, *, target_min_items: int | None = None, target_rule: str = "official",
+def query_set(data, num_attacked: int, *, target_min_items: int | None = None, target_rule: str = "published",
               seed: int = 0) -> QuerySet:
     """The first ``num_attacked`` items of ``data.query`` and, with ``target_min_items`` (n_t of DHTA),
     one target label each from the database's label rows that are disjoint from the query and pass
-    ``target_rule`` (``advhash.codes.sample_target_labels``, seeded by ``seed``: "official", the published
-    code's, carried by more than n_t items, all-zero rows allowed; "advhash", at least n_t, none all-zero)."""
+    ``target_rule`` (``advhash.codes.sample_target_labels``, seeded by ``seed``: "published", the published
+    code's, carried by more than n_t items, all-zero rows allowed; "nonzero", at least n_t, none all-zero)."""
     if isinstance(num_attacked, bool) or not isinstance(num_attacked, int) or num_attacked < 1:
         raise ValueError(f"num_attacked must be a positive integer; got {num_attacked!r}")
     attacked = torch.arange(min(num_attacked, len(data.query)))
@@ -169,129 +165,6 @@ def attack_budgets(attacks: Mapping[str, HashingAttack]) -> pd.DataFrame:
                          for label, attack in attacks.items()]).set_index("attack")
 
 
-def code_distances(codes: Mapping[str, torch.Tensor], victim: Victim, labels: torch.Tensor) -> pd.DataFrame:
-    """Hamming distances from each kind of query code (e.g. the query's own code, its center or mainstay
-    code; (n, K) each) to the victim's database codes of the items that share a label with the query
-    ("positives") and of those that do not ("negatives"): columns code, relation, distance."""
-    db_codes, db_labels = victim.require("db", "code_distances")
-    relevant = relevance(labels, db_labels)                                               # (n_q, n_db)
-    bits = db_codes.shape[1]
-    frames = []
-    for kind, kind_codes in codes.items():
-        distances = (bits - kind_codes @ db_codes.T) / 2                                  # d_H (n_q, n_db)
-        for relation, mask in (("positives", relevant), ("negatives", ~relevant)):
-            frames.append(pd.DataFrame(dict(code=kind, relation=relation, distance=distances[mask].numpy())))
-    return pd.concat(frames, ignore_index=True)
-
-
-def distance_margins(distances: pd.DataFrame) -> pd.DataFrame:
-    """Mean distance to positives and negatives per kind of code, and their margin (negatives - positives):
-    a semantic representative sits near the positives and far from the negatives."""
-    summary = distances.groupby(["code", "relation"]).distance.mean().unstack()
-    summary["margin (neg - pos)"] = summary.negatives - summary.positives
-    return summary
-
-
-def closed_form_gap(closed_form: Callable[..., torch.Tensor], objective: Callable[..., torch.Tensor],
-                    labels: torch.Tensor, table_codes: torch.Tensor, table_labels: torch.Tensor, *,
-                    bits: int) -> dict[str, float | int]:
-    """The brute-force check of a closed-form code (Theorem 1 of CgAT and of SAAT) on the first ``bits`` bits of a
-    code table: the objective of the closed-form code of each query, ``closed_form(labels, table, table_labels)``
-    (e.g. ``advhash.codes.mainstay_codes``), against its minimum over all 2^bits codes of
-    ``objective(candidates, labels, table, table_labels) -> (n_query, n_candidates)`` (e.g.
-    ``mainstay_code_objective``). Queries whose closed-form code has a zero bit (the official center code of an
-    item with no positive or no negative) are not candidates and are counted apart.
-    Returns bits, candidates, queries checked, zero_codes and max_gap (0 when the closed form is optimal)."""
-    table_codes = table_codes[:, :bits]
-    closed = closed_form(labels, table_codes, table_labels)
-    defined = (closed != 0).all(1)
-    best, _ = brute_force_minimum(lambda candidates: objective(candidates, labels, table_codes, table_labels), bits)
-    gap = (torch.diagonal(objective(closed, labels, table_codes, table_labels)) - best)[defined]
-    return dict(bits=bits, candidates=2**bits, queries=int(defined.sum()), zero_codes=int((~defined).sum()),
-                max_gap=gap.abs().max().item() if len(gap) else 0.0)
-
-
-def defense_gain(results: pd.DataFrame, better: str, worse: str, *, higher_is_better: Mapping[str, bool],
-                 model_column: str = "model") -> pd.DataFrame:
-    """Per attack and code length, how much model ``better`` beats model ``worse``: in points (x100) and
-    relative to ``worse``'s number (%). ``results`` has one row per (model, bits) and one column per
-    attack in ``higher_is_better`` (True: mAP, more is more robust; False: t-MAP, less is more robust)."""
-    by = results.set_index([model_column, "bits"])
-    rows = []
-    for bits in sorted(results.bits.unique()):
-        for attack, higher in higher_is_better.items():
-            a, b = by.loc[(better, bits), attack], by.loc[(worse, bits), attack]
-            gain = (a - b) if higher else (b - a)
-            rows.append(dict(attack=attack, bits=bits, points=100 * gain, relative=100 * gain / max(b, 1e-12)))
-    return pd.DataFrame(rows)
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """A paper's headline "defense ``better`` is more robust than ``worse``" checked on our numbers: the gain of
-    :func:`defense_gain` averaged over attacks and code lengths, in points (x100) and relative to ``worse`` (%),
-    and per attack (points). It holds when the mean gain is positive; ``str()`` says so plainly either way."""
-
-    better: str
-    worse: str
-    points: float
-    relative: float
-    per_attack: dict[str, float]
-
-    @property
-    def holds(self) -> bool:
-        return self.points > 0
-
-    def summary(self) -> dict[str, float | bool]:
-        """The verdict for a metrics file: mean gain in points and relative (%), and whether the claim holds."""
-        return dict(points=self.points, relative=self.relative, holds=self.holds)
-
-    def __str__(self) -> str:
-        status = "reproduced here" if self.holds else "NOT reproduced here"
-        attacks = ", ".join(f"{attack} {gain:+.2f}" for attack, gain in self.per_attack.items())
-        return (f"{self.better} more robust than {self.worse}: {status}; mean gain {self.points:+.2f} points "
-                f"({self.relative:+.1f} % of {self.worse}'s); per attack, points: {attacks}")
-
-
-def defense_verdict(results: pd.DataFrame, better: str, worse: str, *, higher_is_better: Mapping[str, bool],
-                    model_column: str = "model") -> Verdict:
-    """Check "``better`` is more robust than ``worse``" on ``results`` (as :func:`defense_gain`): a
-    :class:`Verdict`, to assert where the claim holds and to report with its numbers where it does not."""
-    gains = defense_gain(results, better, worse, higher_is_better=higher_is_better, model_column=model_column)
-    per_attack = gains.groupby("attack", sort=False).points.mean()
-    return Verdict(better, worse, float(gains.points.mean()), float(gains.relative.mean()),
-                   {attack: float(gain) for attack, gain in per_attack.items()})
-
-
-def bit_correlation(codes: torch.Tensor) -> torch.Tensor:
-    """The correlation between the bits of ``codes`` (n, K) -> (K, K); a constant bit correlates with nothing (0)."""
-    return torch.corrcoef(codes.T).nan_to_num(0.0)
-
-
-def bit_statistics(db_codes: torch.Tensor) -> dict[str, float]:
-    """Balance (mean |mean of a bit| over the database: 0 = every bit +1 on half the items, 1 = constant
-    bits) and mean |correlation| between distinct bits (a constant bit correlates with nothing)."""
-    bit_means = db_codes.mean(0)                                                          # (K,)
-    correlation = bit_correlation(db_codes)                                               # (K, K)
-    off_diagonal = correlation[~torch.eye(len(correlation), dtype=torch.bool)]
-    return dict(balance=float(bit_means.abs().mean()), mean_abs_bit_correlation=float(off_diagonal.abs().mean()))
-
-
-def nested_metrics(frame: pd.DataFrame, column: str, *, by: str, within: str = "bits") -> dict[str, dict[str, float]]:
-    """``{row[by]: {str(row[within]): row[column]}}``: a results table as the nested dict of a metrics
-    file (e.g. mAP per method and code length)."""
-    return {str(name): {str(key): float(value) for key, value in group.set_index(within)[column].items()}
-            for name, group in frame.groupby(by)}
-
-
-def read_published(path: str | Path) -> pd.DataFrame:
-    """A published table shipped in ``notebooks/published/`` (CSV, ``#`` comments); code-length columns
-    ("16", "32", ...) become integers so they line up with ours."""
-    table = pd.read_csv(path, comment="#")
-    table.columns = [int(c) if c.isdigit() else c for c in table.columns]
-    return table
-
-
 def attack_scores(victims: Mapping[Any, Victim], queries: QuerySet | Mapping[Any, QuerySet],
                   settings: Mapping[str, Mapping[str, Any]], *, topk: int | None, targeted: Iterable[str] = (),
                   batch_size: int = 128, snapshot_steps: Iterable[int] = (), runs: dict | None = None,
@@ -372,8 +245,8 @@ def snapshot_scores(runs: Mapping[tuple, AttackResult], victims: Mapping[Any, Vi
                     queries: Mapping[Any, QuerySet], label: str, *, topk: int | None,
                     columns: tuple[str, ...] = ("dataset", "bits")) -> pd.DataFrame:
     """Attack strength vs iterations: mAP@k of the iterates the attack ``label`` recorded on each victim
-    (``AttackResult.snapshots``, their codes, in the ``runs`` of :func:`attack_scores`), scored against that victim's database
-    with its queries' labels. One row per (victim, iteration), iterations sorted: columns ``columns``,
+    (``AttackResult.snapshots``, their codes, in the ``runs`` of :func:`attack_scores`), scored against that
+    victim's database with its queries' labels. One row per (victim, iteration), iterations sorted: columns ``columns``,
     iteration, map."""
     rows = [{**dict(zip(columns, key)), "iteration": step,
              "map": retrieval_map(victim, codes, queries[key].labels, topk=topk)}

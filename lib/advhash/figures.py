@@ -106,7 +106,7 @@ def robustness_bars(frame: pd.DataFrame, *, hue: str, hue_order: list[str], pale
 
 def distance_histograms(distances: pd.DataFrame, *, bits: int, height: float = 3.0, aspect: float = 1.2):
     """Histograms of Hamming distances to positives and negatives, one panel per kind of code
-    (``advhash.evaluation.code_distances``)."""
+    (``advhash.codes.statistics.code_distances``)."""
     import seaborn as sns
 
     grid = sns.displot(data=distances, x="distance", hue="relation", col="code", stat="density", common_norm=False,
@@ -190,7 +190,7 @@ def bit_correlations(codes: dict, *, bits: int):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from .evaluation import bit_correlation
+    from .codes.statistics import bit_correlation
 
     fig, axes = plt.subplots(1, len(codes), figsize=(3.6 * len(codes), 3.2), squeeze=False)
     for ax, (method, db_codes) in zip(axes[0], codes.items()):

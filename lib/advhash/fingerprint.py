@@ -1,20 +1,17 @@
 """Code fingerprints: which code computed a checkpoint, so that a fix to the training code retrains.
 
-A checkpoint's name hashes its settings, its data and its pretrained weights (``advhash.checkpoint``); it also
-hashes ``code_fingerprint(...)`` of the modules on its training path. The fingerprint covers the *closure* of the
-entry modules: each module's source, plus every ``advhash`` module it imports (relative or absolute), and so on,
-so that ``code_fingerprint("advhash.train")`` covers the loop, the losses, the models, the data batches and the
-helpers they use, without anyone keeping a list by hand. Over-inclusion errs on the safe side (a retrain), never on
-a stale model.
+A checkpoint's name hashes its settings, its data and its pretrained weights (``advhash.checkpoint``), and
+``code_fingerprint(...)`` of the modules on its training path: the *closure* of the entry modules, each module's
+source plus every ``advhash`` module it imports, and so on, with no list kept by hand. Over-inclusion errs on the
+safe side (a retrain), never on a stale model.
 
 What counts is the code, not its text: each file is parsed and unparsed without its docstrings (``ast``), so
-comments, docstrings and formatting can change without renaming a checkpoint; any change to a statement, a
-default, a constant or an import does. To see what a fingerprint covers:
+comments, docstrings and formatting can change without renaming a checkpoint; a statement, default, constant or
+import cannot. To see what a fingerprint covers:
 
     >>> code_modules("advhash.train")          # ['advhash.checkpoint', 'advhash.data.dataset', ...]
 
-Written by hand because no library fingerprints an import closure (``importlib`` finds the files; ``ast`` reads
-them); the torch and torchvision versions are not part of it (the README states the tolerance across machines).
+The torch and torchvision versions are not part of it (the README states the tolerance across machines).
 """
 
 from __future__ import annotations

@@ -1,18 +1,11 @@
 """Fitting the victims of a study: several hashing models, each trained (or loaded from its checkpoint) by
-``advhash.train.fit_hashing_model``, optionally saturated, and encoded once as an ``advhash.Victim``.
+``advhash.train.fit_hashing_model``, or loaded from a victim manifest (``advhash.manifest``: the models notebook 01
+trained), optionally saturated, and encoded once as an ``advhash.Victim``; then fine-tuned with every defense.
 
     specs = {("fashion-mnist", 32): VictimSpec("fashion-mnist", "dpsh", 32, seed=0, backbone="small_cnn")}
-    victims = fit_victims(data, specs, saturation=30.0, epochs=5, checkpoint_dir="build/checkpoints")
-
-With a victim manifest (``advhash.manifest``: the models notebook 01 trained), the victims it lists are loaded
-from it and every other one is trained with its settings into ``checkpoint_dir``:
-
-    victims = fit_victims(data, specs, manifest=read_manifest(path), checkpoint_dir="build/checkpoints")
-
-The defense sections then fine-tune each clean victim with every defense (:func:`fit_defended_victims`):
-
+    victims = fit_victims(data, specs, manifest=read_manifest(path), saturation=30.0, checkpoint_dir="build/ckpt")
     victims, histories = fit_defended_victims(data, clean, ["finetune", "cgat"], eps=8/255, alpha=2/255, steps=7,
-                                              method="dph", epochs=30, lr=1e-3, checkpoint_dir="build/checkpoints")
+                                              method="dph", epochs=30, lr=1e-3, checkpoint_dir="build/ckpt")
 
 Saturation (HAG, Yang et al. 2018): the victim's hash layer multiplied by ``saturation``
 (``advhash.models.with_scaled_hash_layer``), so that tanh saturates as in victims trained long with a
@@ -23,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Hashable, Mapping, NamedTuple
 
+from .defenses import fit_defense
 from .manifest import VictimManifest
 from .models import with_scaled_hash_layer
 from .train import fit_hashing_model
@@ -84,8 +78,6 @@ def fit_defended_victims(data, clean: Mapping[Hashable, Victim], defenses: list[
     defense ``name``}, in the order of ``clean`` and, for each key, of ``defenses``. histories: with ``evaluate``
     (model -> {quantity: value}, run after every epoch), one row per (defense, key, epoch) with the epoch's
     record, starting at epoch 0 with ``evaluate`` of the clean model; without it, the epochs' records."""
-    from .defenses import fit_defense
-
     victims, histories = {}, []
     for key, victim in clean.items():
         victims["undefended", key] = victim

@@ -4,15 +4,12 @@ Pairwise similarity is S_ij = 1[y_i . y_j > 0] (share a label, ``advhash.metrics
 to form the pairs (``pairs=``):
 
 - ``"table"``: the batch's relaxed codes u = h(x) (B, K) against the table U (n_train, K) of the latest
-  relaxed codes of every training item (DPSH's Algorithm 1; TADH/SAAT reuse it for DPH and HashNet).
-  The table rows are refreshed with the batch (detached) first; rows of items not seen yet are left
-  out (the published code leaves them as zeros, which only rescales the first epoch's loss).
-  Gradients flow through u only.
+  relaxed codes of every training item (DPSH's Algorithm 1; TADH/SAAT reuse it for DPH and HashNet), refreshed
+  with the batch (detached) first; rows of items not seen yet are left out (the published code keeps them as
+  zeros). Gradients flow through u only.
 - ``"batch"``: all pairs within the batch, gradients through both sides (HashNet's paper and
-  DeepHash-pytorch's HashNet). Trained from scratch (no ImageNet weights, as on a CPU here) the
-  table form collapses to near-zero codes within a few epochs (measured on Fashion-MNIST: mAP 0.20
-  with the table vs 0.61 within the batch after 20 epochs, 16 bits, small CNN), so the CPU profile
-  uses ``"batch"``; the paper profile keeps each method's own form.
+  DeepHash-pytorch's HashNet). Trained from scratch the table form collapses (``docs/methods.md``, section DPH),
+  so the CPU profile uses ``"batch"``; the paper profile keeps each method's own form.
 
 Formulas, sources and departures: ``docs/methods.md``, sections DPH, DPSH and HashNet; each class names its equation.
 """
@@ -24,9 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .metrics import relevance
+from .utils import check_choice
 
 
-HASHNET_SCHEDULES = ("official", "advhash")   # HashNetLoss(schedule=...): the step the tanh scale grows at
 
 
 class PairwiseHashingLoss(nn.Module):
@@ -47,8 +44,7 @@ class PairwiseHashingLoss(nn.Module):
                  pairs: str | None = None):
         super().__init__()
         pairs = pairs or self.default_pairs
-        if pairs not in ("table", "batch"):
-            raise ValueError(f"pairs must be 'table' or 'batch', got {pairs!r}")
+        check_choice("pairs", pairs, ("table", "batch"))
         self.bits = bits
         self.pairs = pairs
         self.quantization_weight = quantization_weight
@@ -126,50 +122,38 @@ class HashNetLoss(PairwiseHashingLoss):
 
     with the continuation tanh(beta z) (beta: the paper's name of the tanh scale, ``scale(step)`` here),
     beta = (1 + 0.005 c)^0.5 with c a multiple of 200 (HashNet's schedule, reused by DeepHash-pytorch, TADH,
-    SAAT and CgAT; ``schedule`` says which count c). Pairs are formed within the batch by default, as in
+    SAAT and CgAT). Pairs are formed within the batch by default, as in
     the paper; TADH and SAAT use the training table (``pairs="table"``).
 
     The paper states the continuation only by stages (beta grows stage by stage toward infinity, each stage
-    trained to convergence); the 200-step count and the formula are the published code's, so the published
-    count is the default. ``schedule`` (``HASHNET_SCHEDULES``):
-
-    - ``"official"`` (default): the published code. Its models count the training forward calls (one per
-      optimizer step) and raise the scale *after* incrementing the count, so the call whose 1-based count
-      c = t + 1 is a multiple of ``step_size`` (0-based step t = 199, 399, ...) already runs at
-      (1 + gamma c)^power, and the scale stays there until the next multiple: thuml/HashNet
-      ``pytorch/src/network.py`` L32-41; TADH ``model/backbone.py`` L145-155; SAAT
-      ``model/hash_model/hashnet.py`` L58-67.
-    - ``"advhash"``: advhash's earlier count, one step later: the scale grows at 0-based steps 200, 400, ...,
-      to (1 + gamma t)^power.
+    trained to convergence); the 200-step count and the formula are the published code's, which this follows:
+    its models count the training forward calls (one per optimizer step) and raise the scale *after*
+    incrementing the count, so the call whose 1-based count c = t + 1 is a multiple of ``step_size`` (0-based
+    step t = 199, 399, ...) already runs at (1 + gamma c)^power, and the scale stays there until the next
+    multiple: thuml/HashNet ``pytorch/src/network.py`` L32-41; TADH ``model/backbone.py`` L145-155; SAAT
+    ``model/hash_model/hashnet.py`` L58-67.
 
     Args:
         similarity_scale: a, 0.1 as in DeepHash-pytorch / TADH / CgAT (SAAT uses 10 / K).
         step_size, gamma, power: the continuation (200, 0.005, 0.5 in all published code).
-        schedule: "official" (default) or "advhash", above.
     """
 
     default_pairs = "batch"
 
     def __init__(self, *, num_train, bits, num_classes, similarity_scale: float = 0.1,
                  quantization_weight: float = 0.0, step_size: int = 200, gamma: float = 0.005,
-                 power: float = 0.5, pairs=None, schedule: str = "official"):
+                 power: float = 0.5, pairs=None):
         super().__init__(num_train=num_train, bits=bits, num_classes=num_classes,
                          quantization_weight=quantization_weight, pairs=pairs)
-        if schedule not in HASHNET_SCHEDULES:
-            raise ValueError(f"schedule must be one of {HASHNET_SCHEDULES} (the published code's count of steps, "
-                             f"or advhash's one step later); got {schedule!r}")
         self.similarity_scale = similarity_scale
         self.step_size, self.gamma, self.power = step_size, gamma, power
-        self.schedule = schedule
 
     def scale(self, step: int) -> float:
         """HashNet continuation: the tanh scale (HashNet's paper calls it beta) at 0-based optimizer step
         ``step``, (1 + gamma * c)^power with c the count rounded down to a multiple of step_size: the
-        count of the current forward call, step + 1, with ``schedule="official"``; step with "advhash"."""
-        if self.schedule == "official":       # the float operations of the published code: gamma times the count
-            count = (step + 1) // self.step_size * self.step_size
-            return (1.0 + self.gamma * count) ** self.power
-        return (1.0 + self.gamma * (step // self.step_size) * self.step_size) ** self.power   # advhash's, unchanged
+        count of the current forward call, step + 1 (the published code's count, class docstring)."""
+        count = (step + 1) // self.step_size * self.step_size   # the float operations of the published code
+        return (1.0 + self.gamma * count) ** self.power
 
     def pair_loss(self, u, table, similarity):
         theta = self.similarity_scale * (u @ table.T)  # (B, n)

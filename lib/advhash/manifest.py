@@ -1,35 +1,18 @@
 """Victim manifests: the models one notebook trained, written down for the notebooks that attack them.
 
-Notebook 01 trains one hashing model per (method, bits) and writes ``<checkpoint_dir>/victims.json``. Notebooks
-02, 04 and 05 read it (their ``victims_from`` parameter) instead of re-declaring notebook 01's settings, so a
-change to those settings reaches every notebook at once, and DVC, which tracks the folder as their dependency,
-reruns them. The file:
-
-    {"format": 1,
-     "split": {"dataset": "fashion-mosaic", "root": "data", "num_query": 500, "num_train": 3000,
-               "num_database": 6000, "seed": 0},
-     "training": {"backbone": "small_cnn", "epochs": 10, "seed": 0, "pairs": "batch", "batch_size": 64,
-                  "optimizer": "adam", "lr": 0.001, ...},
-     "train_digest": "5e6f7a8b", "code": "b0157b58", "threads": 1,
-     "victims": [{"method": "dph", "bits": 16, "checkpoint": "dph_16bits_small_cnn_e10_1a2b3c4d.pt"}, ...]}
-
-A listed victim is loaded from its own file only, and only when that file is exactly what the manifest says:
-the name that the reader's data and the manifest's settings give (``advhash.train.hashing_checkpoint_name``:
-same dataset, training items, settings, epochs and training code), training data of the same content
-(``train_digest``, ``advhash.checkpoint.split_digest``) and a finished run of ``epochs`` epochs. The name holds
-the torch thread count (``advhash.train.numeric_setting``), so a reader runs on the count the victims were
-trained on, which the manifest records (``threads``): a notebook opened in JupyterLab at torch's default count
-is told to set it, instead of being refused for a missing or differently named file.
-Anything else is an error naming the file, the difference and the fix; never a silent retrain or a stale model.
-A victim the manifest does not list (another dataset, backbone or seed: notebook 02's transfer victims) is
-trained with the manifest's settings into the reader's own checkpoint folder (``advhash.fitting.fit_victims``).
+Notebook 01 trains one hashing model per (method, bits) and writes ``<checkpoint_dir>/victims.json``
+(:class:`VictimManifest`); notebooks 02, 04 and 05 read it (their ``victims_from`` parameter) instead of
+re-declaring notebook 01's settings, and DVC, which tracks the folder as their dependency, reruns them.
+A listed victim is loaded from its own file only, and only when that file is exactly what the manifest says: the
+name the reader's data and the manifest's settings give (``advhash.train.hashing_checkpoint_name``: dataset,
+training items, settings, epochs, training code and torch thread count), training data of the same content
+(``train_digest``) and a finished run. Anything else is an error naming the file, the difference and the fix
+(a notebook at another thread count is told to set it); never a silent retrain or a stale model. A victim the
+manifest does not list is trained with its settings into the reader's own folder (``advhash.fitting.fit_victims``).
 
     source = VictimManifest(Path("checkpoints/01_deep_hashing"), split=split, training=training)   # notebook 01
-    model, history = source.fit(data, "dph", 32)
-    source.write()
-    source = read_manifest("checkpoints/01_deep_hashing/victims.json")                              # a reader
-    data = source.load_data(project_root)
-    model = source.load(data, "dph", 32)
+    model, history = source.fit(data, "dph", 32); source.write()
+    model = read_manifest("checkpoints/01_deep_hashing/victims.json").load(data, "dph", 32)         # a reader
 """
 
 from __future__ import annotations
@@ -44,6 +27,7 @@ import torch
 
 from .checkpoint import RUN_FILE, load_checkpoint, split_digest
 from .fingerprint import code_fingerprint
+from .data import load_dataset
 from .data.storage import write_bytes_atomic
 from .models import HashingModel, effective_precision
 from .utils import resolve_device
@@ -63,7 +47,17 @@ class VictimManifest:
     ``root`` relative to the project root, and the ``load_dataset`` split sizes and seed), the ``training``
     settings of ``fit_hashing_model`` shared by all (backbone, epochs, seed, pairs, optimizer, ...), and
     ``victims``: {(method, bits): checkpoint file name}, and ``train_digest``, the content digest of the training
-    split they share, and ``threads``, the torch thread count they were trained on (None: unknown, the reader's)."""
+    split they share, and ``threads``, the torch thread count they were trained on (None: unknown, the reader's).
+    Its file:
+
+        {"format": 1,
+         "split": {"dataset": "fashion-mosaic", "root": "data", "num_query": 500, "num_train": 3000,
+                   "num_database": 6000, "seed": 0},
+         "training": {"backbone": "small_cnn", "epochs": 10, "seed": 0, "pairs": "batch", "batch_size": 64,
+                      "optimizer": "adam", "lr": 0.001, ...},
+         "train_digest": "5e6f7a8b", "code": "b0157b58", "threads": 1,
+         "victims": [{"method": "dph", "bits": 16, "checkpoint": "dph_16bits_small_cnn_e10_1a2b3c4d.pt"}, ...]}
+    """
 
     folder: Path
     split: dict[str, Any]
@@ -99,8 +93,6 @@ class VictimManifest:
     def load_data(self, project_root: str | os.PathLike, dataset: str | None = None):
         """The data split the victims were trained on (``advhash.data.load_dataset`` from the manifest's data
         folder under ``project_root``); with ``dataset``, the split of the same sizes and seed of another dataset."""
-        from .data import load_dataset
-
         sizes = {key: value for key, value in self.split.items() if key not in ("dataset", "root")}
         return load_dataset(dataset or self.dataset, root=Path(project_root) / self.split["root"], **sizes)
 

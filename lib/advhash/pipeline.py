@@ -1,29 +1,21 @@
 """Glue between ``params.yaml``, papermill and the notebooks.
 
-Each notebook's source is a jupytext percent script, ``notebooks/01_deep_hashing.py``; the
-``notebooks/01_deep_hashing.ipynb`` beside it (what nbval and JupyterLab open) is built from it by
-``python -m advhash.pipeline build`` (``make notebooks``), and ``build --check`` names the ones that
-are stale.
+Each notebook's source is a jupytext percent script, ``notebooks/01_deep_hashing.py``; the ``.ipynb`` beside it
+(what nbval and JupyterLab open) is built from it by ``python -m advhash.pipeline build`` (``make notebooks``);
+``build --check`` names the stale ones.
 
-``python -m advhash.pipeline run 01_deep_hashing`` builds the notebook from its ``.py`` and executes
-it with papermill (kernel ``python3``, the one ipykernel installs in every environment), injecting the
-``deep_hashing`` section of ``params.yaml`` (see ``NOTEBOOK_SECTIONS``) into its ``parameters`` cell,
-and writes the rendered notebook to ``reports/``. The DVC stages in ``dvc.yaml`` call exactly this, so
-they depend on the ``.py`` only. Before anything runs, the section is checked against the notebook's
-parameters cell, its schema (:func:`validate_params`): an unknown key (with the closest valid name), a missing
-key or a value of the wrong type stops the run with a message naming the section and the key.
+``python -m advhash.pipeline run 01_deep_hashing`` builds the notebook and executes it with papermill, injecting
+its section of ``params.yaml`` (``NOTEBOOK_SECTIONS``), checked first against the notebook's parameters cell
+(:func:`validate_params`), and writes the rendered notebook to ``reports/``; the DVC stages call exactly this.
 
-``python -m advhash.pipeline profile paper`` copies ``profiles/paper.yaml`` over ``params.yaml``:
-profiles are presets (``default`` for a 2-core CPU, ``paper`` for a GPU and the real datasets), and
-``dvc repro`` then reruns what the changed parameters touch.
+``python -m advhash.pipeline profile paper`` copies ``profiles/paper.yaml`` over ``params.yaml`` (``default``: a
+2-core CPU; ``paper``: a GPU and the real datasets). Results files are written by ``advhash.results``.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import json
-import math
 import os
 import shutil
 import sys
@@ -347,15 +339,7 @@ def run_notebook(stem: str, *, root: str | os.PathLike | None = None, params_pat
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
-    for folder in ("figure_dir", "metrics_dir"):      # the report shows the folders the results went to
-        for cell in rendered.cells:
-            if "injected-parameters" in cell.metadata.get("tags", []):
-                cell.source = cell.source.replace(staged[folder], str(parameters[folder]))
-    _replace(root / staging / "figures", root / parameters["figure_dir"])
-    metrics_dir = root / parameters["metrics_dir"]
-    metrics_dir.mkdir(parents=True, exist_ok=True)
-    for item in sorted((root / staging / "metrics").iterdir()):
-        _replace(item, metrics_dir / item.name)
+    _publish_results(rendered, root / staging, root, staged=staged, parameters=parameters)
     # papermill records the temporary file it ran; the report names the source instead
     rendered.metadata.papermill["input_path"] = str(root / "notebooks" / f"{stem}.py")
     rendered.metadata.papermill["output_path"] = str(output)
@@ -363,6 +347,20 @@ def run_notebook(stem: str, *, root: str | os.PathLike | None = None, params_pat
     write_ipynb(rendered, str(output))
     shutil.rmtree(root / staging, ignore_errors=True)
     return output
+
+
+def _publish_results(rendered, staged_folder: Path, root: Path, *, staged: dict, parameters: dict) -> None:
+    """Move a successful run's figures and metrics from ``staged_folder`` to the notebook's ``figure_dir`` and
+    ``metrics_dir`` (under ``root``), and make the ``rendered`` report name those folders, not the staging ones."""
+    for folder in ("figure_dir", "metrics_dir"):      # the report shows the folders the results went to
+        for cell in rendered.cells:
+            if "injected-parameters" in cell.metadata.get("tags", []):
+                cell.source = cell.source.replace(staged[folder], str(parameters[folder]))
+    _replace(staged_folder / "figures", root / parameters["figure_dir"])
+    metrics_dir = root / parameters["metrics_dir"]
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    for item in sorted((staged_folder / "metrics").iterdir()):
+        _replace(item, metrics_dir / item.name)
 
 
 def _replace(source: Path, target: Path) -> None:
@@ -394,29 +392,6 @@ def use_profile(name: str, *, root: str | os.PathLike | None = None) -> Path:
         print(f"the params.yaml replaced is kept as {backup.relative_to(root)}")
     shutil.copyfile(source, target)
     return target
-
-
-def _rounded(value: Any, digits: int) -> Any:
-    if isinstance(value, float):
-        return round(value, digits) if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(key): _rounded(item, digits) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_rounded(item, digits) for item in value]
-    return value
-
-
-def write_json(data: Any, path: str | os.PathLike, *, digits: int = 6) -> Path:
-    """Write DVC metrics (or any result) as sorted, rounded JSON, atomically. Rounding to ``digits``
-    keeps the file identical across runs that agree to that precision."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(handle, "w") as file:
-        json.dump(_rounded(data, digits), file, indent=2, sort_keys=True)
-        file.write("\n")
-    os.replace(temporary, path)
-    return path
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,5 +1,6 @@
-"""What every notebook does around its science: resolve its output folders, set one plotting style,
-time itself, save figures and curves. The notebooks stay about their paper; this is the shared frame.
+"""What every notebook does around its science: resolve its output folders, set one plotting style, time
+itself, save figures, show published tables beside ours and judge its claims. The notebooks stay about their
+paper; this is the shared frame (their results files are written by ``advhash.results``).
 
     run = start_notebook(figure_dir=figure_dir, metrics_dir=metrics_dir)   # in the setup cell
     save_figure(grid, run.figure_dir / "pr_curves.png")
@@ -80,17 +81,6 @@ def save_figure(figure, path: str | Path) -> None:
     figure.savefig(path, dpi=DPI, bbox_inches="tight")     # legends placed outside the axes stay whole
 
 
-def write_curves(frame: pd.DataFrame, folder: str | Path, *, by: str | list[str], name: str,
-                 columns: list[str]) -> None:
-    """One CSV per group of ``frame`` (``by``) for ``dvc plots``: ``folder / name.format(*group_key)``,
-    with ``columns``, floats to 6 decimals."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    for key, group in frame.groupby(by):
-        key = key if isinstance(key, tuple) else (key,)
-        group[columns].to_csv(folder / name.format(*key), index=False, float_format="%.6f")
-
-
 def beside_published(ours: pd.DataFrame, published: pd.DataFrame, *, ours_label: str,
                      published_label: str) -> pd.DataFrame:
     """Our table and a published one side by side (column blocks ``ours_label`` and ``published_label``),
@@ -116,26 +106,6 @@ def finish_figure(fig, path: str | Path, *, title: str | None = None) -> None:
         fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, path)
-
-
-def write_headline(values: dict, path: str | Path, *, bits: int, limit: int = 20) -> Path:
-    """Write a stage's headline metrics, the few numbers ``dvc metrics show`` and ``dvc metrics diff`` print (the
-    detailed JSON stays beside them as a plain output): each value is a number, or a nested dict {name: {bits:
-    value}} (``advhash.evaluation.nested_metrics``) whose values at code length ``bits`` are taken. At most
-    ``limit`` numbers, so that the table fits a terminal; more is an error naming the count."""
-    from .pipeline import write_json
-
-    headline = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            headline[key] = {name: per_bits[str(bits)] for name, per_bits in value.items() if str(bits) in per_bits}
-        else:
-            headline[key] = value
-    count = sum(len(value) if isinstance(value, dict) else 1 for value in headline.values())
-    if count > limit:
-        raise ValueError(f"a headline holds at most {limit} numbers (a terminal's width); got {count}: keep the "
-                         "others in the detailed metrics file")
-    return write_json(dict(bits=bits, **headline), Path(path))
 
 
 class Claims:

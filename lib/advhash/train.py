@@ -1,13 +1,9 @@
 """Training a deep hashing model: one seeded, resumable loop for every hashing loss.
 
-- Deterministic on CPU: the shuffling order of epoch e comes from its own generator seeded with
-  (seed, e), and the torch RNG state is saved, so an interrupted and resumed run reaches exactly the
-  weights of an uninterrupted one.
-- A checkpoint is written atomically every ``checkpoint_every`` epochs and after the last
-  (``advhash.checkpoint``); when the file exists the loop resumes from it, and when it is complete the
-  loop only loads it. A checkpoint written with other settings is refused with a message saying what
-  differs, never overwritten.
-- Progress shows with tqdm on a terminal and stays quiet in CI, papermill and nbval.
+Deterministic on CPU: the shuffling order of epoch e comes from its own generator seeded with (seed, e), and the
+run (``advhash.resumable.ResumableRun``) checkpoints the torch RNG state with the model, so an interrupted and
+resumed run reaches exactly the weights of an uninterrupted one. A checkpoint is named after everything that
+determines its weights (:func:`hashing_checkpoint_name`, ``advhash.checkpoint.checkpoint_file``).
 """
 
 from __future__ import annotations
@@ -20,13 +16,13 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from .checkpoint import (checkpoint_lock, load_checkpoint, resume_shorter_run, run_file, save_checkpoint,
-                         split_digest, train_items_tag, weights_tag)
-from .fingerprint import code_fingerprint, modules_of
+from .checkpoint import checkpoint_file, load_checkpoint, train_items_tag, weights_tag  # train_items_tag: re-exported
+from .fingerprint import modules_of
 from .data.dataset import ImageFileSplit, InMemorySplit
 from .losses import LOSSES, PairwiseHashingLoss, build_loss
 from .models import BACKBONES, HashingModel, binarize, build_model, effective_precision, set_precision
-from .utils import check_images, progress, resolve_device
+from .resumable import ResumableRun
+from .utils import check_images, resolve_device
 
 
 def epoch_order(num_items: int, *, seed: int, epoch: int) -> torch.Tensor:
@@ -77,36 +73,6 @@ def make_optimizer(name: str, params, *, lr: float, momentum: float, weight_deca
     raise ValueError(f"unknown optimizer {name!r}; choose 'sgd' or 'adam'")
 
 
-def precision_setting(precision: str) -> dict[str, str]:
-    """What a checkpoint's settings say of the backbone's resolved precision: nothing for fp32 (so that every
-    float32 checkpoint keeps its name), {"precision": "bf16"} for bfloat16 training."""
-    return {} if precision == "fp32" else {"precision": precision}
-
-
-def numeric_setting(precision: str) -> dict[str, Any]:
-    """What a checkpoint's settings say of the arithmetic behind its weights: the torch thread count (float sums,
-    hence trained weights, differ between counts, so a checkpoint trained on 2 threads never serves a run on 1)
-    and the backbone's resolved precision (``precision_setting``)."""
-    return {"threads": torch.get_num_threads(), **precision_setting(precision)}
-
-
-def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
-    """The torch RNG state to checkpoint: the CPU generator's ("torch_rng") and, on CUDA, the device's
-    ("cuda_rng": dropout and random starts drawn there)."""
-    state = dict(torch_rng=torch.get_rng_state())
-    if device.type == "cuda":
-        state["cuda_rng"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def restore_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    """Restore what :func:`rng_state` saved. A checkpoint loaded with ``map_location`` on a GPU holds its RNG
-    states on that GPU, while torch sets them only from CPU byte tensors: they are moved back first."""
-    torch.set_rng_state(state["torch_rng"].cpu())
-    if device.type == "cuda" and "cuda_rng" in state:
-        torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
-
-
 def train_hashing(model: HashingModel, loss: PairwiseHashingLoss, train_split, *, epochs: int,
                   batch_size: int = 64, lr: float = 0.01, optimizer: str = "sgd", momentum: float = 0.9,
                   weight_decay: float = 5e-4, lr_milestones: tuple[int, ...] = (), seed: int = 0,
@@ -139,8 +105,6 @@ def train_hashing(model: HashingModel, loss: PairwiseHashingLoss, train_split, *
         raise ValueError(f"epochs must be >= 0, got {epochs}")
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    if checkpoint_every < 1:
-        raise ValueError(f"checkpoint_every must be at least 1 (epochs between checkpoints), got {checkpoint_every}")
     if len(train_split) != loss.code_table.shape[0]:
         raise ValueError(f"the loss was built for num_train={loss.code_table.shape[0]} items but the "
                          f"training split has {len(train_split)}; build it with num_train=len(train_split)")
@@ -154,30 +118,15 @@ def train_hashing(model: HashingModel, loss: PairwiseHashingLoss, train_split, *
                       optimizer=optimizer, momentum=momentum, weight_decay=weight_decay,
                       lr_milestones=list(lr_milestones), seed=seed, num_train=len(train_split),
                       defense=None if defense is None else defense.config)  # a clean run never resumes a defended one
+    parts = dict(loss=loss, optimizer=opt, scheduler=scheduler, **({} if defense is None else dict(defense=defense)))
     if defense is not None:
         defense.to(device)
-    with checkpoint_lock(checkpoint_path):     # one writer per checkpoint
-        history: list[dict[str, Any]] = []
-        start_epoch, step = 0, 0
-        if checkpoint_path is not None:
-            resume_shorter_run(checkpoint_path)   # a longer run of a finished shorter one starts from it
-        if checkpoint_path is not None and Path(checkpoint_path).is_file():
-            state = load_checkpoint(checkpoint_path, map_location=device)
-            check_same_run(state["run_config"], run_config, checkpoint_path)
-            check_epochs(state, epochs, checkpoint_path)
-            model.load_state_dict(state["model"])
-            loss.load_state_dict(state["loss"])
-            opt.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            restore_rng_state(state, device)
-            start_epoch, step, history = state["epoch"], state["step"], list(state["history"])
-            if defense is not None:
-                defense.load_state_dict(state["defense"])
-        elif defense is not None:
+    with ResumableRun(checkpoint_path, run_config, model, parts=parts, device=device, epochs=epochs,
+                      checkpoint_every=checkpoint_every, evaluate=evaluate, desc=f"train {run_config['loss']}") as run:
+        step = run.start(step=0)["step"]
+        if defense is not None and not run.resumed:
             defense.prepare(model, train_split, seed=seed, loss=loss)
-
-        for epoch in progress(range(start_epoch, epochs), desc=f"train {run_config['loss']}", initial=start_epoch,
-                              total=epochs):
+        for epoch in run.epochs():
             model.train()
             began, total, batches = time.perf_counter(), 0.0, 0
             order = epoch_order(len(train_split), seed=seed, epoch=epoch)
@@ -194,65 +143,9 @@ def train_hashing(model: HashingModel, loss: PairwiseHashingLoss, train_split, *
             record = dict(epoch=epoch + 1, loss=total / max(batches, 1), lr=opt.param_groups[0]["lr"],
                           seconds=time.perf_counter() - began)
             scheduler.step()
-            append_epoch(history, record, model, evaluate)
-            if checkpoint_path is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
-                state = dict(model=model.state_dict(), loss=loss.state_dict(), optimizer=opt.state_dict(),
-                             scheduler=scheduler.state_dict(), **rng_state(device), threads=torch.get_num_threads(),
-                             epoch=epoch + 1, step=step, history=history, run_config=run_config)
-                if defense is not None:
-                    state["defense"] = defense.state_dict()
-                save_checkpoint(state, checkpoint_path)
+            run.end_epoch(record, step=step)
         model.eval()
-        return history
-
-
-def append_epoch(history: list[dict[str, Any]], record: dict[str, Any], model: torch.nn.Module,
-                 evaluate: Callable[[Any], dict[str, float]] | None) -> None:
-    """End of a training epoch: join ``evaluate(model)``'s numbers (computed in eval mode) to the epoch's
-    ``record``, then append it to ``history``."""
-    if evaluate is not None:
-        model.eval()
-        record.update({key: float(value) for key, value in evaluate(model).items()})
-    history.append(record)
-
-
-def check_same_run(saved: dict, current: dict, path) -> None:
-    """Refuse to resume a checkpoint whose run settings differ from the current ones, naming each difference."""
-    differences = {key: (saved.get(key), value) for key, value in current.items() if saved.get(key) != value}
-    if differences:
-        described = ", ".join(f"{key}: checkpoint {old!r} vs now {new!r}" for key, (old, new) in differences.items())
-        raise ValueError(f"checkpoint {path} was written by a different run ({described}); "
-                         "delete it or choose another checkpoint path")
-
-
-def check_epochs(state: dict, epochs: int, path) -> None:
-    """Refuse a checkpoint that ran past the ``epochs`` asked for: its weights are not those of the run asked for."""
-    if state["epoch"] > epochs:
-        raise ValueError(f"checkpoint {path} holds {state['epoch']} epochs, more than the {epochs} asked for; "
-                         "ask for its epoch count, or choose another checkpoint path (the fit_* functions name "
-                         "each epoch count's checkpoint apart)")
-
-
-def resume_networks(checkpoint_path, run_config: dict, model: torch.nn.Module, optimizers: dict, *,
-                    device, epochs: int) -> dict | None:
-    """The saved state of an interrupted multi-network run (DCMH, SSAH), or None when ``checkpoint_path`` is None or
-    not written yet: refuses another run's checkpoint (or one past ``epochs``), and restores the model, each
-    ``optimizers[name]`` (saved as ``<name>_optimizer``) and the torch RNG; the caller takes its own buffers,
-    history and epoch from the state. A checkpoint not written yet starts from a finished shorter run of the same
-    settings (``advhash.checkpoint.resume_shorter_run``) when there is one."""
-    if checkpoint_path is None:
-        return None
-    resume_shorter_run(checkpoint_path)
-    if not Path(checkpoint_path).is_file():
-        return None
-    state = load_checkpoint(checkpoint_path, map_location=device)
-    check_same_run(state["run_config"], run_config, checkpoint_path)
-    check_epochs(state, epochs, checkpoint_path)
-    model.load_state_dict(state["model"])
-    for name, optimizer in optimizers.items():
-        optimizer.load_state_dict(state[f"{name}_optimizer"])
-    restore_rng_state(state, resolve_device(device))
-    return state
+        return run.history
 
 
 @torch.no_grad()
@@ -319,19 +212,16 @@ def hashing_checkpoint_name(data, *, method: str, bits: int, epochs: int, backbo
                             input_size: int | None = None, weights: str | Path | None = None, pairs: str | None = None,
                             seed: int = 0, precision: str = "fp32", **training) -> str:
     """The file name of the checkpoint :func:`fit_hashing_model` writes for these settings on ``data``:
-    ``<method>_<bits>bits_<backbone>_e<epochs>_<tag>.pt`` (``advhash.checkpoint.run_file``), the tag hashing the
-    data's name, its training items and their content (``split_digest``), the pretrained weights (``weights_tag``:
-    a local file by its content), the code on the training path (``advhash.fingerprint.code_fingerprint`` of this
-    module, the loss's and the backbone's) and every other setting (``pairs`` resolved to the loss's own default
-    when None); ``precision`` is the one the backbone trains in ("fp32" or "bf16", resolved), named only when
-    bf16; and the torch thread count of this process (``numeric_setting``)."""
+    ``<method>_<bits>bits_<backbone>_e<epochs>_<tag>.pt`` (``advhash.checkpoint.checkpoint_file``, which adds the
+    data, the arithmetic and the code of this module, the loss's and the backbone's), the tag hashing every setting,
+    the pretrained weights (``weights_tag``: a local file by its content) and ``pairs`` resolved to the loss's own
+    default when None; ``precision`` is the one the backbone trains in ("fp32" or "bf16", resolved)."""
     loss_class = LOSSES[method.lower()]
-    pairs = pairs or loss_class.default_pairs
-    settings = dict(data=data.name, train_items=train_items_tag(data.train), content=split_digest(data.train),
-                    method=method, bits=bits, backbone=backbone, input_size=input_size, weights=weights_tag(weights),
-                    pairs=pairs, seed=seed, **training, **numeric_setting(precision),
-                    code=code_fingerprint(__name__, *modules_of(loss_class, BACKBONES.get(backbone))))
-    return run_file(".", f"{method}_{bits}bits_{backbone}", epochs=epochs, settings=settings).name
+    settings = dict(method=method, bits=bits, backbone=backbone, input_size=input_size, weights=weights_tag(weights),
+                    pairs=pairs or loss_class.default_pairs, seed=seed, **training)
+    return checkpoint_file(".", f"{method}_{bits}bits_{backbone}", epochs=epochs, settings=settings,
+                           data_name=data.name, train_split=data.train, precision=precision,
+                           code=(__name__, *modules_of(loss_class, BACKBONES.get(backbone)))).name
 
 
 def fit_hashing_model(data, *, method: str, bits: int, backbone: str = "small_cnn", epochs: int,

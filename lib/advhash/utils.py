@@ -54,6 +54,15 @@ def progress(iterable=None, **kwargs):
     return tqdm(iterable, **kwargs)
 
 
+def check_choice(name: str, value: Any, choices, *, hint: str = "") -> Any:
+    """``value`` when it is one of ``choices``, else a ValueError that names the argument, its choices and what
+    was given (plus ``hint``, e.g. what each choice means): the one "must be one of" check of the library."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}; got {value!r}{hint}")
+    return value
+
+
 def check_images(images: Any, *, what: str = "images") -> None:
     """Images must be a floating tensor (N, C, H, W) of finite values in [0, 1]: the error names what is wrong
     (NaN / inf, 0-255 pixels) instead of letting it surface later as a failed assertion or a NaN result."""

@@ -54,7 +54,7 @@ class Victim:
     @classmethod
     @torch.no_grad()
     def build(cls, model: nn.Module, data, *, database: bool = True, train: bool = True) -> "Victim":
-        """Encode ``data.train`` and ``data.database`` (an ``advhash.data.Dataset``) once with ``model``
+        """Encode ``data.train`` and ``data.database`` (an ``advhash.data.HashingData``) once with ``model``
         (eval mode, on the model's device); the codes are kept on the CPU."""
         model.eval()
         return cls(model,

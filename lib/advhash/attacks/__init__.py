@@ -1,16 +1,11 @@
 """Adversarial attacks on deep hashing retrieval (L-inf, [0, 1] images), torchattacks style.
 
-- ``HashingAttack`` the shared base (checks, device, model mode, projection, snapshots, history)
-- ``HammingPGD``    the plain non-targeted baseline
-- ``HAG``           Yang et al., "Adversarial Examples for Hamming Space Search", TCYB 2018
+- ``HashingAttack`` the shared base; ``HammingPGD`` the plain baseline: the code-guided attack away from the clean code
+- ``HAG``  Yang et al., TCYB 2018 (``variant``: "paper" or "published", the SAAT code's)
 - ``CenterGuidedAttack``  Wang et al., "CgAT", WWW 2023: away from the query's center code
-- ``P2P``, ``DHTA``  Bai et al., "Targeted Attack for Deep Hashing based Retrieval", ECCV 2020:
-  toward a target label's anchor code (``CodeGuidedAttack`` is their shared loop)
-- ``SAAT``          Yuan et al., TIFS 2023: away from (or toward) a mainstay code, masked loss
-- ``SDHA``          Lu et al., "A Smart Adversarial Attack on Deep Hashing Based Image Retrieval", ICMR 2021:
-  away from (or toward) the codes of the relevant training items, Adam on pixels (SAAT's baseline)
-
-Every attack is built on a victim and called the same way (torchattacks style):
+- ``P2P``, ``DHTA``  Bai et al., ECCV 2020: toward a target label's anchor code (``CodeGuidedAttack``: their loop)
+- ``SAAT``  Yuan et al., TIFS 2023: away from (or toward) a mainstay code
+- ``SDHA``  Lu et al., ICMR 2021: away from (or toward) the relevant training codes, Adam on pixels
 
     victim = Victim.build(model, data)                   # the model and its training / database codes
     attack = build_attack("saat", victim, eps=8/255)     # or SAAT(victim, ...); ATTACKS lists the names
@@ -25,8 +20,8 @@ from .base import HashingAttack, check_labels, combine_perturbations, perturb, p
 from .hag import HAG, hag_loss, hag_published_loss, hag_scale
 from .center import CenterGuidedAttack
 from .guided import CodeGuidedAttack, code_alignment_loss
-from .pgd import HammingPGD, hamming_pgd_loss
-from .saat import SAAT, saat_loss, saat_row_loss
+from .pgd import HammingPGD
+from .saat import SAAT, saat_loss
 from .sdha import SDHA, sdha_bit_distance, sdha_rank_weight, sdha_surrogate_distance, sdha_surrogate_loss
 from .targeted import DHTA, P2P
 
@@ -44,7 +39,7 @@ def build_attack(name: str, victim, **kwargs) -> HashingAttack:
 
 
 __all__ = ["ATTACKS", "build_attack", "HashingAttack", "check_labels", "HammingPGD", "HAG", "hag_loss",
-           "hag_published_loss", "hag_scale", "hamming_pgd_loss", "CodeGuidedAttack", "code_alignment_loss", "CenterGuidedAttack", "P2P", "DHTA",
-           "SAAT", "saat_loss", "saat_row_loss",
+           "hag_published_loss", "hag_scale", "CodeGuidedAttack", "code_alignment_loss", "CenterGuidedAttack", "P2P", "DHTA",
+           "SAAT", "saat_loss",
            "SDHA", "sdha_bit_distance", "sdha_surrogate_distance", "sdha_rank_weight", "sdha_surrogate_loss",
            "perturb", "perturbation_stats", "combine_perturbations"]

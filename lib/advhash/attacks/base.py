@@ -7,21 +7,11 @@ An attack is a small class (torchattacks style) built on a victim, and every att
     attack.set_targets(target_labels)           # targeted attacks (P2P, DHTA, SAAT, SDHA): once, (N, L)
     adv_images = perturb(attack, images, labels, batch_size=128)   # many images, in batches
 
-The codes an attack steers by (CgAT's center codes, SAAT's mainstay codes, P2P/DHTA's anchor codes,
-SDHA's relevant training codes) come from the victim the attack is built with (:meth:`HashingAttack.guide`),
-computed once for all the images of a call. The base class ``HashingAttack`` does everything else:
-
-- checks the arguments (``eps`` in [0, 1] pixel units, e.g. 8/255), the images ([0, 1] floats) and labels;
-- moves the images to the model's device and back;
-- puts the model in ``model_mode`` for the attack and restores every module's own mode afterwards;
-- projects onto the L-inf ball and [0, 1], and checks the result really lies there;
-- keeps ``snapshots`` (attack strength vs iterations from one run) and a per-iteration ``history``.
-
-The adversarial trainers steer by their own code tables, which change every batch: they call
-:meth:`HashingAttack.run` with the per-image guide codes directly.
-
-Free functions: :func:`perturb` (many images in batches), :func:`perturbation_stats` and
-:func:`combine_perturbations` (HAG's ensemble of perturbations r1 + r2 + ...).
+The codes an attack steers by come from its victim (:meth:`HashingAttack.guide`), once per call; the adversarial
+trainers pass their own per-batch guide codes to :meth:`HashingAttack.run`. ``HashingAttack`` does the rest: checks,
+device, ``model_mode`` (restored afterwards), projection onto the L-inf ball and [0, 1] (checked), ``snapshots``
+and ``history``. Free functions: :func:`perturb`, :func:`perturbation_stats`, :func:`combine_perturbations`
+(HAG's ensemble of perturbations r1 + r2 + ...).
 """
 
 from __future__ import annotations
@@ -32,7 +22,7 @@ from typing import Any, Iterable, Sequence
 import torch
 
 from ..models import binarize
-from ..utils import check_images, progress
+from ..utils import check_choice, check_images, progress
 from ..victim import Victim, as_victim
 
 MODEL_MODES = ("eval", "train")
@@ -84,8 +74,7 @@ class HashingAttack:
             raise ValueError(f"alpha (the step size, [0,1] pixel units, e.g. 2/255) must be > 0; got {alpha!r}")
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise ValueError(f"steps must be an integer >= 0 (number of iterations); got {steps!r}")
-        if model_mode not in MODEL_MODES:
-            raise ValueError(f"model_mode must be one of {MODEL_MODES}; got {model_mode!r}")
+        check_choice("model_mode", model_mode, MODEL_MODES)
         self.victim: Victim = as_victim(model)
         self.model = self.victim.model
         self.eps, self.alpha, self.steps = float(eps), float(alpha), steps

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..codes import center_codes
+from ..codes import CENTER_WEIGHTS, center_codes
+from ..utils import check_choice
 from .base import check_labels
 from .guided import CodeGuidedAttack
 
@@ -27,7 +28,7 @@ class CenterGuidedAttack(CodeGuidedAttack):
         alpha: sign-gradient step size (Default: 2/255).
         steps: number of iterations (Default: 7).
         random_start: start from a uniform random point of the eps-ball (Default: True).
-        variant: center codes of the "paper" (Default, Theorem 1) or the "official" code
+        variant: center codes of the "paper" (Default, Theorem 1) or the "published" code
             (``advhash.codes.center_codes``).
         scale_schedule: "fixed" (Default, the CgAT code: tanh(z)) or "grow" (HAG's schedule).
         fixed_scale: tanh scale of the "fixed" schedule (Default: 1.0).
@@ -54,7 +55,7 @@ class CenterGuidedAttack(CodeGuidedAttack):
         super().__init__(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start,
                          scale_schedule=scale_schedule, fixed_scale=fixed_scale, model_mode=model_mode, seed=seed,
                          keep_history=keep_history)
-        self.variant = variant
+        self.variant = check_choice("variant", variant, CENTER_WEIGHTS)
 
     def guide(self, labels, targets):
         """The center code of each query (N, K), from the victim's training codes."""

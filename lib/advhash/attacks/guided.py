@@ -1,26 +1,33 @@
 """Code-guided PGD: move each query's relaxed code toward, or away from, a code given per query.
 
-The shared loop of the attacks that steer by a representative code: CgAT's center-guided attack
-(away from the query's center code), P2P and DHTA (toward a target label's anchor code), and the
-mainstay-code attacks of SAAT. Each subclass fixes ``toward`` and its paper's defaults.
+The shared loop of the attacks that steer by a representative code: Hamming PGD (away from the query's own
+clean code), CgAT's center-guided attack (away from the query's center code), P2P and DHTA (toward a target
+label's anchor code), and the mainstay-code attacks of SAAT. Each subclass fixes ``toward`` and its paper's
+defaults. :func:`code_alignment_loss` is the one home of the relaxed code alignment mean(tanh(z) * b), which the
+robustness evaluation's random search and gradient check also use (``advhash.robustness``).
 """
 
 from __future__ import annotations
 
 import torch
 
+from ..utils import check_choice
 from .base import HashingAttack
 from .hag import SCALE_SCHEDULES, hag_scale
 
 
-def code_alignment_loss(adv_relaxed: torch.Tensor, guide_codes: torch.Tensor, *, toward: bool) -> torch.Tensor:
-    """mean(h(x_adv) * g) (away from the guide codes g: CgAT Eq. of the center-guided attack) or its
-    negative (toward them: P2P / DHTA), over queries and bits. Minimizing it maximizes (away) or
-    minimizes (toward) the relaxed Hamming distance d_H = (K - <h, g>) / 2.
+def code_alignment_loss(adv_relaxed: torch.Tensor, guide_codes: torch.Tensor, *, toward: bool,
+                        per_query: bool = False) -> torch.Tensor:
+    """mean(h(x_adv) * g) (away from the guide codes g: Hamming PGD with g the clean code b, and CgAT's
+    center-guided attack) or its negative (toward them: P2P / DHTA), over queries and bits. Minimizing it
+    maximizes (away) or minimizes (toward) the relaxed Hamming distance d_H = (K - <h, g>) / 2; away from the
+    clean code its minimum -1 is every bit flipped.
 
-    Shapes: adv_relaxed h = tanh(scale z(x_adv)) (N, K), guide_codes g in {-1, 0, +1} (N, K) -> scalar.
+    Shapes: adv_relaxed h = tanh(scale z(x_adv)) (N, K), guide_codes g in {-1, 0, +1} (N, K) -> scalar, or
+    (N,) with ``per_query`` (the mean over bits only: one value per query).
     """
-    alignment = (adv_relaxed * guide_codes).mean()
+    product = adv_relaxed * guide_codes
+    alignment = product.mean(1) if per_query else product.mean()
     return -alignment if toward else alignment
 
 
@@ -47,8 +54,7 @@ class CodeGuidedAttack(HashingAttack):
         super().__init__(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start,
                          model_mode=model_mode, seed=seed)
         self.keep_history = keep_history
-        if scale_schedule not in SCALE_SCHEDULES:
-            raise ValueError(f"scale_schedule must be one of {SCALE_SCHEDULES}; got {scale_schedule!r}")
+        check_choice("scale_schedule", scale_schedule, SCALE_SCHEDULES)
         if not fixed_scale > 0:
             raise ValueError(f"fixed_scale (the tanh scale) must be > 0; got {fixed_scale!r}")
         self.scale_schedule, self.fixed_scale = scale_schedule, float(fixed_scale)
@@ -73,6 +79,12 @@ class CodeGuidedAttack(HashingAttack):
                              f"{bits}); got {tuple(guide_codes.shape)}")
         guide_codes = guide_codes.to(images.device, images.dtype)
         clean_codes = self.clean_codes(images) if self.keep_history else None   # (N, K)
+        return self.descend(images, guide_codes, clean_codes)
+
+    def descend(self, images: torch.Tensor, guide_codes: torch.Tensor, clean_codes: torch.Tensor | None
+                ) -> torch.Tensor:
+        """The loop: projected sign-gradient steps on :meth:`loss` from :meth:`start_point`; ``clean_codes``
+        (N, K) feed the history (None: keep none)."""
         adv = self.start_point(images)
         for step in range(self.steps):
             scale = self.scale(step)
@@ -80,7 +92,7 @@ class CodeGuidedAttack(HashingAttack):
             logits = self.model.hash_logits(adv)                                 # (N, K)
             loss = self.loss(torch.tanh(scale * logits), guide_codes)
             grad, = torch.autograd.grad(loss, adv)
-            if self.keep_history:
+            if clean_codes is not None:
                 self.record(step, loss=loss, grad=grad, logits=logits, clean_codes=clean_codes, scale=scale)
             with torch.no_grad():
                 adv = self.project(adv - self.alpha * grad.sign(), images)

@@ -9,10 +9,9 @@ i.e. drive the inner product of the two relaxed codes to -m (every bit flipped),
 from the objective once it has flipped past the threshold t (mask), and growing the tanh scale (the
 paper's alpha) during the attack against vanishing gradients (HAG; a fixed scale is the paper's HAG*).
 
-Defaults follow the paper. The published code (SAAT ``model/attack_model/hag.py``) is available exactly:
-``loss="published"`` (:func:`hag_published_loss`: its mask, normalization and masked balance term, and the clean
-code at tanh scale 1) with ``optimizer="sgd"`` (SGD on the perturbation, lr 100, momentum 0.9, hag.py L13-14) and
-``steps=2000``. ``normalize`` and ``balance_weight`` are ablation knobs of the paper's loss.
+Two named variants (``variant=``, ``HAG_VARIANTS``), each selecting every term at once: ``"paper"`` (Default:
+:func:`hag_loss`, sign steps) and ``"published"`` (SAAT ``model/attack_model/hag.py``: :func:`hag_published_loss`,
+the clean code at tanh scale 1, SGD lr 100, momentum 0.9). ``docs/methods.md``, section HAG.
 """
 
 from __future__ import annotations
@@ -20,11 +19,10 @@ from __future__ import annotations
 import torch
 
 from ..models import binarize
+from ..utils import check_choice
 from .base import HashingAttack
 
-NORMALIZE = ("bits", "mask")
-HAG_LOSSES = ("paper", "published")
-OPTIMIZERS = ("sign", "sgd")
+HAG_VARIANTS = ("paper", "published")
 SCALE_SCHEDULES = ("grow", "fixed")
 # (end of the phase in tenths of the iterations, tanh scale): SAAT util.py at 2,000 iterations
 # (0.1 below 1000, 0.2 [1000,1200), 0.3 [1200,1400), 0.5 [1400,1600), 0.7 [1600,1800), 1.0 after).
@@ -44,30 +42,21 @@ def hag_scale(step: int, steps: int) -> float:
     return 1.0
 
 
-def hag_loss(adv_relaxed: torch.Tensor, clean_relaxed: torch.Tensor, *, threshold: float = 0.5,
-             normalize: str = "bits", balance_weight: float = 0.0) -> torch.Tensor:
-    """The HAG objective (Yang et al. 2018, Eq. of the adversarial loss with the mask w):
+def hag_loss(adv_relaxed: torch.Tensor, clean_relaxed: torch.Tensor, *, threshold: float = 0.5) -> torch.Tensor:
+    """The HAG objective of the paper (Yang et al. 2018, Eq. of the adversarial loss with the mask w):
 
-        L = mean_q ( (1/m) sum_k w_qk F_k(x_q) F_k(x_adv) + 1 )^2,
+        L = mean_q ( (1/K) sum_k w_qk F_k(x_q) F_k(x_adv) + 1 )^2,
         w_qk = 1[ |F_k(x_adv) - sign(F_k(x_q))| < 1 + threshold ]   (no gradient through w),
 
-    m = K bits (``normalize="bits"``, the paper) or m = sum_k w_qk (``normalize="mask"``, SAAT
-    hag.py; at least 1), plus ``balance_weight * mean_q (mean_k F_k(x_adv))^2`` (SAAT: 1.0; paper: 0).
-    sign(0) := +1 as for codes.
+    m = K bits. sign(0) := +1 as for codes.
 
     Shapes: adv_relaxed F(x_adv) (N, K) with gradient, clean_relaxed F(x_q) (N, K) (detached) -> scalar.
     """
-    if normalize not in NORMALIZE:
-        raise ValueError(f"normalize must be one of {NORMALIZE}; got {normalize!r}")
     clean_relaxed = clean_relaxed.detach()
     with torch.no_grad():
         mask = ((adv_relaxed - binarize(clean_relaxed)).abs() < 1 + threshold).to(adv_relaxed.dtype)  # (N, K)
     inner = (mask * clean_relaxed * adv_relaxed).sum(dim=1)                                   # (N,)
-    m = mask.sum(dim=1).clamp_min(1) if normalize == "mask" else adv_relaxed.shape[1]
-    loss = (inner / m + 1).pow(2).mean()
-    if balance_weight:
-        loss = loss + balance_weight * adv_relaxed.mean(dim=1).pow(2).mean()
-    return loss
+    return (inner / adv_relaxed.shape[1] + 1).pow(2).mean()
 
 
 def hag_published_loss(adv_relaxed: torch.Tensor, clean_relaxed: torch.Tensor, *,
@@ -107,22 +96,19 @@ class HAG(HashingAttack):
         model: the victim (``advhash.Victim``) or a bare hashing model taking [0, 1] images; HAG needs
             only the query's own code.
         eps: maximum perturbation, [0, 1] units (Default: 8/255).
-        alpha: sign-gradient step size (Default: 1/255).
-        steps: number of iterations (Default: 100; the paper's profile uses 2,000).
+        alpha: sign-gradient step size of the "paper" variant (Default: 1/255).
+        steps: number of iterations (Default: 100; the paper's profile and the published code use 2,000).
         random_start: start from a random point of the eps-ball (Default: False, as the paper).
         threshold: t of the mask w (Default: 0.5).
         scale_schedule: "grow" (Default, HAG: :func:`hag_scale` over ``steps``) or "fixed"
-            (``fixed_scale`` throughout: HAG* of the paper's table, fixed activation).
+            (``fixed_scale`` throughout: HAG* of the paper's table, fixed activation; "paper" variant only).
         fixed_scale: the tanh scale of the "fixed" schedule (Default: 1.0).
-        loss: "paper" (Default: :func:`hag_loss` with ``normalize`` and ``balance_weight``, the clean code at the
-            current scale) or "published" (:func:`hag_published_loss`, exactly SAAT hag.py L17-41, with the clean
-            code computed once at tanh scale 1 as its L53; ``normalize`` and ``balance_weight`` must stay unset).
-        normalize: of the paper loss, "bits" (Default, paper: 1/m with m = K) or "mask" (1/max(1, sum(w))).
-        balance_weight: of the paper loss, beta of a bit-balance term on the unmasked code (Default: 0.0).
-        optimizer: "sign" (Default: x <- Proj(x - alpha sign(grad))) or "sgd" (published code: SGD
-            with ``lr``/``momentum`` on the perturbation, then projection; the loss is a batch mean,
-            so its step size depends on the batch size, as in that code).
-        lr, momentum: of the "sgd" optimizer (Default: 100.0, 0.9).
+        variant: "paper" (Default: :func:`hag_loss` with the clean code at the current scale, sign steps
+            x <- Proj(x - alpha sign(grad))) or "published" (exactly SAAT hag.py L13-77: :func:`hag_published_loss`
+            with the clean code computed once at tanh scale 1 (L53), SGD with ``lr``/``momentum`` on the
+            perturbation, then projection; the loss is a batch mean, so its step size depends on the batch size,
+            as in that code).
+        lr, momentum: of the "published" variant's SGD (Default: 100.0, 0.9, hag.py L13-14).
         model_mode: "eval" (Default) or "train" (see ``HashingAttack``).
         seed: seed of the random start (Default: 0).
 
@@ -134,34 +120,27 @@ class HAG(HashingAttack):
         >>> attack = HAG(model, eps=8/255, alpha=1/255, steps=100)
         >>> adv_images = attack(images, labels, snapshot_steps=(0, 10, 50, 100))   # labels unused
         >>> [row["grad_norm"] for row in attack.history]      # vanishing gradients, grow vs fixed
+        >>> published = HAG(model, variant="published", steps=2000)   # the SAAT code's HAG, step for step
     """
 
     def __init__(self, model, *, eps: float = 8 / 255, alpha: float = 1 / 255, steps: int = 100,
                  random_start: bool = False, threshold: float = 0.5, scale_schedule: str = "grow",
-                 fixed_scale: float = 1.0, loss: str = "paper", normalize: str = "bits",
-                 balance_weight: float = 0.0, optimizer: str = "sign", lr: float = 100.0, momentum: float = 0.9,
+                 fixed_scale: float = 1.0, variant: str = "paper", lr: float = 100.0, momentum: float = 0.9,
                  model_mode: str = "eval", seed: int = 0):
         super().__init__(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start,
                          model_mode=model_mode, seed=seed)
-        if scale_schedule not in SCALE_SCHEDULES:
-            raise ValueError(f"scale_schedule must be one of {SCALE_SCHEDULES}; got {scale_schedule!r}")
-        if normalize not in NORMALIZE:
-            raise ValueError(f"normalize must be one of {NORMALIZE}; got {normalize!r}")
-        if loss not in HAG_LOSSES:
-            raise ValueError(f"loss must be one of {HAG_LOSSES}; got {loss!r}")
-        if loss == "published" and (normalize != "bits" or balance_weight != 0.0):
-            raise ValueError("normalize and balance_weight shape the paper's loss; loss='published' computes the "
-                             "published code's exactly (its own normalization, balance weight 1): leave them unset")
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}; got {optimizer!r}")
+        check_choice("scale_schedule", scale_schedule, SCALE_SCHEDULES)
+        check_choice("variant", variant, HAG_VARIANTS, hint=" ('paper' = the paper's loss and sign steps, "
+                     "'published' = SAAT hag.py's loss and SGD)")
+        if variant == "published" and scale_schedule != "grow":
+            raise ValueError("the published HAG grows the tanh scale (SAAT util.py get_alpha); HAG* "
+                             "(scale_schedule='fixed') is a form of the paper's variant: use variant='paper'")
         if not fixed_scale > 0:
             raise ValueError(f"fixed_scale (the tanh scale of HAG*) must be > 0; got {fixed_scale!r}")
-        if threshold < 0 or balance_weight < 0 or lr <= 0 or not 0 <= momentum < 1:
-            raise ValueError("need threshold >= 0, balance_weight >= 0, lr > 0 and momentum in [0, 1); got "
-                             f"{threshold}, {balance_weight}, {lr}, {momentum}")
+        if threshold < 0 or lr <= 0 or not 0 <= momentum < 1:
+            raise ValueError(f"need threshold >= 0, lr > 0 and momentum in [0, 1); got {threshold}, {lr}, {momentum}")
         self.threshold, self.scale_schedule, self.fixed_scale = threshold, scale_schedule, float(fixed_scale)
-        self.loss_name, self.normalize, self.balance_weight = loss, normalize, balance_weight
-        self.optimizer, self.lr, self.momentum = optimizer, lr, momentum
+        self.variant, self.lr, self.momentum = variant, lr, momentum
 
     def scale(self, step: int) -> float:
         """The tanh scale of iteration ``step``."""
@@ -170,41 +149,47 @@ class HAG(HashingAttack):
     def forward(self, images: torch.Tensor, guide: None = None) -> torch.Tensor:
         with torch.no_grad():
             clean_logits = self.model.hash_logits(images)                       # (N, K), computed once
+        if self.variant == "published":
+            return self._published_steps(images, clean_logits)
+        return self._paper_steps(images, clean_logits)
+
+    def _paper_steps(self, images: torch.Tensor, clean_logits: torch.Tensor) -> torch.Tensor:
+        """Sign steps on :func:`hag_loss`, F(x_q) = tanh(scale z_q) at the current scale."""
         clean_codes = binarize(clean_logits)
         adv = self.start_point(images)
-        delta = optimizer = None
-        if self.optimizer == "sgd":
-            delta = (adv - images).requires_grad_(True)
-            optimizer = torch.optim.SGD([delta], lr=self.lr, momentum=self.momentum)
         clean_relaxed, clean_scale = None, None
         for step in range(self.steps):
             scale = self.scale(step)
-            if self.loss_name == "published":   # F(x_q) once, at the model's default scale 1 (hag.py L53)
-                if clean_relaxed is None:
-                    clean_relaxed = torch.tanh(clean_logits)
-            elif scale != clean_scale:  # F(x_q) = tanh(scale z_q), recomputed only when the scale changes
+            if scale != clean_scale:  # F(x_q) = tanh(scale z_q), recomputed only when the scale changes
                 clean_relaxed, clean_scale = torch.tanh(scale * clean_logits), scale
-            if delta is not None:
-                adv = images + delta
-            else:
-                adv.requires_grad_(True)
+            adv.requires_grad_(True)
             logits = self.model.hash_logits(adv)                                 # (N, K)
-            if self.loss_name == "published":
-                loss = hag_published_loss(torch.tanh(scale * logits), clean_relaxed, threshold=self.threshold)
-            else:
-                loss = hag_loss(torch.tanh(scale * logits), clean_relaxed, threshold=self.threshold,
-                                normalize=self.normalize, balance_weight=self.balance_weight)
-            if delta is None:
-                grad, = torch.autograd.grad(loss, adv)
-                with torch.no_grad():
-                    adv = self.project(adv - self.alpha * grad.sign(), images)
-            else:
-                grad, = torch.autograd.grad(loss, delta)
-                delta.grad = grad
-                optimizer.step()
-                with torch.no_grad():
-                    delta.copy_(self.project(images + delta, images) - images)
-                    adv = images + delta
+            loss = hag_loss(torch.tanh(scale * logits), clean_relaxed, threshold=self.threshold)
+            grad, = torch.autograd.grad(loss, adv)
+            with torch.no_grad():
+                adv = self.project(adv - self.alpha * grad.sign(), images)
+            self.record(step, loss=loss, grad=grad, logits=logits, clean_codes=clean_codes, scale=scale)
+            self.snapshot(step + 1, adv)
+        return adv.detach()
+
+    def _published_steps(self, images: torch.Tensor, clean_logits: torch.Tensor) -> torch.Tensor:
+        """SAAT hag.py L51-77: SGD on the perturbation of :func:`hag_published_loss`, F(x_q) once at scale 1."""
+        clean_codes = binarize(clean_logits)
+        clean_relaxed = torch.tanh(clean_logits)                                 # hag.py L53
+        adv = self.start_point(images)
+        delta = (adv - images).requires_grad_(True)
+        optimizer = torch.optim.SGD([delta], lr=self.lr, momentum=self.momentum)
+        for step in range(self.steps):
+            scale = self.scale(step)
+            adv = images + delta
+            logits = self.model.hash_logits(adv)                                 # (N, K)
+            loss = hag_published_loss(torch.tanh(scale * logits), clean_relaxed, threshold=self.threshold)
+            grad, = torch.autograd.grad(loss, delta)
+            delta.grad = grad
+            optimizer.step()
+            with torch.no_grad():
+                delta.copy_(self.project(images + delta, images) - images)
+                adv = images + delta
             self.record(step, loss=loss, grad=grad, logits=logits, clean_codes=clean_codes, scale=scale)
             self.snapshot(step + 1, adv)
         return adv.detach()

@@ -1,14 +1,23 @@
 """The SAAT attack: Yuan, Zhang, Wang, Wu, "Semantic-Aware Adversarial Training for Reliable Deep Hashing
-Retrieval", IEEE TIFS 2023 (arXiv 2310.14637), section III-D."""
+Retrieval", IEEE TIFS 2023 (arXiv 2310.14637), section III-D.
+
+Away from the query's mainstay code (or toward a target label's), in one of two forms (``variant=``,
+``SAAT_VARIANTS``): ``"published"`` (Default: the published attack as a whole, :func:`saat_loss`, the masked loss
+of SAAT ``model/adv_generator/base.py`` L24-45, on mainstay codes with ``torch.sign``'s tie rule, a tied bit 0,
+adv_attack.py L30) or ``"paper"`` (the plain relaxed d_H of section III-D, mean(h * b_m),
+:func:`code_alignment_loss`, on binary mainstay codes, a tied bit +1; also the inner attack of the published
+adv_training.py L11-13). ``docs/methods.md``, section SAAT attack.
+"""
 
 from __future__ import annotations
 
 import torch
 
 from ..codes import mainstay_codes
+from ..utils import check_choice
 from .guided import CodeGuidedAttack, code_alignment_loss
 
-SAAT_LOSSES = ("masked", "masked_per_row", "inner")
+SAAT_VARIANTS = ("published", "paper")
 
 
 def saat_loss(adv_relaxed: torch.Tensor, guide_codes: torch.Tensor, *, toward: bool = False,
@@ -33,24 +42,6 @@ def saat_loss(adv_relaxed: torch.Tensor, guide_codes: torch.Tensor, *, toward: b
     return -total if toward else total
 
 
-def saat_row_loss(adv_relaxed: torch.Tensor, guide_codes: torch.Tensor, *, toward: bool = False,
-                  threshold: float = -0.5) -> torch.Tensor:
-    """advhash's earlier form of the SAAT objective (``loss="masked_per_row"``; not the published code):
-
-        s = h(x_adv) * g  (-s when moving toward g),   w = 1[s > threshold],
-        L = mean_q  sum_k w_qk (s_qk + 2) s_qk / sum_k w_qk,
-
-    normalized per query, then averaged (a query with few bits left weighs more than in :func:`saat_loss`), and
-    the targeted form the mirror image of the non-targeted one (per bit s^2 - 2s in the unmirrored s, gradient
-    largest for a fully opposed bit). Queries whose bits have all left give 0. Shapes: (N, K), (N, K) -> scalar.
-    """
-    s = adv_relaxed * guide_codes
-    s = -s if toward else s
-    mask = (s.detach() > threshold).to(s.dtype)                                        # w (N, K)
-    per_item = (mask * (s + 2) * s).sum(1) / mask.sum(1).clamp_min(1)
-    return per_item.mean()
-
-
 class SAAT(CodeGuidedAttack):
     r"""The attack of "Semantic-Aware Adversarial Training for Reliable Deep Hashing Retrieval" (Yuan, Zhang,
     Wang, Wu, IEEE TIFS 2023, https://arxiv.org/abs/2310.14637).
@@ -58,12 +49,11 @@ class SAAT(CodeGuidedAttack):
     Non-targeted (Default): maximizes the Hamming distance between the adversarial code and the query's
     **mainstay code** b_m (``advhash.codes.mainstay_codes``, from the victim's codes of the training set);
     targeted (after ``attack.set_targets(target_labels)``): minimizes it to the mainstay code of the target
-    label. Relaxed by ``tanh(scale z)`` with HAG's growing scale. The objective is the published code's masked
-    form (:func:`saat_loss`, ``loss="masked"``, Default: the paper states only the Hamming distance, so the
-    published code decides), the plain relaxed distance of section III-D (``loss="inner"``: mean(h * b_m),
-    :func:`code_alignment_loss`) or advhash's earlier per-query form (``loss="masked_per_row"``,
-    :func:`saat_row_loss`). With sign steps the per-query normalization of "masked_per_row" reaches the same
-    non-targeted iterates as "masked" (each query's gradient only changes by a positive factor).
+    label. Relaxed by ``tanh(scale z)`` with HAG's growing scale. ``variant="published"`` (Default: the paper states
+    only the Hamming distance and sign(.), so the published code decides) is the published attack: its masked
+    objective (:func:`saat_loss`) on mainstay codes from ``torch.sign`` (a tied bit is 0); ``variant="paper"`` the
+    plain relaxed distance of section III-D (mean(h * b_m), :func:`code_alignment_loss`) on binary mainstay codes
+    (a tied bit is +1).
 
     Distance Measure : Linf
 
@@ -73,8 +63,9 @@ class SAAT(CodeGuidedAttack):
         alpha: sign-gradient step size (Default: 1/255).
         steps: number of iterations (Default: 100).
         random_start: (Default: True, as the SAAT code).
-        loss: "masked" (Default, published), "inner" (paper) or "masked_per_row".
-        threshold: the mask's threshold on s = h * b (Default: -0.5; targeted "masked": w = 1[s < 0.5]).
+        variant: "published" (Default: the masked loss of base.py L24-45, mainstay codes by ``torch.sign``) or
+            "paper" (mean(h * b_m), mainstay codes with ties +1; ``advhash.codes.mainstay_codes``).
+        threshold: the published mask's threshold on s = h * b (Default: -0.5; targeted: w = 1[s < 0.5]).
         scale_schedule: "grow" (Default) or "fixed"; fixed_scale: its scale (Default: 1.0).
         model_mode: "eval" (Default) or "train"; seed: of the random start (Default: 0).
         keep_history: fill ``history`` (Default: True).
@@ -92,17 +83,17 @@ class SAAT(CodeGuidedAttack):
     """
 
     def __init__(self, model, *, eps: float = 8 / 255, alpha: float = 1 / 255, steps: int = 100,
-                 random_start: bool = True, loss: str = "masked", threshold: float = -0.5,
+                 random_start: bool = True, variant: str = "published", threshold: float = -0.5,
                  scale_schedule: str = "grow", fixed_scale: float = 1.0, model_mode: str = "eval", seed: int = 0,
                  keep_history: bool = True):
         super().__init__(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start,
                          scale_schedule=scale_schedule, fixed_scale=fixed_scale, model_mode=model_mode, seed=seed,
                          keep_history=keep_history)
-        if loss not in SAAT_LOSSES:
-            raise ValueError(f"loss must be one of {SAAT_LOSSES}; got {loss!r}")
+        check_choice("variant", variant, SAAT_VARIANTS, hint=" ('published' = the masked loss of SAAT base.py on "
+                     "torch.sign's mainstay codes, 'paper' = mean(h * b_m) on binary mainstay codes)")
         if not -1 <= threshold <= 1:
             raise ValueError(f"threshold (on s = h * b in [-1, 1]) must be in [-1, 1]; got {threshold!r}")
-        self.loss_name, self.threshold = loss, float(threshold)
+        self.variant, self.threshold = variant, float(threshold)
 
     target_mode = "optional"
 
@@ -116,11 +107,10 @@ class SAAT(CodeGuidedAttack):
         if targets is None and labels is None:
             raise ValueError("SAAT steers each query away from its mainstay code: call attack(images, labels)")
         table_codes, table_labels = self.victim.require("train", "SAAT")
-        return mainstay_codes(targets if targets is not None else labels, table_codes, table_labels)
+        return mainstay_codes(targets if targets is not None else labels, table_codes, table_labels,
+                              variant=self.variant)
 
     def loss(self, adv_relaxed, guide_codes):
-        if self.loss_name == "inner":
+        if self.variant == "paper":
             return code_alignment_loss(adv_relaxed, guide_codes, toward=self.toward)
-        if self.loss_name == "masked_per_row":
-            return saat_row_loss(adv_relaxed, guide_codes, toward=self.toward, threshold=self.threshold)
         return saat_loss(adv_relaxed, guide_codes, toward=self.toward, threshold=self.threshold)

@@ -1,31 +1,16 @@
 """SDHA: Lu, Chen, Sun, Wang, Wang, Yang, "A Smart Adversarial Attack on Deep Hashing Based Image
 Retrieval", ICMR 2021 -- the non-targeted (and targeted) baseline of SAAT's Table I.
 
-SDHA attacks a query through the codes of the items relevant to it (those sharing a label), not its
-own code, with a per-bit ("dimension-wise") surrogate of the Hamming distance and a weight that
-stresses the relevant items ranked near the top (an AP-oriented weight), traded against the size of
-the perturbation:
+SDHA attacks a query through the codes r_j of the items relevant to it (R, sharing a label), with a per-bit
+surrogate d_j of the Hamming distance and an AP-oriented weight w_j, traded against the perturbation size:
 
     min_{x'}  ||x' - x||^2 / D  +  (c / K) * S(h(x'), R),      ||x' - x||_inf <= eps,  x' in [0, 1],
+    S = -/+ mean_{j in R} w_j d_j  (non-targeted / targeted),   w_j = (d_H(sign h, r_j) + 1e-8)^(-z),
 
-    non-targeted:  S = - mean_{j in R} w_j d_j,
-        d_j = 1/2 sum_k |h_k - r_jk| sigmoid(sigma h_k r_jk) + sum_k (1 - sigmoid(sigma h_k r_jk)),
-        w_j = (d_H(sign h, r_j) + 1e-8)^(-z),              sigma = 5,  z = 0.5,
-    targeted (R: the items sharing a label with the target label):
-        S = + mean_{j in R} w_j d_j,   d_j = 1/2 sum_k |h_k - r_jk| sigmoid(-sigma h_k r_jk),
-        w_j = (d_H(sign h, r_j) + 1e-8)^(-z),              sigma = 10, z = -0.3,
-
-with h = tanh(scale z(x')) under HAG's growing scale, r_j in {-1, +1} the attacker's codes of the
-training items, D the number of pixels of an image, c = 25, optimized by Adam on the pixels (lr 0.01,
-100 iterations) with the eps-ball and [0, 1] enforced after every step. A query with no relevant
-training item is pushed away from its own clean code (R = {sign h(x)}).
-
-Provenance: the ICMR paper's text could not be read here; the formulas, constants and schedule are
-those of the SAAT repository's reimplementation (``model/attack_model/sdha.py``), the code behind
-SAAT's SDHA rows. One departure, by design: the objective is summed over the images of a batch
-(each image's own MSE plus its surrogate) where that code averages both over the batch. Adam's update
-is invariant to that constant factor up to its 1e-8, and the sum makes every image's attack
-independent of the batch it is cut into.
+h = tanh(scale z(x')) under HAG's growing scale, c = 25, Adam on the pixels (lr 0.01, 100 iterations). The
+formulas and constants are those of SAAT's reimplementation (``model/attack_model/sdha.py``; the ICMR text was
+not read); the objective is summed over a batch's images where that code averages it (Adam is invariant to the
+factor), so an image's attack does not depend on its batch. ``docs/methods.md``, section SDHA.
 """
 
 from __future__ import annotations
@@ -34,6 +19,7 @@ import torch
 
 from ..metrics import relevance
 from ..models import binarize
+from ..utils import check_choice
 from .base import HashingAttack
 from .hag import SCALE_SCHEDULES, hag_scale
 
@@ -136,8 +122,7 @@ class SDHA(HashingAttack):
                  sigma: float | None = None, z: float | None = None, surrogate_weight: float = 25.0,
                  scale_schedule: str = "grow", fixed_scale: float = 1.0, model_mode: str = "eval", seed: int = 0):
         super().__init__(model, eps=eps, alpha=lr, steps=steps, random_start=False, model_mode=model_mode, seed=seed)
-        if scale_schedule not in SCALE_SCHEDULES:
-            raise ValueError(f"scale_schedule must be one of {SCALE_SCHEDULES}; got {scale_schedule!r}")
+        check_choice("scale_schedule", scale_schedule, SCALE_SCHEDULES)
         if not surrogate_weight > 0:
             raise ValueError(f"surrogate_weight must be > 0; got {surrogate_weight!r}")
         self._sigma, self._z = sigma, z

@@ -1,25 +1,16 @@
 """Anchor codes of the targeted attacks P2P and DHTA: Bai, Chen, Li, Wu, Guo, Xia, Yang, "Targeted Attack
 for Deep Hashing based Retrieval", ECCV 2020 (arXiv 2004.07955), section 3.2.
 
-A targeted attack picks a target label t and moves the query's code toward the *anchor code* of t, the
-component-wise majority vote of the codes of n_t database items carrying exactly that label:
+A targeted attack moves the query's code toward the *anchor code* of a target label t, the component-wise
+majority vote of the codes of n_t database items carrying exactly that label (n_t = 9 for DHTA, 1 for P2P):
 
-    a = sign( sum_{j=1..n_t} b_j ),   y_j = t,
+    a = sign( sum_{j=1..n_t} b_j ),   y_j = t.
 
-n_t = 9 for DHTA and n_t = 1 for P2P (one item's code). Success is measured by t-MAP
-(``advhash.metrics.targeted_map``): mAP with the target label in place of the query's.
-
-Target labels (``sample_target_labels``) follow one of two rules (``rule=``, ``TARGET_RULES``); both draw,
-per query, uniformly among the database's distinct label rows that share no class with the query:
-
-- ``"official"`` (default): the published rule, TADH (xunguangwang/Targeted-Attack-and-Defense-for-Deep-Hashing)
-  ``dhta.py`` L195-216: a label row is a candidate when **more than** n_t database items carry it (L198-201,
-  ``count > n_t``), an all-zero row included; each query draws uniformly among the candidates disjoint from
-  its label (L208-213). The paper's Eq. 5 needs n_t items with the target label, but the paper gives no
-  threshold on the candidates nor a rule for all-zero rows, so the published code's rule is the default.
-- ``"advhash"``: **at least** n_t items (exactly the n_t the anchor code needs), and never an all-zero row.
-  An all-zero target is relevant to no database item (S = 1[y . t > 0]), so its t-MAP is 0 whatever the
-  attack does (undefined as a ranking measure), and its "anchor code" votes over unlabelled items.
+Target labels (``sample_target_labels``) are drawn per query among the database's distinct label rows that share
+no class with it, under one of two rules (``rule=``, ``TARGET_RULES``; the paper states none):
+``"published"`` (Default: TADH ``dhta.py`` L195-216, carried by **more than** n_t items, the all-zero row
+allowed) or ``"nonzero"`` (carried by **at least** n_t items, never the all-zero row, whose t-MAP is 0 whatever
+the attack does). Success is t-MAP (``advhash.metrics.targeted_map``); ``docs/methods.md``, section Anchor codes.
 """
 
 from __future__ import annotations
@@ -27,8 +18,9 @@ from __future__ import annotations
 import torch
 
 from ..models import binarize
+from ..utils import check_choice
 
-TARGET_RULES = ("official", "advhash")   # sample_target_labels(rule=...): TADH's published rule, or advhash's
+TARGET_RULES = ("published", "nonzero")   # sample_target_labels(rule=...): TADH's rule, or at least n_t and not zero
 
 
 def _label_groups(db_labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -38,32 +30,30 @@ def _label_groups(db_labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, 
 
 
 def sample_target_labels(query_labels: torch.Tensor, db_labels: torch.Tensor, *, min_items: int = 9,
-                         generator: torch.Generator | None = None, rule: str = "official") -> torch.Tensor:
+                         generator: torch.Generator | None = None, rule: str = "published") -> torch.Tensor:
     """One target label per query, drawn uniformly (seeded by ``generator``) from the database's distinct
     label rows that (a) share no class with the query (so a success is never a side effect of the query's
     own label; as in TADH's and SAAT's DHTA code) and (b) pass ``rule`` with ``min_items`` = n_t:
 
-    - ``"official"`` (default): carried by **more than** ``min_items`` database items, an all-zero row
+    - ``"published"`` (default): carried by **more than** ``min_items`` database items, an all-zero row
       allowed, exactly as TADH ``dhta.py`` L195-216 (module docstring).
-    - ``"advhash"``: carried by **at least** ``min_items`` items and not all-zero (an all-zero target has
+    - ``"nonzero"``: carried by **at least** ``min_items`` items and not all-zero (an all-zero target has
       no relevant item: its t-MAP is 0 whatever the attack does).
 
     Shapes: (n_q, L), (n_db, L) -> (n_q, L)."""
-    if rule not in TARGET_RULES:
-        raise ValueError(f"rule must be one of {TARGET_RULES} ('official' = TADH's dhta.py, more than min_items "
-                         f"items, all-zero rows allowed; 'advhash' = at least min_items, no all-zero row); "
-                         f"got {rule!r}")
+    check_choice("rule", rule, TARGET_RULES, hint=" ('published' = TADH's dhta.py, more than min_items items, "
+                 "all-zero rows allowed; 'nonzero' = at least min_items, no all-zero row)")
     if query_labels.shape[1] != db_labels.shape[1]:
         raise ValueError(f"query labels have {query_labels.shape[1]} classes, database labels {db_labels.shape[1]}")
     unique, _, counts = _label_groups(db_labels)
-    if rule == "official":
+    if rule == "published":
         candidate = counts > min_items                                   # all-zero rows stay candidates
     else:
         candidate = (counts >= min_items) & (unique.sum(1) > 0)
     allowed = (query_labels.float() @ unique.T == 0) & candidate          # (n_q, u)
     if not allowed.any(1).all():
         bad = int((~allowed.any(1)).nonzero()[0])
-        carried = f"> {min_items}" if rule == "official" else f">= {min_items}"
+        carried = f"> {min_items}" if rule == "published" else f">= {min_items}"
         raise ValueError(f"query {bad} has no possible target label: no database label disjoint from it is carried "
                          f"by {carried} items (rule={rule!r}); lower min_items (the number of anchors) or use a "
                          f"larger database")

@@ -4,19 +4,14 @@ A **representative code** of an item with label y is the binary code closest (in
 codes of the table items relevant to it (its positives P: sharing a label, ``advhash.metrics.relevance``) and
 farthest from the others (its negatives N):
 
-    b* = argmin_{b in {-1,+1}^K}  sum_{j in P} w+_j d_H(b, b_j)  -  sum_{j in N} w-_j d_H(b, b_j),
+    b* = argmin_{b in {-1,+1}^K}  sum_{j in P} w+_j d_H(b, b_j)  -  sum_{j in N} w-_j d_H(b, b_j)
+       = sign(sum_P w+_j b_j - sum_N w-_j b_j)      (linear in b, since d_H(b, b') = (K - b . b') / 2),
 
-w+ summing to 1 over P, w- = 1 / |N|. With d_H(b, b') = (K - b . b') / 2 the objective is linear in b, so the
-minimum is b* = sign(sum_P w+_j b_j - sum_N w-_j b_j), bit by bit. The codes here differ only in w+:
-
-- CgAT's center code (Wang et al., WWW 2023, Theorem 1): c = sign(sum_P w+ b_j - sum_N w- b_j), w+ the Jaccard
-  similarity of the label sets, normalized (``center.py``; the official code: w+ = 1 / |P|);
-- SAAT's mainstay code (Yuan et al., TIFS 2023, Theorem 1): b_m = sign(sum_P w+ b_j - sum_N w- b_j), w+ the
-  cosine similarity of the label vectors, normalized (``mainstay.py``).
-
-Ties are common (a bit on which every table code agrees gives mean(P) = mean(N)), and float32 weights such as
-1/3 do not cancel exactly, so the sum is taken in float64 and |sum| <= 1e-9 counts as 0; each code decides
-what a tie becomes.
+w+ summing to 1 over P, w- = 1 / |N|. CgAT's center code (``center.py``) takes w+ the normalized Jaccard
+similarity of the label sets (its published code: w+ = 1 / |P|), SAAT's mainstay code (``mainstay.py``) the
+normalized cosine similarity. Ties are common (a bit on which every table code agrees), and float32 weights
+such as 1/3 do not cancel exactly, so the sum is taken in float64 and |sum| <= 1e-9 counts as 0; each code
+(and variant) decides what a tie becomes.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 The adversarial samples of the first ``num_adversarial`` training pairs (the image attacked against its
 paired text's codes, the text against its image's codes) are put in front of the training set, with the
-labels of their items, and the clean model is fine-tuned on the augmented set (the official code:
+labels of their items, and the clean model is fine-tuned on the augmented set (the published code:
 5,000 adversarial pairs, 5 epochs; ``demo_AdversarialTraining.py``). Adversarial images are stored as
-8-bit images, as the official code stores them (it also passes them through JPEG, which is not
+8-bit images, as the published code stores them (it also passes them through JPEG, which is not
 reproduced).
 """
 

@@ -1,53 +1,17 @@
 """CMLA: Li, Gao, Deng, Xie, Liu, "Cross-Modal Learning with Adversarial Samples", NeurIPS 2019.
 
-CMLA perturbs an image (or a text) so that its code stops matching the *other* modality's codes of the
-items it should retrieve (inter-modal similarity broken) while staying close to its own modality's codes
-(intra-modal similarity kept, so the sample still looks like itself to same-modality search), at a small
-distortion. For an image batch x with perturbation variable delta, adversarial images x^ = clamp(x + delta, 0, 1),
-relaxed adversarial codes H^ = tanh(z(x^)), the clean codes B^t of the paired texts and B^v of the clean images,
-S_ij = 1[i, j share a label] and c the scale of the code products (``inner_product=``):
+CMLA perturbs an image (or a text) so that its code stops matching the *other* modality's codes of the items it
+should retrieve (inter-modal similarity broken) while staying close to its own modality's codes (intra-modal
+similarity kept), at a small distortion. With x^ = clamp(x + delta, 0, 1), H^ = tanh(z(x^)), S_ij = 1[i, j share a
+label] in the batch, Gamma = c H^ B^o' and Theta = c H^ B^s' (B^o, B^s: clean codes of the other and the same modality):
 
-    Gamma_ij = c H^_i . B^t_j,      Theta_ij = c H^_i . B^v_j,
-    J_inter = mean_ij ( S_ij Gamma_ij + log(1 + e^-Gamma_ij) )    the likelihood with S flipped: similar pairs
-                                                                   pushed apart, dissimilar ones together,
-    J_intra = mean_ij ( log(1 + e^Theta_ij) - S_ij Theta_ij )     the likelihood itself: similarity kept,
-    J_dist  = u mean |x^ - x|                                      u the distortion's scale (``distortion_units=``),
-    min_delta  inter_weight J_inter + intra_weight J_intra + distortion_weight J_dist,   all weights 1 (Default),
+    min_delta  mean(S Gamma + log(1 + e^-Gamma)) + mean(log(1 + e^Theta) - S Theta) + u mean|x^ - x|,
 
-pairs (i, j) within the batch, and the same with the roles of image and text swapped for a text attack (tags
-y^ = clamp(y + delta, 0, 1)). Adam from delta = 0 (learning rate 0.5 on the 0-255 pixel scale, i.e. 0.5/255 here,
-and 0.002 on tag vectors), 500 iterations.
-
-Where each piece comes from (the published code is ChaoLi1991/CMLA ``demo_learn_AdversarialSampls.py``):
-- the paper, as the authors' poster writes its objective (ChaoLi1991/CMLA ``neurips19_CMLA.pdf``, commit dd9d8a0):
-  the two likelihood terms with Gamma_ij = 1/2 H^v_i H^t_j^T and Theta_ij = 1/2 H^v_i H^v_j^T (c = 1/2, the
-  DCMH/SSAH definition), plus the sum over samples of ||o^ - o||_p, all with weight 1 (sums where advhash takes
-  means); its o are those of its D, which it reports on [0, 1] images (D ~ 0.02);
-- the published code: the means above with c = 1 (L198-203 for an image attack, L210-215 for a text attack), the L1
-  term on 0-255 pixels with weight eps_I = 1 (L201, L93) and on tags with eps_T = 1 (L213, L67); the adversarial
-  images clipped to [0, 255] (L186) and tags to [0, 1] (L190) before the network and the L1 term, and the samples
-  it keeps clipped again (L79, L104); the noise clipped to [0, 10] pixel levels and [0, 0.01] after every Adam
-  step (L232-233, run at L102 and L77).
-
-The options, each named for what it computes:
-- ``inner_product``: ``"half"`` (Default, the paper: c = 1/2) or ``"full"`` (the published code: c = 1,
-  L198-199 and L210-211).
-- ``distortion_units``: ``"unit"`` (Default, the paper's o: J_dist measured on the [0, 1] inputs, u = 1) or
-  ``"levels"`` (the published code: an image attack's J_dist measured in 0-255 pixel levels, u = 255 on [0, 1]
-  images, L201 with eps_I = 1 at L93). Tags are 0/1 vectors in both, so a text attack's u is 1 either way (L213,
-  eps_T = 1 at L67).
-- ``constraint``: ``"penalty"`` (Default, the paper: the minimal perturbation is asked of J_dist alone) or
-  ``"clip"`` (the published code: after every Adam step delta is clipped to [0, max_noise], one-sided, 10/255 for
-  images and 0.01 for tags, L232-233).
-The paper does not say how samples are kept in range, so both constraints keep them in [0, 1] as the published
-code does (L186, L190): delta itself is not projected, the network and J_dist see clamp(x + delta, 0, 1) with the
-gradient of ``tf.clip_by_value`` (1 on [0, 1], bounds included, 0 outside), and the returned sample is
-clamp(x + delta, 0, 1). Not reproduced: the published loop keeps the sample made from the noise fetched in the same
-session run as the Adam step (L75-79, L100-104), a fetch not ordered against the update (so either the previous
-iterate or this step's result before its clip); advhash returns the sample after the step and its clip.
-
-The distortion the paper reports beside every number is D = sqrt( sum (o^ - o)^2 / M ), M the number of
-elements of a sample, averaged over samples (:func:`cmla_distortion`; [0, 1] pixel units).
+Adam from delta = 0. Each option is the paper's form (Default) or the published code's (ChaoLi1991/CMLA
+``demo_learn_AdversarialSampls.py``): ``inner_product`` "half" / "full" (c = 1/2 / 1, L198-199), ``distortion_units``
+"unit" / "levels" (u = 1 / 255 on images, L201), ``constraint`` "penalty" / "clip" (delta clipped to [0, max_noise]
+after each step, L232-233). The distortion reported beside every number is D = sqrt(sum (o^ - o)^2 / M) per sample,
+averaged (:func:`cmla_distortion`). Every published line, the [0, 1] box, the departures: ``docs/methods.md``, CMLA.
 """
 
 from __future__ import annotations
@@ -56,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..metrics import relevance
+from ..utils import check_choice
 
 CONSTRAINTS = ("penalty", "clip")
 MODALITIES = ("image", "text")
@@ -142,14 +107,10 @@ class CMLA:
                  constraint: str = "penalty", max_noise: float | None = None, inner_product: str = "half",
                  distortion_units: str = "unit", inter_weight: float = 1.0, intra_weight: float = 1.0,
                  distortion_weight: float = 1.0):
-        if modality not in MODALITIES:
-            raise ValueError(f"modality must be one of {MODALITIES}; got {modality!r}")
-        if constraint not in CONSTRAINTS:
-            raise ValueError(f"constraint must be one of {CONSTRAINTS}; got {constraint!r}")
-        if inner_product not in INNER_PRODUCTS:
-            raise ValueError(f"inner_product must be one of {tuple(INNER_PRODUCTS)}; got {inner_product!r}")
-        if distortion_units not in DISTORTION_UNITS:
-            raise ValueError(f"distortion_units must be one of {DISTORTION_UNITS}; got {distortion_units!r}")
+        check_choice("modality", modality, MODALITIES)
+        check_choice("constraint", constraint, CONSTRAINTS)
+        check_choice("inner_product", inner_product, INNER_PRODUCTS)
+        check_choice("distortion_units", distortion_units, DISTORTION_UNITS)
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise ValueError(f"steps must be an integer >= 0; got {steps!r}")
         lr = _DEFAULTS[modality]["lr"] if lr is None else lr

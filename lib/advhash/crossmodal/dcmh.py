@@ -1,33 +1,18 @@
 """DCMH: Jiang and Li, "Deep Cross-Modal Hashing", CVPR 2017 -- the objective and its alternating training.
 
-With F = f(x; theta_x) the image network's outputs and G = g(t; theta_y) the text network's (K x n in the
-paper, rows here: (n, K), linear outputs, no tanh), S_ij = 1[items i and j share a label] and
-Theta_ij = 1/2 F_i . G_j:
+With F = f(x; theta_x), G = g(t; theta_y) the image and text networks' linear outputs (rows here: (n, K)),
+S_ij = 1[items i and j share a label] and Theta_ij = 1/2 F_i . G_j:
 
     min  J = - sum_ij ( S_ij Theta_ij - log(1 + e^Theta_ij) )                 (inter-modal likelihood)
              + gamma ( ||B - F||^2 + ||B - G||^2 )                             (quantization)
              + eta ( ||F^T 1||^2 + ||G^T 1||^2 ),                              (bit balance)
     B = sign(gamma (F + G)) = sign(F + G)                                      (the B-step, closed form)
 
-Each epoch alternates: the image network is trained batch by batch with the text outputs G fixed (the
-buffer of the last text pass), then the text network with F fixed, then B is recomputed. The official
-code (``WendellGul/DCMH``; ``docs/methods.md``, section DCMH) keeps F and G as buffers of all n training
-outputs, starts them from N(0, 1), normalizes each batch's objective by (batch size x n), uses
-gamma = eta = 1 and batches of 128; it trains with SGD at learning rates falling linearly from 10^-1.5 to
-10^-6 over 500 epochs (``pairs="table"``).
-
-``pairs="batch"`` forms the pairs and the balance term within the batch instead: a batch of images is
-paired with the text network's current outputs for the same items (no gradient), and the balance term
-is ||sum of the batch's outputs||^2; normalization b x b (the analogue of the single-modal losses'
-``pairs="batch"``).
-
-Measured on fashion-mosaic from scratch on a CPU (3,000 training pairs, 32 bits, small CNN and the
-8192-wide text net, Adam 10^-3, batch 64, gamma = 1, 10 epochs; image->text / text->image mAP@5000,
-random ranking 0.44): the table form reaches 0.77 / 0.76 with eta = 0, but any balance weight
-(eta = 0.01, 0.1, 1) makes it oscillate (0.55 / 0.49, 0.54 / 0.45, 0.48 / 0.44): its balance term adds
-the batch to n - b buffer rows that are up to an epoch stale, so a bias is corrected an epoch late.
-The batch form, whose balance term is current, reaches 0.71 / 0.70 with eta = 0.01. The CPU profile
-therefore trains the table form with eta = 0 and says so; the paper profile keeps gamma = eta = 1.
+Each epoch trains the image network batch by batch with G fixed (the buffer of the last text pass), then the
+text network with F fixed, then recomputes B. As the published code (WendellGul/DCMH ``main.py`` L44-53, L88-99,
+L119-132, L139), F and G buffer all n outputs from N(0, 1) and a batch's objective is divided by b n
+(``pairs="table"``); ``pairs="batch"`` pairs within the batch (advhash's own, b x b). The published schedule,
+the departures and the measured effect of eta: ``docs/methods.md``, section DCMH.
 """
 
 from __future__ import annotations
@@ -39,11 +24,11 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import save_checkpoint
 from ..metrics import relevance
 from ..models import binarize
-from ..train import append_epoch, epoch_order, make_optimizer, resume_networks, rng_state
-from ..utils import progress, resolve_device
+from ..resumable import ResumableRun
+from ..train import epoch_order, make_optimizer
+from ..utils import check_choice, resolve_device
 from .fitting import fit_cross_modal, require_texts
 from .models import CrossModalHashing
 
@@ -114,8 +99,7 @@ def train_dcmh(model: CrossModalHashing, train_split, *, epochs: int, batch_size
     """
     if epochs < 0 or batch_size <= 0:
         raise ValueError(f"epochs must be >= 0 and batch_size > 0; got {epochs}, {batch_size}")
-    if pairs not in PAIRS:
-        raise ValueError(f"pairs must be one of {PAIRS}; got {pairs!r}")
+    check_choice("pairs", pairs, PAIRS)
     texts, labels = require_texts(train_split).float(), train_split.labels.float()
     device = resolve_device(device)
     model.to(device)
@@ -135,48 +119,52 @@ def train_dcmh(model: CrossModalHashing, train_split, *, epochs: int, batch_size
     else:
         generator = torch.Generator().manual_seed(seed)
         buffers = {name: torch.randn(n, model.bits, generator=generator).to(device) for name in ("image", "text")}
-    codes = binarize(buffers["image"] + buffers["text"])
-    history: list[dict[str, Any]] = []
-    start_epoch = 0
-    state = resume_networks(checkpoint_path, run_config, model, optimizers, device=device, epochs=epochs)
-    if state is not None:
-        buffers = {"image": state["image_buffer"], "text": state["text_buffer"]}
-        codes, history, start_epoch = state["codes"], list(state["history"]), state["epoch"]
-    for epoch in progress(range(start_epoch, epochs), desc="train DCMH", initial=start_epoch, total=epochs):
-        began, record = time.perf_counter(), dict(epoch=epoch + 1)
-        for index, (name, other) in enumerate((("image", "text"), ("text", "image"))):
-            network, buffer = model.modality(name), buffers[name]
-            network.train()
-            total, batches = 0.0, 0
-            for chunk in epoch_order(n, seed=seed, epoch=2 * epoch + index).split(batch_size):
-                chunk = chunk.to(device)
-                outputs = network.hash_logits(read[name](chunk.cpu()).to(device))
-                buffer[chunk] = outputs.detach()
-                if pairs == "table":
-                    rest_sum = buffer.sum(0) - buffer[chunk].sum(0)
-                    loss = dcmh_batch_loss(outputs, buffers[other], similarity[chunk], codes[chunk], rest_sum,
-                                           gamma=gamma, eta=eta)
-                else:
-                    partner = _outputs(model.modality(other), read[other], chunk.cpu(), len(chunk), device)
-                    buffers[other][chunk] = partner
-                    loss = dcmh_batch_loss(outputs, partner, similarity[chunk][:, chunk], codes[chunk],
-                                           outputs.new_zeros(outputs.shape[1]), gamma=gamma, eta=eta)
-                optimizers[name].zero_grad(set_to_none=True)
-                loss.backward()
-                optimizers[name].step()
-                total, batches = total + loss.item(), batches + 1
-            record[f"{name}_loss"] = total / max(batches, 1)
-        codes = binarize(buffers["image"] + buffers["text"])                       # the B-step
-        record["seconds"] = time.perf_counter() - began
-        append_epoch(history, record, model, evaluate)
-        if checkpoint_path is not None:
-            save_checkpoint(dict(model=model.state_dict(), image_optimizer=optimizers["image"].state_dict(),
-                                 text_optimizer=optimizers["text"].state_dict(), image_buffer=buffers["image"],
-                                 text_buffer=buffers["text"], codes=codes, **rng_state(device),
-                                 threads=torch.get_num_threads(), epoch=epoch + 1, history=history,
-                                 run_config=run_config), checkpoint_path)
-    model.eval()
-    return history
+    parts = {f"{name}_optimizer": optimizers[name] for name in ("image", "text")}
+    with ResumableRun(checkpoint_path, run_config, model, parts=parts, device=device, epochs=epochs,
+                      evaluate=evaluate, desc="train DCMH") as run:
+        state = run.start(image_buffer=buffers["image"], text_buffer=buffers["text"],
+                          codes=binarize(buffers["image"] + buffers["text"]))
+        buffers, codes = {"image": state["image_buffer"], "text": state["text_buffer"]}, state["codes"]
+        for epoch in run.epochs():
+            began, record = time.perf_counter(), dict(epoch=epoch + 1)
+            for index, (name, other) in enumerate((("image", "text"), ("text", "image"))):
+                order = epoch_order(n, seed=seed, epoch=2 * epoch + index)
+                record[f"{name}_loss"] = _modality_pass(model, name, other, order.split(batch_size), buffers,
+                                                        optimizers[name], read=read, similarity=similarity,
+                                                        codes=codes, pairs=pairs, gamma=gamma, eta=eta, device=device)
+            codes = binarize(buffers["image"] + buffers["text"])                   # the B-step
+            record["seconds"] = time.perf_counter() - began
+            run.end_epoch(record, image_buffer=buffers["image"], text_buffer=buffers["text"], codes=codes)
+        model.eval()
+        return run.history
+
+
+def _modality_pass(model, name: str, other: str, chunks, buffers: dict, optimizer, *, read, similarity, codes,
+                   pairs: str, gamma: float, eta: float, device) -> float:
+    """One pass of DCMH's alternating step over modality ``name``'s network, ``other``'s outputs fixed: each
+    batch's outputs refresh ``buffers[name]``, then its objective (:func:`dcmh_batch_loss`) is minimized.
+    Returns the mean batch objective."""
+    network, buffer = model.modality(name), buffers[name]
+    network.train()
+    total, batches = 0.0, 0
+    for chunk in chunks:
+        chunk = chunk.to(device)
+        outputs = network.hash_logits(read[name](chunk.cpu()).to(device))
+        buffer[chunk] = outputs.detach()
+        if pairs == "table":
+            rest_sum = buffer.sum(0) - buffer[chunk].sum(0)
+            loss = dcmh_batch_loss(outputs, buffers[other], similarity[chunk], codes[chunk], rest_sum,
+                                   gamma=gamma, eta=eta)
+        else:
+            partner = _outputs(model.modality(other), read[other], chunk.cpu(), len(chunk), device)
+            buffers[other][chunk] = partner
+            loss = dcmh_batch_loss(outputs, partner, similarity[chunk][:, chunk], codes[chunk],
+                                   outputs.new_zeros(outputs.shape[1]), gamma=gamma, eta=eta)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total, batches = total + loss.item(), batches + 1
+    return total / max(batches, 1)
 
 
 def fit_dcmh(data, *, bits: int, epochs: int, backbone: str = "small_cnn", input_size: int | None = None,

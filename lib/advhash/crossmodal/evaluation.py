@@ -1,6 +1,7 @@
-"""Evaluation of cross-modal hashing under CMLA (notebook 03): the attacked query pairs and their clean
-codes, CMLA's adversarial queries of both modalities recorded at several iteration counts, the mAP and
-distortion D of every recorded iterate on the retrieval tasks it touches, and the tags a text attack changed.
+"""Evaluation of cross-modal hashing under CMLA (notebook 03): the attacked query pairs and their clean codes,
+CMLA's adversarial queries of both modalities recorded at several iteration counts, the mAP and distortion D of
+every recorded iterate on the tasks it touches, CMLA's Table 1 and 2 layouts beside the published ones, and the tags
+a text attack changed.
 
     queries = paired_query_set(data, num_attacked=100)          # the first query pairs
     codes = encode_queries(model, queries)                      # {"image": (n, K), "text": (n, K)}
@@ -8,15 +9,9 @@ distortion D of every recorded iterate on the retrieval tasks it touches, and th
     scores = cmla_scores(model, snapshots, queries, codes, encode_pairs(model, data.database),
                          data.database.labels, topk=5000)       # iterations, task, map, D
 
-Over a set of models keyed by (model, bits): :func:`clean_scores`, with :func:`clean_table` and
-:func:`published_clean_table` (Table 1's layout), :func:`protocol_scores` (the adaptive and fixed protocols, with
-the drop from the clean mAP), :func:`attack_table` and :func:`published_attack_table` (Table 2's layout),
-:func:`crossmodal_curves` (PR and P@N) and :func:`task_metrics` (the metrics file).
-
-An attacked image is scored on image->text (the cross-modal task CMLA breaks) and image->image (the
-intra-modal one it means to keep), the other queries' codes staying clean; an attacked text on
-text->image and text->text. The snapshots of one model may be scored on another (the fixed protocol:
-DCMH+ on the queries made against DCMH).
+An attacked image is scored on image->text (the cross-modal task CMLA breaks) and image->image (the intra-modal one
+it means to keep), the other queries' codes staying clean; an attacked text on text->image and text->text. The
+snapshots of one model may be scored on another (the fixed protocol: DCMH+ on the queries made against DCMH).
 """
 
 from __future__ import annotations
@@ -28,8 +23,10 @@ import pandas as pd
 import torch
 
 from ..attacks import perturb
-from ..evaluation import nested_metrics, read_published, retrieval_curves
+from ..evaluation import retrieval_curves
+from ..results import nested_metrics, read_published
 from ..train import encode
+from ..utils import check_choice
 from .cmla import CMLA, cmla_distortion
 from .retrieval import TASKS, crossmodal_maps, encode_pairs
 
@@ -56,8 +53,7 @@ class PairedQueries:
 
     def inputs(self, modality: str) -> torch.Tensor:
         """The images or the texts."""
-        if modality not in _OTHER:
-            raise ValueError(f"modality must be 'image' or 'text'; got {modality!r}")
+        check_choice("modality", modality, _OTHER)
         return self.images if modality == "image" else self.texts
 
 

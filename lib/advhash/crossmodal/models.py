@@ -2,7 +2,7 @@
 Hamming space (DCMH, Jiang and Li, CVPR 2017; SSAH; CMLA attacks them).
 
 - ``TextHashingModel``: DCMH's text network, the tag bag-of-words through a hidden layer of 8192 ReLU
-  units to K linear outputs (the official code writes it as two 1-D convolutions over the whole
+  units to K linear outputs (the published code writes it as two 1-D convolutions over the whole
   vocabulary, which is this pair of fully connected layers).
 - ``CrossModalHashing``: the pair (``image``: an ``advhash.models.HashingModel``, ``text``), saved and
   loaded as one module.

@@ -1,70 +1,24 @@
 """SSAH: Li, Deng, Li, Liu, Gao and Tao, "Self-Supervised Adversarial Hashing Networks for Cross-Modal
 Retrieval", CVPR 2018 -- the networks, the objective and the alternating training.
 
-Three networks map their input to a 512-d semantic feature F, relaxed codes H = tanh(z) (K bits) and
-predicted labels L^ = sigmoid(.) (c classes):
-
-- the **label network** (self-supervision): the label vector -> 4096 -> 512 (``LabelNetwork``);
-- the **image network**: the backbone -> 512 (``SSAHImageNetwork``);
-- the **text network**: multi-scale fusion of the tag bag-of-words -> 4096 -> 512 (``SSAHTextNetwork``).
-
-The label network is trained first, on its own pairs (1 below with o = l); its features and codes of all
-n training items (buffers F^l, H^l) then supervise the image and the text network. With Theta = 1/2 F^o F^l^T,
-Gamma = 1/2 H^o H^l^T (a batch of b items against the n buffered label items) and S_ij = 1[share a label]:
+A label network (labels -> 4096 -> 512), an image network (backbone -> 512) and a text network (multi-scale fusion
+of the tags -> 4096 -> 512) give features F, relaxed codes H = tanh(z) and labels L^. With Theta = 1/2 F^o F^l^T,
+Gamma = 1/2 H^o H^l^T (a batch against the n buffered label-network outputs), S_ij = 1[share a label], B = sign(H^l):
 
     L^o = alpha J_pair(Theta) + gamma J_pair(Gamma) + beta ||B - H^o||^2 + eta ||L^ - L||^2 + delta J_adv   (1)
-    J_pair(Theta) = - sum_ij ( S_ij Theta_ij - log(1 + e^Theta_ij) )                    (paper: likelihood)
+    J_pair(Theta) = - sum_ij ( S_ij Theta_ij - log(1 + e^Theta_ij) ),      J_adv = - log D(F^o)
 
-(the label network has no J_adv). Two **modality discriminators** D_v, D_t (512 -> 512 -> 256 -> 1) learn to
-tell the label network's features (class 1) from the image's / the text's (class 0); J_adv = - log D(F^o)
-pushes the modality's features to pass for the label network's. B = sign(H^l), the label network's codes.
-Each epoch: a pass of the label network, one of the discriminators, one of the image network and one of the
-text network (``train_ssah``).
-
-How each term of (1) runs over its entries (the b x n pairs, the b x K bits, the b x c labels) is ``reduction``:
-
-- ``"sum"`` (default, the paper): J_pair as written above, ||B - H^o||^2 and ||L^ - L||^2 squared Frobenius
-  norms, i.e. plain sums;
-- ``"half_sum"`` (the official code): 1/2 sum for the two pairwise, the quantization and the label terms alike,
-  ``mse_criterion`` = ``tf.nn.l2_loss`` (lelan-li/SSAH ``ops.py`` L55-56; ``SSAH.py`` L104-110 label network,
-  L113-120 image, L123-130 text), so with ``pairwise="squared"`` every term has the official form, reduction
-  and relative weight (the official B of the image and text networks differs: see docs/methods.md);
-- ``"mean"``: each term averaged over its entries (neither the paper nor the official code; it keeps every term's
-  scale independent of b, n, K and c, and the measurements below were made with it).
-
-J_adv is in every case the mean of -log D over the batch, as the official code's ``sce_criterion``
-(``ops.py`` L58-59, ``SSAH.py`` L119 / L129): its form and reduction follow the official code, whatever
-``reduction`` says for the other terms.
-
-The official code (``lelan-li/SSAH``, TensorFlow; ``docs/methods.md``, section SSAH) departs from the paper
-in ways offered here:
-
-- ``pairwise="squared"``: J_pair is the *squared* residual (0.999 S Theta - log(1 + e^Theta))^2 (``SSAH.py``
-  L105-107, L114-116, L124-126; S scaled by 0.999: ``ops.py`` L67-69), with ``reduction="half_sum"`` the
-  official term exactly; the default ``"likelihood"`` is the paper's negative log-likelihood.
-- ``reduction="half_sum"``: the official 1/2 sum of every term but J_adv (above); default ``"sum"`` (the paper).
-- ``adversarial_gradient=False``: J_adv's features reach the discriminator as data, so its gradient
-  never reaches the modality network (the term is computed but trains nothing); default True (the paper).
-- It repeats each network's pass up to 10 / 15 times per epoch until its loss rises, and lowers each
-  learning rate by 10^0.5 per pass (label 10^-2, image 10^-4.5, text 10^-3.5, discriminator 10^-3 at
-  first), from a pretrained CNN-F. Here each epoch makes one pass per network with Adam at fixed rates.
-
-Measured on fashion-mosaic from scratch on a CPU (1,000 training pairs, 32 bits, small CNN, Adam 10^-3, batch
-64, 8 epochs, ``reduction="mean"``; image->text / text->image mAP@5000, constant codes 0.46): with the paper's
-adversarial gradient the discriminator wins at once and J_adv drives the image network's features to zero (99% of
-them), leaving constant codes (0.46 / 0.46); with the official code's cut gradient SSAH reaches 0.64 / 0.63. The CPU
-profile of notebook 03 therefore trains with ``adversarial_gradient=False`` and says so.
-
-Not reproduced: the official code draws its new layers' weights from N(0, 0.01^2); from scratch (no pretrained
-CNN-F) that leaves the features so small that the hash heads learn only their biases (every label got one code on
-the test stripes), so PyTorch's default initialization is kept. The official text network's bilinear resize uses
-TensorFlow 1's corner mapping (here ``F.interpolate(..., align_corners=False)``), and its discriminators' dropout
-rate is set outside the files read (``discriminator_dropout``, default 0).
+(no J_adv for the label network). Discriminators D_v, D_t (512 -> 512 -> 256 -> 1) tell the label network's features
+(1) from the image's / text's (0). Each epoch: a label, a discriminator, an image and a text pass (``train_ssah``).
+The published code (lelan-li/SSAH ``SSAH.py`` L104-130, ``ops.py`` L55-69) is offered by named options,
+``pairwise="squared"``, ``reduction="half_sum"``, ``adversarial_gradient=False``; what else it does, what is not
+reproduced and the measurements: ``docs/methods.md``, section SSAH.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -72,18 +26,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import save_checkpoint
 from ..metrics import relevance
 from ..models import HashingModel, binarize
-from ..train import append_epoch, epoch_order, make_optimizer, resume_networks, rng_state
-from ..utils import progress, resolve_device
+from ..resumable import ResumableRun
+from ..train import epoch_order, make_optimizer
+from ..utils import check_choice, resolve_device
 from .fitting import fit_cross_modal, require_texts
 from .models import PairedModalities
 
 SEMANTIC_DIM = 512                      # SSAH's SEMANTIC_EMBED
 TEXT_POOL_WIDTHS = (50, 30, 15, 10, 5)  # the multi-scale fusion's average-pool widths (5 x level, level 10, 6, 3, 2, 1)
 PAIRWISE_FORMS = ("likelihood", "squared")
-REDUCTIONS = ("sum", "half_sum", "mean")   # the paper's sums, the official code's tf.nn.l2_loss (1/2 sum), means
+NETWORK_PASSES = ("label", "discriminators", "image", "text")   # one pass of each per epoch, in this order
+REDUCTIONS = ("sum", "half_sum")        # the paper's sums, the published code's tf.nn.l2_loss (1/2 sum)
 
 
 def _response_norm() -> nn.LocalResponseNorm:
@@ -214,7 +169,8 @@ class SSAHModel(PairedModalities, nn.Module):
 
     Args:
         bits: K; text_dim: T; num_labels: c; backbone, in_channels, input_size: the image network's.
-        hidden: the label and text networks' first layer (SSAH: 4096); discriminator_dropout: see the module.
+        hidden: the label and text networks' first layer (SSAH: 4096); discriminator_dropout: the discriminators'
+            dropout rate (the published code sets it outside the files read; default 0).
     """
 
     def __init__(self, *, bits: int, text_dim: int, num_labels: int, backbone: str = "small_cnn",
@@ -237,17 +193,10 @@ class SSAHModel(PairedModalities, nn.Module):
         return self.image_discriminator if name == "image" else self.text_discriminator
 
 
-def _check_reduction(reduction: str) -> None:
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}; got {reduction!r}")
-
-
 def _reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
-    """sum (the paper), 1/2 sum (the official ``tf.nn.l2_loss``) or mean of ``values``' entries."""
-    _check_reduction(reduction)
-    if reduction == "sum":
-        return values.sum()
-    return 0.5 * values.sum() if reduction == "half_sum" else values.mean()
+    """sum (the paper) or 1/2 sum (the published ``tf.nn.l2_loss``) of ``values``' entries."""
+    check_choice("reduction", reduction, REDUCTIONS)
+    return values.sum() if reduction == "sum" else 0.5 * values.sum()
 
 
 def ssah_pairwise_loss(outputs: torch.Tensor, anchors: torch.Tensor, similarity: torch.Tensor, *,
@@ -255,12 +204,12 @@ def ssah_pairwise_loss(outputs: torch.Tensor, anchors: torch.Tensor, similarity:
     """J_pair of equation (1) over the (b, n) pairs, with Theta = 1/2 outputs anchors^T and, per pair,
 
         "likelihood" (the paper):       log(1 + e^Theta) - S Theta
-        "squared" (the official code):  (0.999 S Theta - log(1 + e^Theta))^2    (lelan-li/SSAH SSAH.py L115-116,
+        "squared" (the published code):  (0.999 S Theta - log(1 + e^Theta))^2    (lelan-li/SSAH SSAH.py L115-116,
                                                                                  ops.py L67-69: S scaled by 0.999)
 
-    reduced by ``reduction``: "sum" (default, the paper's sum over i, j), "half_sum" (the official code's
-    ``tf.nn.l2_loss``, 1/2 sum: ops.py L55-56) or "mean" (over the b n pairs; a factor b n apart from "sum").
-    ``form="squared", reduction="half_sum"`` is what the official code computes.
+    reduced by ``reduction``: "sum" (default, the paper's sum over i, j) or "half_sum" (the published code's
+    ``tf.nn.l2_loss``, 1/2 sum: ops.py L55-56). ``form="squared", reduction="half_sum"`` is what the published
+    code computes.
 
     Shapes: outputs (b, d) of the network being trained; anchors (n, d) the label network's buffer; S (b, n)."""
     theta = 0.5 * outputs @ anchors.T
@@ -269,7 +218,7 @@ def ssah_pairwise_loss(outputs: torch.Tensor, anchors: torch.Tensor, similarity:
     elif form == "squared":
         per_pair = (0.999 * similarity * theta - F.softplus(theta)).pow(2)
     else:
-        raise ValueError(f"pairwise must be one of {PAIRWISE_FORMS}; got {form!r}")
+        check_choice("pairwise", form, PAIRWISE_FORMS)
     return _reduce(per_pair, reduction)
 
 
@@ -285,9 +234,9 @@ def ssah_network_loss(features: torch.Tensor, relaxed: torch.Tensor, predicted_l
     adversarial: J_adv (already reduced: a batch mean, see ``adversarial_loss``), or None (the label network).
 
     reduction, for the two pairwise terms, ||B - H||^2 and ||L^ - L||^2 alike: "sum" (default, the paper's sums and
-    squared Frobenius norms), "half_sum" (the official code: ``mse_criterion`` = ``tf.nn.l2_loss``, 1/2 sum, for all
-    four; lelan-li/SSAH ops.py L55-56, SSAH.py L104-110, L113-120, L123-130) or "mean" (each over its entries)."""
-    _check_reduction(reduction)
+    squared Frobenius norms) or "half_sum" (the published code: ``mse_criterion`` = ``tf.nn.l2_loss``, 1/2 sum, for
+    all four; lelan-li/SSAH ops.py L55-56, SSAH.py L104-110, L113-120, L123-130)."""
+    check_choice("reduction", reduction, REDUCTIONS)
     terms = dict(feature_pairs=ssah_pairwise_loss(features, anchor_features, similarity, form=form,
                                                   reduction=reduction),
                  code_pairs=ssah_pairwise_loss(relaxed, anchor_codes, similarity, form=form, reduction=reduction),
@@ -309,7 +258,7 @@ def discriminator_loss(discriminator: nn.Module, label_features: torch.Tensor,
 
 
 def adversarial_loss(discriminator: nn.Module, modality_features: torch.Tensor) -> torch.Tensor:
-    """J_adv = -log D(F^o), averaged over the batch (the official ``sce_criterion``, lelan-li/SSAH ops.py L58-59,
+    """J_adv = -log D(F^o), averaged over the batch (the published ``sce_criterion``, lelan-li/SSAH ops.py L58-59,
     SSAH.py L119 / L129, whatever the other terms' reduction): the modality's features labelled as the label
     network's (class 1)."""
     logits = discriminator(modality_features)
@@ -330,9 +279,6 @@ def _all_outputs(network, read, n: int, batch_size: int, device) -> tuple[torch.
     return torch.cat(features), torch.cat(relaxed)
 
 
-NETWORK_PASSES = ("label", "discriminators", "image", "text")
-
-
 def train_ssah(model: SSAHModel, train_split, *, epochs: int, batch_size: int = 128, image_lr: float = 10 ** -4.5,
                text_lr: float = 10 ** -3.5, label_lr: float = 1e-2, discriminator_lr: float = 1e-3,
                weight_decay: float = 0.0, alpha: float = 1.0, gamma: float = 1.0, beta: float = 1.0,
@@ -346,20 +292,19 @@ def train_ssah(model: SSAHModel, train_split, *, epochs: int, batch_size: int = 
 
     Args:
         epochs, batch_size (SSAH: 128).
-        image_lr, text_lr, label_lr, discriminator_lr: Adam learning rates (defaults: the official first rates).
+        image_lr, text_lr, label_lr, discriminator_lr: Adam learning rates (defaults: the published first rates).
         weight_decay: Adam's, for every network.
         alpha, gamma, beta, eta, delta: the weights of equation (1) (SSAH: all 1), the paper's names (alpha here
             weighs the feature pairs: neither a tanh scale nor a step size).
-        pairwise: "likelihood" (Default, the paper) or "squared" (the official code).
+        pairwise: "likelihood" (Default, the paper) or "squared" (the published code).
         reduction: how the pairwise, quantization and label terms run over their entries: "sum" (Default, the
-            paper), "half_sum" (the official code's tf.nn.l2_loss, 1/2 sum; with pairwise="squared" the official
-            terms and relative weights) or "mean" (module docstring). J_adv is a batch mean in every case (the
-            official code).
+            paper) or "half_sum" (the published code's tf.nn.l2_loss, 1/2 sum; with pairwise="squared" the
+            published terms and relative weights). J_adv is a batch mean in every case (the published code).
         adversarial_gradient: True (Default, the paper) lets J_adv train the modality networks; False is the
-            official code, where it does not.
-        label_passes: passes of the label network per epoch, in the same order (the official code: up to 10,
+            published code, where it does not.
+        label_passes: passes of the label network per epoch, in the same order (the published code: up to 10,
             until its loss rises).
-        seed: initial buffers (N(0, 1), as the official code), the weights' RNG state and every pass's order.
+        seed: initial buffers (N(0, 1), as the published code), the weights' RNG state and every pass's order.
         start_from_model: start the label network's buffers from its outputs (fine-tuning, SSAH+).
         checkpoint_path: written atomically after every epoch; an existing one is resumed (or only loaded when
             complete); one written with other settings is refused.
@@ -370,9 +315,8 @@ def train_ssah(model: SSAHModel, train_split, *, epochs: int, batch_size: int = 
     """
     if epochs < 0 or batch_size <= 0:
         raise ValueError(f"epochs must be >= 0 and batch_size > 0; got {epochs}, {batch_size}")
-    if pairwise not in PAIRWISE_FORMS:
-        raise ValueError(f"pairwise must be one of {PAIRWISE_FORMS}; got {pairwise!r}")
-    _check_reduction(reduction)
+    check_choice("pairwise", pairwise, PAIRWISE_FORMS)
+    check_choice("reduction", reduction, REDUCTIONS)
     texts, labels = require_texts(train_split).float(), train_split.labels.float()
     if labels.shape[1] != model.label.num_labels:
         raise ValueError(f"the training labels have {labels.shape[1]} classes but the model's label network "
@@ -384,96 +328,138 @@ def train_ssah(model: SSAHModel, train_split, *, epochs: int, batch_size: int = 
     # alpha here is SSAH's loss weight in equation (1) (the paper's name), not a tanh scale or an attack's step
     weights = dict(alpha=alpha, gamma=gamma, beta=beta, eta=eta, delta=delta)
     rates = dict(label=label_lr, image=image_lr, text=text_lr, discriminators=discriminator_lr)
-    groups = dict(label=model.label.parameters(), image=model.image.parameters(), text=model.text.parameters(),
-                  discriminators=list(model.image_discriminator.parameters())
-                  + list(model.text_discriminator.parameters()))
-    optimizers = {name: make_optimizer("adam", groups[name], lr=rates[name], momentum=0.0, weight_decay=weight_decay)
-                  for name in NETWORK_PASSES}
+    optimizers = ssah_optimizers(model, rates, weight_decay=weight_decay)
     run_config = dict(model=model.config, batch_size=batch_size, rates=rates, weight_decay=weight_decay,
                       weights=weights, pairwise=pairwise, reduction=reduction,
                       adversarial_gradient=adversarial_gradient, label_passes=label_passes, seed=seed,
                       num_train=n, start_from_model=start_from_model)
     similarity = relevance(labels, labels).float().to(device)                       # S (n, n)
     labels = labels.to(device)
-    read = {"image": lambda indices: train_split.batch(indices)[0], "text": lambda indices: texts[indices],
-            "label": lambda indices: labels[indices.to(labels.device)]}
+    batches = SSAHBatches(read={"image": lambda indices: train_split.batch(indices)[0],
+                                "text": lambda indices: texts[indices],
+                                "label": lambda indices: labels[indices.to(labels.device)]},
+                          similarity=similarity, labels=labels, weights=weights, pairwise=pairwise,
+                          reduction=reduction, device=device)
     if start_from_model:
-        anchor_features, anchor_codes = _all_outputs(model.label, read["label"], n, 1024, device)
+        anchors = _all_outputs(model.label, batches.read["label"], n, 1024, device)
     else:
         generator = torch.Generator().manual_seed(seed)
-        anchor_features = torch.randn(n, SEMANTIC_DIM, generator=generator).to(device)
-        anchor_codes = torch.randn(n, model.bits, generator=generator).to(device)
-    history: list[dict[str, Any]] = []
-    start_epoch = 0
-    state = resume_networks(checkpoint_path, run_config, model, optimizers, device=device, epochs=epochs)
-    if state is not None:
+        anchors = (torch.randn(n, SEMANTIC_DIM, generator=generator).to(device),
+                   torch.randn(n, model.bits, generator=generator).to(device))
+    parts = {f"{name}_optimizer": optimizers[name] for name in NETWORK_PASSES}
+    with ResumableRun(checkpoint_path, run_config, model, parts=parts, device=device, epochs=epochs,
+                      evaluate=evaluate, desc="train SSAH") as run:
+        state = run.start(anchor_features=anchors[0], anchor_codes=anchors[1])
         anchor_features, anchor_codes = state["anchor_features"], state["anchor_codes"]
-        history, start_epoch = list(state["history"]), state["epoch"]
-    for epoch in progress(range(start_epoch, epochs), desc="train SSAH", initial=start_epoch, total=epochs):
-        began, record = time.perf_counter(), dict(epoch=epoch + 1)
-        model.train()
-        orders = {name: epoch_order(n, seed=seed, epoch=len(NETWORK_PASSES) * epoch + index).split(batch_size)
-                  for index, name in enumerate(NETWORK_PASSES)}
-        # 1. the label network, against its own buffers; then B = sign(H^l)
-        totals = []
-        label_chunks = [chunk for _ in range(label_passes) for chunk in orders["label"]]
-        for chunk in label_chunks:
-            features, logits, predicted = model.label.outputs(read["label"](chunk))
-            relaxed = torch.tanh(logits)
-            anchor_features[chunk], anchor_codes[chunk] = features.detach(), relaxed.detach()
-            terms = ssah_network_loss(features, relaxed, predicted, anchor_features=anchor_features,
-                                      anchor_codes=anchor_codes, similarity=similarity[chunk],
-                                      codes=binarize(anchor_codes[chunk]), labels=labels[chunk], weights=weights,
-                                      form=pairwise, reduction=reduction)
-            optimizers["label"].zero_grad(set_to_none=True)
-            terms["total"].backward()
-            optimizers["label"].step()
-            totals.append(terms["total"].item())
-        record["label_loss"] = sum(totals) / max(len(totals), 1)
-        codes = binarize(anchor_codes)
-        # 2. the discriminators: label network's features (1) against each modality's current ones (0)
-        totals = []
-        for chunk in orders["discriminators"]:
-            with torch.no_grad():
-                label_features = model.label.outputs(read["label"](chunk))[0]
-                modality_features = {name: model.modality(name).outputs(read[name](chunk).to(device))[0]
-                                     for name in ("image", "text")}
-            loss = sum(discriminator_loss(model.discriminator(name), label_features, modality_features[name])
-                       for name in ("image", "text")) / 2
-            optimizers["discriminators"].zero_grad(set_to_none=True)
-            loss.backward()
-            optimizers["discriminators"].step()
-            totals.append(loss.item())
-        record["discriminator_loss"] = sum(totals) / max(len(totals), 1)
-        # 3, 4. the image and the text network, supervised by the label network's buffers
-        for name in ("image", "text"):
-            network, discriminator = model.modality(name), model.discriminator(name)
-            totals, adversarial_terms = [], []
-            for chunk in orders[name]:
-                features, logits, predicted = network.outputs(read[name](chunk).to(device))
-                adversarial = adversarial_loss(discriminator, features if adversarial_gradient else features.detach())
-                terms = ssah_network_loss(features, torch.tanh(logits), predicted, anchor_features=anchor_features,
-                                          anchor_codes=anchor_codes, similarity=similarity[chunk],
-                                          codes=codes[chunk], labels=labels[chunk], weights=weights, form=pairwise,
-                                          reduction=reduction, adversarial=adversarial)
-                optimizers[name].zero_grad(set_to_none=True)
-                terms["total"].backward()
-                optimizers[name].step()
-                totals.append(terms["total"].item())
-                adversarial_terms.append(adversarial.item())
-            discriminator.zero_grad(set_to_none=True)                           # J_adv does not train D
-            record[f"{name}_loss"] = sum(totals) / max(len(totals), 1)
-            record[f"{name}_adversarial"] = sum(adversarial_terms) / max(len(adversarial_terms), 1)
-        record["seconds"] = time.perf_counter() - began
-        append_epoch(history, record, model, evaluate)
-        if checkpoint_path is not None:
-            save_checkpoint(dict(model=model.state_dict(), anchor_features=anchor_features, anchor_codes=anchor_codes,
-                                 **rng_state(device), threads=torch.get_num_threads(), epoch=epoch + 1, history=history,
-                                 run_config=run_config,
-                                 **{f"{name}_optimizer": optimizers[name].state_dict() for name in NETWORK_PASSES}),
-                            checkpoint_path)
-    model.eval()
-    return history
+        for epoch in run.epochs():
+            began, record = time.perf_counter(), dict(epoch=epoch + 1)
+            model.train()
+            orders = {name: epoch_order(n, seed=seed, epoch=len(NETWORK_PASSES) * epoch + index).split(batch_size)
+                      for index, name in enumerate(NETWORK_PASSES)}
+            label_chunks = orders["label"] * label_passes                          # the label order, repeated
+            record["label_loss"] = label_pass(model.label, optimizers["label"], label_chunks, batches,
+                                              anchor_features, anchor_codes)
+            codes = binarize(anchor_codes)                                          # B = sign(H^l)
+            record["discriminator_loss"] = discriminator_pass(model, optimizers["discriminators"],
+                                                              orders["discriminators"], batches)
+            for name in ("image", "text"):
+                record[f"{name}_loss"], record[f"{name}_adversarial"] = modality_pass(
+                    model, name, optimizers[name], orders[name], batches, anchor_features, anchor_codes, codes,
+                    adversarial_gradient=adversarial_gradient)
+            record["seconds"] = time.perf_counter() - began
+            run.end_epoch(record, anchor_features=anchor_features, anchor_codes=anchor_codes)
+        model.eval()
+        return run.history
+
+
+def ssah_optimizers(model: SSAHModel, rates: dict[str, float], *, weight_decay: float) -> dict[str, Any]:
+    """One Adam of learning rate ``rates[name]`` for each pass ``name`` of ``NETWORK_PASSES``: the label, image and
+    text networks', and one for the two discriminators together."""
+    groups = dict(label=model.label.parameters(), image=model.image.parameters(), text=model.text.parameters(),
+                  discriminators=list(model.image_discriminator.parameters())
+                  + list(model.text_discriminator.parameters()))
+    return {name: make_optimizer("adam", groups[name], lr=rates[name], momentum=0.0, weight_decay=weight_decay)
+            for name in NETWORK_PASSES}
+
+
+@dataclass
+class SSAHBatches:
+    """What every pass of an SSAH epoch reads: ``read[name](indices)`` the items' inputs of network ``name``
+    ("label", "image", "text"), S (n, n), the labels (n, c) and the settings of equation (1)."""
+
+    read: dict[str, Callable[[torch.Tensor], torch.Tensor]]
+    similarity: torch.Tensor
+    labels: torch.Tensor
+    weights: dict[str, float]
+    pairwise: str
+    reduction: str
+    device: torch.device
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / max(len(values), 1)
+
+
+def label_pass(network: LabelNetwork, optimizer, chunks, batches: SSAHBatches, anchor_features: torch.Tensor,
+               anchor_codes: torch.Tensor) -> float:
+    """The label network's pass, each batch against its own buffers F^l, H^l (which it refreshes in place) and
+    B = sign(H^l) of its rows. Returns the mean batch total of equation (1)."""
+    totals = []
+    for chunk in chunks:
+        features, logits, predicted = network.outputs(batches.read["label"](chunk))
+        relaxed = torch.tanh(logits)
+        anchor_features[chunk], anchor_codes[chunk] = features.detach(), relaxed.detach()
+        terms = ssah_network_loss(features, relaxed, predicted, anchor_features=anchor_features,
+                                  anchor_codes=anchor_codes, similarity=batches.similarity[chunk],
+                                  codes=binarize(anchor_codes[chunk]), labels=batches.labels[chunk],
+                                  weights=batches.weights, form=batches.pairwise, reduction=batches.reduction)
+        optimizer.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        optimizer.step()
+        totals.append(terms["total"].item())
+    return _mean(totals)
+
+
+def discriminator_pass(model: SSAHModel, optimizer, chunks, batches: SSAHBatches) -> float:
+    """The discriminators' pass: the label network's features (class 1) against each modality's current ones
+    (class 0), the two cross-entropies averaged. Returns the mean batch loss."""
+    totals = []
+    for chunk in chunks:
+        with torch.no_grad():
+            label_features = model.label.outputs(batches.read["label"](chunk))[0]
+            modality_features = {name: model.modality(name).outputs(batches.read[name](chunk).to(batches.device))[0]
+                                 for name in ("image", "text")}
+        loss = sum(discriminator_loss(model.discriminator(name), label_features, modality_features[name])
+                   for name in ("image", "text")) / 2
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        totals.append(loss.item())
+    return _mean(totals)
+
+
+def modality_pass(model: SSAHModel, name: str, optimizer, chunks, batches: SSAHBatches,
+                  anchor_features: torch.Tensor, anchor_codes: torch.Tensor, codes: torch.Tensor, *,
+                  adversarial_gradient: bool) -> tuple[float, float]:
+    """The pass of the image or the text network (``name``), supervised by the label network's buffers and
+    ``codes`` B, with J_adv from its discriminator (whose gradients are dropped: J_adv does not train D).
+    Returns (mean batch total, mean J_adv)."""
+    network, discriminator = model.modality(name), model.discriminator(name)
+    totals, adversarial_terms = [], []
+    for chunk in chunks:
+        features, logits, predicted = network.outputs(batches.read[name](chunk).to(batches.device))
+        adversarial = adversarial_loss(discriminator, features if adversarial_gradient else features.detach())
+        terms = ssah_network_loss(features, torch.tanh(logits), predicted, anchor_features=anchor_features,
+                                  anchor_codes=anchor_codes, similarity=batches.similarity[chunk],
+                                  codes=codes[chunk], labels=batches.labels[chunk], weights=batches.weights,
+                                  form=batches.pairwise, reduction=batches.reduction, adversarial=adversarial)
+        optimizer.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        optimizer.step()
+        totals.append(terms["total"].item())
+        adversarial_terms.append(adversarial.item())
+    discriminator.zero_grad(set_to_none=True)
+    return _mean(totals), _mean(adversarial_terms)
 
 
 def fit_ssah(data, *, bits: int, epochs: int, backbone: str = "small_cnn", input_size: int | None = None,

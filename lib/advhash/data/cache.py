@@ -1,19 +1,14 @@
 """The decoded image cache: an image-file split decoded once, at its input size, into a uint8 array on disk.
 
-Real photos (FLICKR-25K: 500x375 JPEGs) cost a JPEG decode and a resize per item, every epoch and every
-``encode()``: about 150 images/s on one core. The cache decodes each split once, in parallel (a process pool),
-through exactly the path :class:`~advhash.data.dataset.ImageFileSplit` uses (RGB, torchvision's ``Resize`` to
-(size, size)) and keeps the result as uint8 (n, 3, size, size) in a ``.npy`` file; the cached split is an
-:class:`~advhash.data.dataset.InMemorySplit` over it (memory-mapped), whose ``batch()`` is an indexing copy. Its
-images, uint8 / 255, are bit for bit those of the PIL path (torchvision's ``ToTensor`` divides the same bytes by
-255), so results do not depend on whether the cache is used.
+Real photos cost a JPEG decode and a resize per item, every epoch and every ``encode()``. The cache decodes each
+split once, in parallel (a process pool), through exactly the path of :class:`~advhash.data.dataset.ImageFileSplit`
+(RGB, torchvision's ``Resize`` to (size, size)) into a uint8 (n, 3, size, size) ``.npy`` file; the cached split is
+a memory-mapped :class:`~advhash.data.dataset.InMemorySplit`. Its images, uint8 / 255, are bit for bit those of the
+PIL path, so results do not depend on the cache.
 
-A cache is found by a key that hashes everything that determines its bytes: the cache format version, the input
-size, and for each image its resolved path, size and modification time (what ``make`` trusts). Other files, a
-replaced file, another size or another order get another key and are decoded anew; a file is never reused for
-other inputs. Only the default transform is cached (a custom ``transform`` may not give multiples of 1/255);
-such a split is read as before. The file is written to a temporary name and moved into place, so an interrupted
-build leaves no half cache behind.
+A cache is found by a key that hashes everything that determines its bytes: the format version, the input size,
+and each image's resolved path, size and modification time. Only the default transform is cached. The file is
+written to a temporary name and moved into place, so an interrupted build leaves no half cache behind.
 
     split = cached_split(image_file_split, cache_dir="~/.cache/advhash/images")      # InMemorySplit
 """

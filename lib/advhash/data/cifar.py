@@ -1,22 +1,15 @@
 """CIFAR-10 (Krizhevsky, 2009): 60,000 32x32 RGB images of 10 classes, one-hot labels.
 
-Pool: the training images (50,000) then the test images (10,000); images uint8 (N, 3, 32, 32),
-labels uint8 (N, 10). Splits follow the hashing protocol (DPSH, HashNet, ...): from the whole pool,
-100 query and 500 training images a class (``balanced=True``), the database every non-query image.
+Pool: the training images (50,000) then the test images (10,000); images uint8 (N, 3, 32, 32), labels uint8
+(N, 10). Splits follow the hashing protocol (DPSH, HashNet, ...): 100 query and 500 training images a class
+(``balanced=True``), the database every non-query image.
 
-Sources, read with torchvision, in this order:
-
-1. ``source=`` when given: a folder with torchvision's ``cifar-10-batches-py``, an ImageFolder tree
-   (``train/<class>/*.jpg`` and/or ``test/<class>/*.jpg``), or a ``.zip`` of such a tree;
-2. ``<root>/cifar10/`` materialized (``images.npy``, ``labels.npy``, ``meta.json``);
-3. ``<root>/cifar10/cifar-10-batches-py`` (``torchvision.datasets.CIFAR10``);
-4. an ImageFolder tree ``<root>/cifar10/{train,test}/<class>/``, or ``<root>/cifar10.zip``;
-5. torchvision's ``CIFAR10(download=True)`` into ``$ADVHASH_CACHE/cifar10`` (needs a network).
-
-Within an ImageFolder split the rows are sorted by class, then by file name (torchvision's order);
-the class names are the folder names. A JPEG copy (such as ``cifar10-jpeg.zip``) differs from the
-original pixels by a few levels (JPEG quality about 75): results are close to, not equal to, the
-original's.
+Sources, read with torchvision, in this order: ``source=`` (a ``cifar-10-batches-py`` folder, an ImageFolder tree
+``{train,test}/<class>/*.jpg`` or a ``.zip`` of one); ``<root>/cifar10/`` materialized (``images.npy``,
+``labels.npy``, ``meta.json``); ``<root>/cifar10/cifar-10-batches-py``; an ImageFolder tree in ``<root>/cifar10/``
+or ``<root>/cifar10.zip``; torchvision's ``CIFAR10(download=True)`` into ``$ADVHASH_CACHE/cifar10`` (needs a
+network). ImageFolder rows are sorted by class, then by file name (torchvision's order). A JPEG copy gives close,
+not equal, results (``docs/methods.md``, Data sets).
 """
 
 from __future__ import annotations

@@ -1,23 +1,16 @@
 """DCMH-style cross-modal data in MATLAB files (DCMH, SSAH, CMLA): labels, tag bag-of-words, images.
 
-Variables, in one ``.mat`` file or spread over several in ``<root>/<folder>/`` (every ``*.mat`` /
-``*.h5`` file there is looked at, or pass ``files=[...]``):
+Variables, in one ``.mat`` file or spread over several in ``<root>/<folder>/`` (every ``*.mat`` / ``*.h5`` file
+there is looked at, or pass ``files=[...]``): ``LAll`` labels, 0/1 (N, L); ``YAll`` tag bag-of-words (N, T);
+``IAll`` (or ``images``) uint8 images, 4-D with one axis of N items and one of 3 (or 1) channels, in any of MATLAB's
+axis orders (``H x W x 3 x N`` works too).
 
-- ``LAll``: labels, 0/1 (N, L) (MIRFLICKR-25K: 20,015 x 24, mean 3.78 labels an item);
-- ``YAll``: tag bag-of-words (N, T) (MIRFLICKR-25K: 20,015 x 1,386 binary, mean 4.64 tags an item);
-- ``IAll`` (or ``images``): uint8 images, 4-D with one axis of N items and one of 3 (or 1) channels,
-  e.g. (N, H, W, 3) or (N, 3, H, W) in MATLAB's axis order (MATLAB ``H x W x 3 x N`` works too).
-
-MATLAB v5 files are read with ``scipy.io.loadmat`` (only the variables needed; ``scipy.io.whosmat``
-lists them first, so an unneeded multi-GB ``IAll`` is never loaded); v7.3 (HDF5) files need
-``h5py``, whose arrays are read with their axes reversed into MATLAB's order. Images are held in
-memory (MIRFLICKR-25K at 224x224: about 3 GB).
-
-Splits: the standard FLICKR-25K protocol is 2,000 queries, 10,000 training items and the other
-18,015 items as the database (``STANDARD_SPLITS["flickr25k-crossmodal"]``), drawn at random from
-``seed``; ``ordered=True`` takes them in file order instead, as DCMH's code does (queries first).
-``require_images=False`` loads labels and tags only (for statistics): reading an image then
-raises an error saying which files were searched for ``IAll``.
+MATLAB v5 files are read with ``scipy.io.loadmat`` (only the variables needed: ``whosmat`` lists them first, so an
+unneeded multi-GB ``IAll`` is never loaded); v7.3 (HDF5) files need ``h5py``, whose axes are reversed into MATLAB's
+order. Images are held in memory. Splits: ``STANDARD_SPLITS["flickr25k-crossmodal"]``, drawn at random from
+``seed``, or in file order with ``ordered=True`` (queries first, as DCMH's code). ``require_images=False`` loads
+labels and tags only; reading an image then raises an error saying which files were searched for ``IAll``.
+MIRFLICKR-25K's sizes and statistics: ``docs/methods.md``, section Data sets.
 """
 
 from __future__ import annotations

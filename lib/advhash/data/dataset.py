@@ -2,21 +2,16 @@
 
 Conventions every loader in ``advhash.data`` follows:
 
-- ``split[i]`` returns ``(image, label, index)``: image float32 (C, H, W) in [0, 1], label float32
-  multi-hot (L,) (one-hot for single-label data), index = ``i``, the item's position in the split
-  (hashing losses keep a per-item code table indexed by it).
-- ``split.labels`` float32 (n, L); ``split.texts`` float32 (n, T) binary tag bag-of-words or None;
-  ``split.image_shape`` (C, H, W); ``split.source_indices`` int64 (n,) the item's row in the stored
-  pool (or line in the list file), so that splits can be compared (train is a subset of database).
-- Two items are relevant when their label vectors share at least one label (FLICKR-25K, NUS-WIDE,
-  MS-COCO; for one-hot labels: same class).
-- Items whose label vector is all zero are KEPT, never dropped: they have no relevant item and no
-  positive pair (381 database, 95 train and 38 query items of FLICKR-25K are such). ``summary()``
-  reports their share; methods that need positives (center or mainstay codes) must handle them.
+- ``split[i]`` is ``(image, label, index)``: image float32 (C, H, W) in [0, 1], label float32 multi-hot (L,)
+  (one-hot for single-label data), index = ``i`` (hashing losses keep a per-item code table indexed by it).
+- ``split.labels`` float32 (n, L); ``split.texts`` float32 (n, T) binary tags or None; ``split.image_shape``;
+  ``split.source_indices`` int64 (n,) each item's row in the stored pool (or line in the list file).
+- Two items are relevant when their label vectors share a label (one-hot: the same class).
+- Items whose label vector is all zero are KEPT: they have no relevant item and no positive pair (FLICKR-25K has
+  some, ``docs/methods.md``, Data sets); ``summary()`` reports their share.
 
-Two kinds of split: :class:`InMemorySplit` holds a uint8 (n, C, H, W) image tensor and has a fast
-``batch(indices)``; :class:`ImageFileSplit` reads image files through a torchvision transform
-(list-file datasets of real photos, resized to ``image_size``).
+:class:`InMemorySplit` holds a uint8 (n, C, H, W) tensor and has a fast ``batch(indices)``;
+:class:`ImageFileSplit` reads image files through a torchvision transform (photos resized to ``image_size``).
 """
 
 from __future__ import annotations

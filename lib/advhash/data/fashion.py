@@ -1,22 +1,15 @@
 """Fashion-MNIST (Xiao, Rasul and Vollgraf, 2017, arXiv:1708.07747): 70,000 28x28 greyscale images of
 10 clothing classes, one-hot labels.
 
-Pool: rows 0-59,999 are the original training set and rows 60,000-69,999 the test set, in their
-original order; images uint8 (70000, 1, 28, 28), labels uint8 (70000, 10). Splits are then drawn
-from the whole pool with the CIFAR-10 protocol (class-balanced: 100 queries and 500 training items a
-class by default; the database is every non-query item).
+Pool: the original training set (rows 0-59,999) then the test set, in their order; images uint8
+(70000, 1, 28, 28), labels uint8 (70000, 10). Splits follow the CIFAR-10 protocol (class-balanced: 100 queries
+and 500 training items a class by default; the database every non-query item).
 
-Where the data is looked for, in this order:
-
-1. ``<root>/fashion-mnist/`` materialized (``images.npy``, ``labels.npy``, ``meta.json``), or the four
-   IDX files (``train-images-idx3-ubyte[.gz]`` ...) in ``<root>/fashion-mnist/raw/``;
-2. ``/usr/share/datasets/fashion-mnist/``, where Debian's ``dataset-fashion-mnist`` puts them
-   (``apt-get install dataset-fashion-mnist``);
-3. torchvision's ``FashionMNIST(download=True)`` into ``$ADVHASH_CACHE/fashion-mnist`` (default
-   ``~/.cache/advhash/fashion-mnist``, outside ``root`` so that a DVC-tracked ``data/`` is the same on
-   every machine); needs a network.
-
-IDX files are read with torchvision's own reader (``torchvision.datasets.mnist.read_image_file``).
+Looked for, in this order: ``<root>/fashion-mnist/`` materialized (``images.npy``, ``labels.npy``, ``meta.json``)
+or its four IDX files in ``raw/``; ``/usr/share/datasets/fashion-mnist/`` (Debian's ``dataset-fashion-mnist``);
+torchvision's ``FashionMNIST(download=True)`` into ``$ADVHASH_CACHE/fashion-mnist`` (default
+``~/.cache/advhash/fashion-mnist``, outside ``root`` so that a DVC-tracked ``data/`` is the same on every
+machine; needs a network). IDX files are read with torchvision's own reader (``read_image_file``).
 """
 
 from __future__ import annotations

@@ -6,19 +6,12 @@ Two forms, chosen per split by which file exists in ``<root>/<folder>/``:
   ``{train,test,database}_label.txt`` (one space-separated 0/1 vector a line, aligned by line);
 - DeepHash-pytorch: ``{train,test,database}.txt`` with ``<image path> <0/1> <0/1> ...`` a line.
 
-``test`` is the query split. The splits are the files' (not drawn at load time): the standard
-sizes are FLICKR-25K 1,700 queries / 5,000 train lines (4,496 unique; repeated lines are kept) /
-23,300 database, NUS-WIDE 2,100 / 10,500, MS-COCO 5,000 / 10,000 (``STANDARD_SPLITS``). Relative
-image paths are resolved against ``image_root`` (default ``<root>/<folder>``); absolute ones are
-used as they are. Images are read as RGB, resized to ``image_size`` and made tensors in [0, 1]
-(:class:`~advhash.data.dataset.ImageFileSplit`); by default each split is decoded once into the decoded image
-cache (``advhash.data.cache``), the same bytes held as uint8, so epochs and encodings no longer decode JPEGs.
-A file that cannot be decoded is an error naming it and its list-file line. Class names come from ``class_names``, else
-``<root>/<folder>/classes.txt`` (one a line), else "0", "1", ...
-
-Items with an all-zero label line are kept (FLICKR-25K has 381 in the database). Every label line
-must be binary and as wide as the others, in every split; every image must exist. Errors name the
-file and line to fix.
+``test`` is the query split; the splits are the files' own (standard sizes: ``STANDARD_SPLITS``). Relative image
+paths are resolved against ``image_root`` (default ``<root>/<folder>``). Images are read as RGB, resized to
+``image_size``, in [0, 1] (:class:`~advhash.data.dataset.ImageFileSplit`), by default decoded once into the image
+cache (``advhash.data.cache``). Class names: ``class_names``, else ``<root>/<folder>/classes.txt``, else "0", "1", ...
+Items with an all-zero label line are kept. Every label line must be binary and as wide as the others and every
+image must exist; errors name the file and line to fix. Split sizes and counts: ``docs/methods.md``, Data sets.
 """
 
 from __future__ import annotations

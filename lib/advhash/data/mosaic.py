@@ -1,27 +1,18 @@
 """Fashion-Mosaic: a DERIVED multi-label dataset with a tag text modality, built from Fashion-MNIST.
 
-It is not a real multi-label dataset: it stands in for FLICKR-25K / NUS-WIDE (whose images cannot be
-had here) so that the multi-label and cross-modal methods run on real pixels with the same relevance
-rule. Everything is drawn from one seeded numpy ``Generator``, so the same parameters give the same
-bytes.
+Not a real multi-label dataset: it stands in for FLICKR-25K / NUS-WIDE (whose images cannot be had here), so that
+the multi-label and cross-modal methods run on real pixels with the same relevance rule. Everything is drawn from
+one seeded numpy ``Generator``: the same parameters give the same bytes.
 
-- Image: a 2x2 grid of Fashion-MNIST *training* images (pool rows 0-59,999), each shrunk to
-  ``cell_size`` (default 14: 2x2 block means, so a mosaic is 28x28 grey, uint8 (N, 1, 28, 28), as
-  cheap on a CPU as Fashion-MNIST itself; ``cell_size=28`` keeps full-size cells, 56x56). Each mosaic fills 1-4 of its cells (``cell_probs``, default 20/30/30/20 %)
-  at random positions; empty cells are black. Source images are taken without replacement while
-  they last (one pass over a shuffled training set covers 60,000 cells, about 24,000 mosaics), so by
-  default no Fashion-MNIST image appears twice.
-- Labels: the union of the filled cells' classes, multi-hot over the 10 Fashion-MNIST classes; mean
-  about 2.3 distinct labels an item (MIRFLICKR-25K: 3.8). Relevance = sharing a label, as in
-  FLICKR-25K.
-- Tags: a binary bag-of-words over ``TAG_VOCABULARY`` (synonyms a class, a few shared group tags and
-  generic tags). Each true label's synonyms are kept with probability ``tag_keep`` (missing tags),
-  its group tag with ``group_tag_keep``, and Poisson(``spurious_tags``) spurious tags are added,
-  mostly generic ones (``spurious_generic_share``), else another class's tag (wrong tags). With the
-  defaults: 54 tags, mean 4.6 tags an item, 1.3 % of items without a tag (MIRFLICKR-25K: 4.6 tags
-  an item of 1,386).
-- Pool: ``num_items`` mosaics (default 12,000); splits are drawn at load time (default 1,000 query,
-  5,000 train, the other 11,000 the database).
+- Image: a 2x2 grid of Fashion-MNIST *training* images shrunk to ``cell_size`` (default 14: 28x28 grey mosaics,
+  uint8 (N, 1, 28, 28)), 1-4 cells filled (``cell_probs``) at random positions, empty cells black; source images
+  taken without replacement while they last.
+- Labels: the union of the filled cells' classes, multi-hot over the 10 classes; relevance = sharing a label.
+- Tags: a binary bag-of-words over ``TAG_VOCABULARY``: each label's synonyms kept with ``tag_keep``, its group tag
+  with ``group_tag_keep``, plus Poisson(``spurious_tags``) spurious tags (``spurious_generic_share`` generic).
+- Pool: ``num_items`` mosaics (default 12,000); splits drawn at load time (default 1,000 query, 5,000 train).
+
+Its statistics beside MIRFLICKR-25K's: ``docs/methods.md``, section Data sets.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@
 | flickr25k-crossmodal,  | DCMH-style .mat (LAll, YAll, IAll) in <root>/FLICKR-25K      | 2,000 / 10,000 / 18,015      |
 | crossmodal-mat         | (``crossmodal-mat`` takes ``folder=`` or ``files=``)          |                              |
 
-Splits are (queries / training items [/ database]); see ``STANDARD_SPLITS``. Only datasets whose
-pool is built here can be materialized (``MATERIALIZABLE``): fashion-mnist, fashion-mosaic, cifar10.
+Splits are (queries / training items [/ database]), ``STANDARD_SPLITS``; only pools built here can be materialized
+(``MATERIALIZABLE``: fashion-mnist, fashion-mosaic, cifar10).
 """
 
 from __future__ import annotations

@@ -8,12 +8,10 @@ One folder a dataset, ``<root>/<name>/``:
 - ``meta.json``   ``json.dumps(meta, sort_keys=True, indent=2)``: name, description, class_names,
   tag_vocabulary, source, derivation (how the pool was built, with every parameter)
 
-Plain ``.npy`` files (``np.save``) are used because they are byte-deterministic, unlike ``.npz``
-archives that carry timestamps: materializing the same dataset twice gives identical files, so a
-DVC ``data.dvc`` hashing ``data/`` does not change. Each file is written to a temporary file in the
-same folder and moved into place with ``os.replace``; a file whose bytes already match is left
-untouched. Rows are items of the stored *pool*; splits are drawn from it at load time
-(``advhash.data.splits``). The meta never holds machine-specific paths or timestamps.
+Plain ``.npy`` files are byte-deterministic (``.npz`` archives carry timestamps), so materializing a dataset twice
+gives identical files and a DVC ``data.dvc`` does not change. Each file is written to a temporary file and moved
+into place (``os.replace``); a file whose bytes already match is left untouched. Rows are items of the stored
+*pool*; splits are drawn at load time (``advhash.data.splits``). The meta holds no paths or timestamps.
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@
 - ``FineTune``  the clean control: the same fine-tune with the hashing loss alone (registered as "finetune")
 
 ``fit_defended_model(data, clean_model, CgAT(...), method="dpsh", epochs=...)`` fine-tunes a trained
-model with a defense, checkpointing every epoch; ``DEFENSES`` / ``build_defense`` pick one by name.
+model with a defense, checkpointing every epoch; ``DEFENSES`` / ``build_defense`` pick one by name;
+``advhash.defenses.verdict`` checks a paper's "A is more robust than B" on a results table (imported from there:
+kept out of this package's import, so out of the defended checkpoints' code fingerprint).
 """
 
 from __future__ import annotations

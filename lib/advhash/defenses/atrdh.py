@@ -4,18 +4,12 @@ for Deep Hashing", SIGIR 2021 (the TADH code; the prior defense CgAT and SAAT co
     min_theta  L_hash(x; theta)  +  lambda * L_pair( h(x_adv), U_ben ),
     x_adv = targeted PGD toward the prototype code p_t = sign(P(t)) of a random target label t,
 
-where L_pair is the hashing loss's own pairwise term between the adversarial codes and the clean
-codes U_ben (for DPH, the method ATRDH trains: sum (h(x_adv) U_ben^T / K - (2S - 1))^2 / (N B), S
-from the *true* labels), so adversarial examples must keep the clean similarity structure.
-
-The prototype network P (label -> 4096 -> 512 -> K, ReLU, tanh; PrototypeNet of the TADH code)
-turns a label into a code and is trained alongside, one Adam step (lr 1e-4, betas (0.5, 0.999)) per
-batch, to preserve the target label's similarity to the training code table B. Its objective here is
-the least-squares pairwise form mean((tanh(P(t)) B^T / K - (2 S_tB - 1))^2) plus 1e-4 times the
-quantization error; the TADH code uses a circle-loss-style ranking objective instead (not provided).
-Target labels are drawn uniformly from the training set's distinct label rows (the code draws from
-the database's; the query's own label is not excluded). lambda = 1 (TADH code; SAAT's copy uses 2).
-The inner attack: PGD-7, step 2/255, random start, model in train mode (TADH code defaults).
+where L_pair is the hashing loss's own pairwise term between the adversarial codes and the clean codes U_ben
+(S from the *true* labels), so adversarial examples must keep the clean similarity structure; lambda = 1 (TADH).
+The prototype network P (label -> 4096 -> 512 -> K, ReLU, tanh) is trained alongside, one Adam step (lr 1e-4,
+betas (0.5, 0.999)) per batch, on a least-squares pairwise objective against the code table (TADH: a circle
+loss, not provided). Targets come from the training set's distinct label rows. The inner attack: PGD-7, step
+2/255, random start, train mode. ``docs/methods.md``, section ATRDH, for the departures from the TADH code.
 """
 
 from __future__ import annotations

@@ -23,12 +23,12 @@ import torch
 from torch import nn
 
 from ..attacks.base import MODEL_MODES
-from ..checkpoint import model_digest, run_file, split_digest, train_items_tag
-from ..fingerprint import code_fingerprint, modules_of
+from ..checkpoint import checkpoint_file, model_digest
+from ..fingerprint import modules_of
 from ..losses import build_loss
 from ..models import HashingModel, binarize, effective_precision
-from ..train import encode, numeric_setting, reuse_checkpoint, train_hashing
-from ..utils import resolve_device
+from ..train import encode, reuse_checkpoint, train_hashing
+from ..utils import check_choice, resolve_device
 
 
 class AdversarialTraining(nn.Module):
@@ -42,29 +42,24 @@ class AdversarialTraining(nn.Module):
         random_start: (Default: True).
         model_mode: mode of the model during the inner attack: "train" (Default, as the CgAT, SAAT and
             TADH code, which never switch to eval) or "eval".
-        tables: "paper" (Default: the code table holds sign codes, the hashing loss's table starts empty) or
-            "published" (the published CgAT and SAAT code, where the code table and the loss's table share one
-            storage: the loss's table starts with the training codes and labels (:meth:`prepare`), and the
-            rows a batch visits end up holding its relaxed outputs, so later guide codes come from relaxed
-            values; each defense says where in its step, ``docs/methods.md``, CgAT / SAAT training).
+        shared_tables: False (Default, the papers: the code table holds sign codes, the hashing loss's table
+            starts empty) or True (part of CgAT's and SAAT's ``variant="published"``: the code table and the
+            loss's table share one storage, so the loss's table starts with the training codes and labels
+            (:meth:`prepare`) and the rows a batch visits end up holding its relaxed outputs; each defense says
+            where in its step, ``docs/methods.md``, CgAT / SAAT training).
     """
 
     name = "adversarial"
-    TABLES = ("paper", "published")
 
     def __init__(self, *, num_train: int, bits: int, num_classes: int, eps: float = 8 / 255,
                  alpha: float = 2 / 255, steps: int = 7, random_start: bool = True, model_mode: str = "train",
-                 tables: str = "paper"):
+                 shared_tables: bool = False):
         super().__init__()
         if not 0 <= eps <= 1:
             raise ValueError(f"eps is in [0,1] pixel units, e.g. 8/255; got eps={eps!r}")
-        if model_mode not in MODEL_MODES:
-            raise ValueError(f"model_mode must be one of {MODEL_MODES}; got {model_mode!r}")
-        if tables not in self.TABLES:
-            raise ValueError(f"tables must be one of {self.TABLES} (sign codes as the paper, or the published "
-                             f"code's shared storage); got {tables!r}")
+        check_choice("model_mode", model_mode, MODEL_MODES)
         self.eps, self.alpha, self.steps = float(eps), float(alpha), int(steps)
-        self.tables = tables
+        self.shared_tables = bool(shared_tables)
         self.random_start, self.model_mode = random_start, model_mode
         self.seed = 0
         self.register_buffer("code_table", torch.zeros(num_train, bits))        # B (n_train, K)
@@ -74,12 +69,11 @@ class AdversarialTraining(nn.Module):
     def config(self) -> dict[str, Any]:
         """Every setting of the defense (part of the checkpoint's run config and file name)."""
         return dict(name=self.name, eps=self.eps, alpha=self.alpha, steps=self.steps,
-                    random_start=self.random_start, model_mode=self.model_mode,
-                    **({} if self.tables == "paper" else dict(tables=self.tables)))
+                    random_start=self.random_start, model_mode=self.model_mode)
 
     def prepare(self, model: HashingModel, train_split, *, seed: int = 0, loss=None) -> None:
         """Fill the code table with the model's codes of the training split (eval mode), before training; with
-        ``tables="published"`` also the hashing ``loss``'s tables (codes, labels, every row seen), as the published
+        ``shared_tables`` also the hashing ``loss``'s tables (codes, labels, every row seen), as the published
         code's ``preinstall`` (CgAT central_adv_train.py L97-104; SAAT adv_training.py L64-74)."""
         if len(train_split) != self.code_table.shape[0]:
             raise ValueError(f"the defense was built for num_train={self.code_table.shape[0]} but the training "
@@ -88,7 +82,7 @@ class AdversarialTraining(nn.Module):
         device = self.code_table.device
         self.code_table.copy_(encode(model, train_split).to(device))
         self.label_table.copy_(torch.as_tensor(train_split.labels).float().to(device))
-        if self.tables == "published" and loss is not None:
+        if self.shared_tables and loss is not None:
             with torch.no_grad():
                 loss.code_table.copy_(self.code_table.to(loss.code_table.device))
                 loss.label_table.copy_(self.label_table.to(loss.label_table.device))
@@ -161,15 +155,14 @@ def fit_defended_model(data, base_model: HashingModel, defense: AdversarialTrain
     checkpoint_path = None
     if checkpoint_dir is not None:
         name = "finetune" if defense is None else defense.name
-        settings = dict(data=data.name, train_items=train_items_tag(data.train), content=split_digest(data.train),
-                        base=model_digest(base_model),
-                        method=method, pairs=loss.pairs, seed=seed,
+        settings = dict(base=model_digest(base_model), method=method, pairs=loss.pairs, seed=seed,
                         defense=None if defense is None else defense.config, **training,
-                        **({} if getattr(evaluate, "config", None) is None else dict(curves=evaluate.config)),
-                        **numeric_setting(effective_precision(model.precision, resolve_device(device))),
-                        code=code_fingerprint(__name__, *modules_of(type(loss), defense, evaluate)))
-        checkpoint_path = run_file(checkpoint_dir, f"{name}_{method}_{model.bits}bits_{model.config['backbone']}",
-                                   epochs=epochs, settings=settings)
+                        **({} if getattr(evaluate, "config", None) is None else dict(curves=evaluate.config)))
+        checkpoint_path = checkpoint_file(
+            checkpoint_dir, f"{name}_{method}_{model.bits}bits_{model.config['backbone']}", epochs=epochs,
+            settings=settings, data_name=data.name, train_split=data.train,
+            precision=effective_precision(model.precision, resolve_device(device)),
+            code=(__name__, *modules_of(type(loss), defense, evaluate)))
         reused = reuse_checkpoint(model, checkpoint_path, reuse_from, epochs=epochs, device=device)
         if reused is not None:
             return model.to(device).eval(), reused

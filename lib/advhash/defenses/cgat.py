@@ -4,23 +4,12 @@ WWW 2023 (arXiv 2204.10779), the min-max objective of section 3.3.
     min_theta  L_hash(x; theta)  -  lambda * mean( h(x_adv) * c ),
     x_adv = argmax_{||x' - x||_inf <= eps}  d_H( h(x'), c ),
 
-with c the center code of each training item (``advhash.codes.center_codes``) computed from the
-*current* code table of the training set, which is refreshed with every batch's clean codes. The
-inner maximization is ``CenterGuidedAttack`` (PGD-7, step 2/255, random start); the outer objective
-keeps the hashing loss on clean images and pulls the adversarial codes onto the center codes
-(minimizing their Hamming distance, relaxed as the inner product).
-
-Published-code details (central_adv_train.py), and what is done here:
-- lambda = 1 (no weight in the code); the hashing loss is DPSH there, any ``advhash.losses`` loss here.
-- the code table starts from the trained model's codes of the training set (train mode with
-  augmentation there; eval mode here) and each batch writes sign(h(x)) into it. In the code the table
-  shares storage with the DPSH loss's table (L97-104), which starts with the training codes and labels, and
-  L124 overwrites the signs of L123 with the relaxed outputs before the centers of L128, so visited rows hold
-  relaxed tanh outputs. ``tables="paper"`` (Default) keeps codes, as the paper says; ``tables="published"``
-  reproduces the shared storage and the preinstalled loss table.
-- the center codes are computed before the attack and again after the table update (for the loss),
-  as in the code; ``variant`` picks the paper's or the code's center code.
-- the inner attack runs with the model in train mode (the code never calls eval()).
+with c the center code of each training item (``advhash.codes.center_codes``) from the *current* code table of the training set, refreshed with every batch's clean codes,
+computed before the attack and again after the table update (central_adv_train.py L116, L128). The inner
+maximization is ``CenterGuidedAttack`` (PGD-7, step 2/255, random start, train mode); lambda = 1; the hashing
+loss is any ``advhash.losses`` loss (DPSH there). ``variant="published"`` is the published code as a whole: its
+center codes and its shared storage of the code and loss tables (L97-104, L123-124). ``docs/methods.md``, CgAT
+training.
 """
 
 from __future__ import annotations
@@ -29,6 +18,7 @@ import torch
 
 from ..attacks import CenterGuidedAttack
 from ..codes import CENTER_WEIGHTS, center_codes
+from ..utils import check_choice
 from .base import AdversarialTraining
 
 
@@ -40,10 +30,10 @@ class CgAT(AdversarialTraining):
         eps, alpha, steps, random_start, model_mode: the inner attack (Default: 8/255, 2/255, 7, True,
             "train"; see ``AdversarialTraining``).
         weight: lambda of the center alignment of adversarial codes (Default: 1.0, as the code).
-        variant: center codes, "paper" (Default) or "official" (``advhash.codes.center``).
-        tables: "paper" (Default) or "published" (central_adv_train.py L97-104, L123-124: the loss's table
-            preinstalled with the training codes, and the batch's relaxed outputs written into the code table
-            before the centers of the outer loss; ``AdversarialTraining``).
+        variant: "paper" (Default: the paper's center codes, sign codes in the code table) or "published" (the
+            published code's center codes, ``advhash.codes.center``, and its shared tables, central_adv_train.py
+            L97-104, L123-124: the loss's table preinstalled with the training codes, and the batch's relaxed
+            outputs written into the code table before the centers of the outer loss; ``AdversarialTraining``).
 
     Example::
         >>> defense = CgAT(num_train=len(data.train), bits=32, num_classes=data.num_classes)
@@ -54,12 +44,12 @@ class CgAT(AdversarialTraining):
 
     def __init__(self, *, num_train: int, bits: int, num_classes: int, eps: float = 8 / 255,
                  alpha: float = 2 / 255, steps: int = 7, random_start: bool = True, model_mode: str = "train",
-                 weight: float = 1.0, variant: str = "paper", tables: str = "paper"):
+                 weight: float = 1.0, variant: str = "paper"):
+        check_choice("variant", variant, CENTER_WEIGHTS, hint=" (CgAT as the paper states it, or as the "
+                     "published code computes it)")
         super().__init__(num_train=num_train, bits=bits, num_classes=num_classes, eps=eps, alpha=alpha,
-                         steps=steps, random_start=random_start, model_mode=model_mode, tables=tables)
-        if variant not in CENTER_WEIGHTS:
-            raise ValueError(f"variant must be one of {CENTER_WEIGHTS} (the center code of the paper or of the "
-                             f"official code); got {variant!r}")
+                         steps=steps, random_start=random_start, model_mode=model_mode,
+                         shared_tables=variant == "published")
         self.weight, self.variant = float(weight), variant
 
     @property
@@ -72,9 +62,9 @@ class CgAT(AdversarialTraining):
 
     @torch.no_grad()
     def update_codes(self, relaxed: torch.Tensor, indices: torch.Tensor) -> None:
-        """The batch's rows of the code table: sign(h(x)) (paper), or h(x) itself with ``tables="published"``
+        """The batch's rows of the code table: sign(h(x)) (paper), or h(x) itself with ``variant="published"``
         (central_adv_train.py L123-124, one storage: the relaxed write lands last)."""
-        if self.tables == "published":
+        if self.shared_tables:
             self.code_table[indices] = relaxed.detach()
         else:
             super().update_codes(relaxed, indices)

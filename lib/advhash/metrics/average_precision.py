@@ -1,22 +1,18 @@
 """Mean average precision of Hamming ranking: full, @k, tie-aware and targeted (t-MAP).
 
-Definition (DeepHash-pytorch ``CalcTopMap``, SAAT ``cal_map``, CgAT; ``docs/methods.md``, section
-mAP and tie rules). Rank the database by Hamming distance with the stable tie rule of ``hamming.py``, keep
-the first k ranks (k = n_db when ``topk`` is None, the ``CalcMap`` convention), and
+Definition (DeepHash-pytorch ``CalcTopMap``, SAAT ``cal_map``, CgAT): rank the database by Hamming distance with
+the stable tie rule of ``hamming.py``, keep the first k ranks (k = n_db when ``topk`` is None), and
 
     AP@k(q) = (1 / R_k) * sum_{p <= k, rel(p)} hits(p) / p,
 
-where rel(p) says whether the item at rank p shares a label with the query, hits(p) is the number
-of relevant items at ranks 1..p, and R_k the number of relevant items in the top k. A query with
-R_k = 0 (including a query whose label row is all zero) has AP = 0 and **stays in the mean**
-(unlike DHTA-master, which drops it). ``topk`` above n_db is clamped to n_db (what slicing the
-ranking does in the published code); ``topk=None`` is the whole database, not DeepHash-pytorch's
-``topK=-1`` quirk (``gnd[0:-1]`` drops the last item).
+rel(p) whether the item at rank p shares a label with the query, hits(p) the relevant items at ranks 1..p, R_k
+those in the top k. A query with R_k = 0 (an all-zero label row included) has AP = 0 and **stays in the mean**.
+``topk`` above n_db is clamped to n_db.
 
-``ties="expected"`` gives the tie-aware AP@k: its exact expectation when each group of equal
-distance is ordered by a uniformly random permutation (McSherry & Najork, "Computing Information
-Retrieval Performance Measures Efficiently in the Presence of Tied Scores", ECIR 2008), extended to
-the top-k cut, which may split a tie group. It does not depend on the database order at all.
+``ties="expected"`` gives the tie-aware AP@k, its exact expectation when each group of equal distance is in
+uniformly random order (McSherry & Najork, ECIR 2008), extended to a top-k cut that splits a tie group; it does
+not depend on the database order. The derivation and the published codes' variants (DHTA-master's dropped
+queries, DeepHash-pytorch's ``topK=-1``): ``docs/methods.md``, section mAP and tie rules.
 """
 
 from __future__ import annotations
@@ -24,6 +20,7 @@ from __future__ import annotations
 import torch
 
 from .hamming import RetrievalInputs, check_topk, prepare_inputs, ranked_relevance, tie_group_histograms
+from ..utils import check_choice
 
 TIE_RULES = ("stable", "expected")
 X_CELLS_PER_CHUNK = 2**20  # (query, x) cells per chunk in the hypergeometric sum
@@ -115,9 +112,8 @@ def expected_average_precision(counts: torch.Tensor, relevant_counts: torch.Tens
 
 
 def _average_precision(inputs: RetrievalInputs, topk, ties: str, chunk_size) -> torch.Tensor:
-    if ties not in TIE_RULES:
-        raise ValueError(f"ties must be one of {TIE_RULES}, got {ties!r}: 'stable' ranks equal distances "
-                         f"by database order, 'expected' averages over random orders within ties")
+    check_choice("ties", ties, TIE_RULES, hint=": 'stable' ranks equal distances by database order, 'expected' "
+                 "averages over random orders within ties")
     k = check_topk(topk, inputs.db_codes.shape[0])
     if ties == "stable":
         return _stable_average_precision(inputs, k, chunk_size)

@@ -2,20 +2,16 @@
 
 Conventions (``docs/methods.md``, sections Conventions and mAP and tie rules):
 
-* codes are {-1, +1} matrices (n, K); the distance is d(b_q, b_db) = 0.5 * (K - b_q . b_db), an
-  integer in 0..K, computed with one float matmul (exact: sums of +-1 stay far below 2^24);
-* labels are multi-hot {0, 1} matrices (n, L); a database item is relevant to a query when they
-  share a label, S = 1[y_q . y_db > 0]; an all-zero label row is relevant to nothing;
-* ranking is by increasing distance, **stable**: items at equal distance keep database order (lower
-  database index first). The published numpy code uses the unstable ``np.argsort``, whose tie order
-  depends on the numpy version and CPU, and with 64 bits and 20,000 items a tie group holds ~600
-  items, so the rule moves mAP by several points. ``ties="expected"`` in ``average_precision.py``
-  removes the dependence on tie order altogether.
+* codes are {-1, +1} matrices (n, K); d(b_q, b_db) = 0.5 * (K - b_q . b_db), an integer in 0..K, from one float
+  matmul (exact: sums of +-1 stay far below 2^24);
+* labels are multi-hot {0, 1} matrices (n, L); relevance S = 1[y_q . y_db > 0]; an all-zero row is relevant to
+  nothing;
+* ranking is by increasing distance, **stable**: equal distances keep database order (lower index first), not
+  the published code's ``np.argsort``, whose tie order depends on the numpy version and CPU.
 
-Inputs may be torch tensors (CPU or CUDA, all on one device) or numpy arrays (moved to the tensors'
-device). Work is chunked over queries, so a 5,000 x 200,000 evaluation never holds the full
-distance matrix; ``chunk_size`` is the number of queries per chunk (None: about 2M query-database
-pairs per chunk on CPU, 32M on GPU).
+Inputs may be torch tensors (CPU or CUDA, one device) or numpy arrays (moved to the tensors' device). Work is
+chunked over queries (``chunk_size`` queries a chunk; None: about 2M query-database pairs on CPU, 32M on GPU), so
+a 5,000 x 200,000 evaluation never holds the full distance matrix.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbones import BACKBONES, MIN_INPUT_SIZE, build_backbone
+from ..utils import check_choice
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -32,8 +33,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 def effective_precision(precision: str, device: torch.device | str) -> str:
     """"fp32" or "bf16": what ``precision`` means on ``device`` ("auto": bf16 on CUDA, fp32 elsewhere)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    check_choice("precision", precision, PRECISIONS)
     if precision == "auto":
         return "bf16" if torch.device(device).type == "cuda" else "fp32"
     return precision

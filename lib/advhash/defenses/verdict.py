@@ -1,0 +1,68 @@
+"""A defense paper's headline, "defense A is more robust than defense B", checked on a results table: the gain of
+A over B per attack and code length (:func:`defense_gain`) and its mean as a :class:`Verdict` that holds or not,
+reported with its numbers either way (:func:`defense_verdict`).
+
+    verdict = defense_verdict(results, "saat", "atrdh", higher_is_better={"HAG": True, "DHTA": False})
+    claims.expect(verdict.holds, str(verdict))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import pandas as pd
+
+__all__ = ["defense_gain", "Verdict", "defense_verdict"]
+
+
+def defense_gain(results: pd.DataFrame, better: str, worse: str, *, higher_is_better: Mapping[str, bool],
+                 model_column: str = "model") -> pd.DataFrame:
+    """Per attack and code length, how much model ``better`` beats model ``worse``: in points (x100) and
+    relative to ``worse``'s number (%). ``results`` has one row per (model, bits) and one column per
+    attack in ``higher_is_better`` (True: mAP, more is more robust; False: t-MAP, less is more robust)."""
+    by = results.set_index([model_column, "bits"])
+    rows = []
+    for bits in sorted(results.bits.unique()):
+        for attack, higher in higher_is_better.items():
+            a, b = by.loc[(better, bits), attack], by.loc[(worse, bits), attack]
+            gain = (a - b) if higher else (b - a)
+            rows.append(dict(attack=attack, bits=bits, points=100 * gain, relative=100 * gain / max(b, 1e-12)))
+    return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A paper's headline "defense ``better`` is more robust than ``worse``" checked on our numbers: the gain of
+    :func:`defense_gain` averaged over attacks and code lengths, in points (x100) and relative to ``worse`` (%),
+    and per attack (points). It holds when the mean gain is positive; ``str()`` says so plainly either way."""
+
+    better: str
+    worse: str
+    points: float
+    relative: float
+    per_attack: dict[str, float]
+
+    @property
+    def holds(self) -> bool:
+        return self.points > 0
+
+    def summary(self) -> dict[str, float | bool]:
+        """The verdict for a metrics file: mean gain in points and relative (%), and whether the claim holds."""
+        return dict(points=self.points, relative=self.relative, holds=self.holds)
+
+    def __str__(self) -> str:
+        status = "reproduced here" if self.holds else "NOT reproduced here"
+        attacks = ", ".join(f"{attack} {gain:+.2f}" for attack, gain in self.per_attack.items())
+        return (f"{self.better} more robust than {self.worse}: {status}; mean gain {self.points:+.2f} points "
+                f"({self.relative:+.1f} % of {self.worse}'s); per attack, points: {attacks}")
+
+
+def defense_verdict(results: pd.DataFrame, better: str, worse: str, *, higher_is_better: Mapping[str, bool],
+                    model_column: str = "model") -> Verdict:
+    """Check "``better`` is more robust than ``worse``" on ``results`` (as :func:`defense_gain`): a
+    :class:`Verdict`, to assert where the claim holds and to report with its numbers where it does not."""
+    gains = defense_gain(results, better, worse, higher_is_better=higher_is_better, model_column=model_column)
+    per_attack = gains.groupby("attack", sort=False).points.mean()
+    return Verdict(better, worse, float(gains.points.mean()), float(gains.relative.mean()),
+                   {attack: float(gain) for attack, gain in per_attack.items()})

@@ -1,0 +1,38 @@
+"""Notebook 03's victims (advhash.crossmodal.victims): DCMH, SSAH and their "+" versions at every code length."""
+
+import pytest
+
+from helpers import same_weights, stripes_data, stripes_pairs
+
+from advhash.crossmodal import CrossModalHashing, SSAHModel, fit_cmla_training, fit_dcmh, fit_ssah
+from advhash.crossmodal.victims import fit_crossmodal_victims
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_fit_crossmodal_victims_fits_each_base_model_and_its_plus_version_with_its_own_settings(tmp_path):
+    data = stripes_data(stripes_pairs(24, seed=2))
+    dcmh = dict(epochs=1, batch_size=12, lr=0.001, optimizer="adam")
+    ssah = dict(epochs=1, batch_size=12, hidden=16, label_passes=1, adversarial_gradient=False)
+    attacks = {"image": dict(lr=0.01), "text": dict(lr=0.01)}
+    adversarial = dict(num_adversarial=4, epochs=1, steps=2, attack_batch_size=8, attacks=attacks)
+    models, histories = fit_crossmodal_victims(data, [8], dcmh=dcmh, ssah=ssah, adversarial=adversarial,
+                                               text_hidden=16, checkpoint_dir=tmp_path)
+    assert list(models) == [("DCMH", 8), ("DCMH+", 8), ("SSAH", 8), ("SSAH+", 8)]
+    assert type(models["DCMH", 8]) is CrossModalHashing and type(models["SSAH+", 8]) is SSAHModel
+    assert not same_weights(models["DCMH", 8], models["DCMH+", 8]), "the + model is fine-tuned"
+    assert list(histories.columns[:3]) == ["model", "bits", "epoch"]
+    assert list(histories.model.unique()) == ["DCMH", "DCMH+", "SSAH", "SSAH+"] and (histories.bits == 8).all()
+    assert dcmh["epochs"] == 1 and adversarial["attacks"] is attacks, "the settings are not consumed"
+    files = sorted(tmp_path.iterdir())
+    assert len(files) == 4
+    # the same fits called one by one name the same checkpoints: they only load them
+    base, _ = fit_dcmh(data, bits=8, epochs=1, text_hidden=16, checkpoint_dir=tmp_path,
+                       **{k: v for k, v in dcmh.items() if k != "epochs"})
+    plus, _, _ = fit_cmla_training(data, base, num_adversarial=4, epochs=1, attack_batch_size=8,
+                                   image_attack=dict(steps=2, **attacks["image"]),
+                                   text_attack=dict(steps=2, **attacks["text"]), checkpoint_dir=tmp_path,
+                                   **{k: v for k, v in dcmh.items() if k != "epochs"})
+    ssah_base, _ = fit_ssah(data, bits=8, checkpoint_dir=tmp_path, **ssah)
+    assert sorted(tmp_path.iterdir()) == files
+    assert same_weights(plus, models["DCMH+", 8]) and same_weights(ssah_base, models["SSAH", 8])
