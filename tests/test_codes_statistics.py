@@ -40,13 +40,33 @@ def test_code_distances_and_margins_match_a_plain_loop(trained, victim):
         assert negatives - positives > 4, "the codes of a trained model sit near their positives"
 
 
-def test_code_distances_are_float32_and_refuse_a_code_that_is_not_plus_or_minus_one():
+def test_code_distances_are_float32_and_refuse_a_code_that_is_not_plus_or_minus_one_or_a_tie():
     db_codes, db_labels = all_codes(3), torch.eye(2)[torch.arange(8) % 2]
     frame = code_distances({"own": all_codes(3)[:2]}, db_codes, torch.eye(2), db_labels)
     assert frame.distance.dtype == "float32" and len(frame) == 16
     assert frame[frame.relation == "positives"].distance.tolist() == [0, 1, 1, 2, 0, 1, 1, 2]
     with pytest.raises(ValueError, match="must hold only -1 and \\+1"):
-        code_distances({"zero bit": torch.zeros(1, 3)}, db_codes, torch.eye(2)[:1], db_labels)
+        code_distances({"half bit": torch.full((1, 3), 0.5)}, db_codes, torch.eye(2)[:1], db_labels)
+
+
+def test_a_tied_bit_counts_half_the_mean_over_its_two_resolutions():
+    """A published center or mainstay code has 0 bits (torch.sign of a tie): its distance to a database code is the
+    mean of the Hamming distances of the codes the tie could resolve to, written as a loop over resolutions."""
+    db_codes, db_labels = all_codes(4), torch.eye(2)[torch.arange(16) % 2]
+    ternary = torch.tensor([[0.0, 1, 0, -1], [1, -1, 1, 0], [0, 0, 0, 0]])
+    frame = code_distances({"published": ternary}, db_codes, torch.eye(2)[[0, 1, 0]], db_labels)
+    expected = torch.zeros(3, 16)
+    for row, code in enumerate(ternary):
+        ties = (code == 0).nonzero().flatten().tolist()
+        resolutions = all_codes(len(ties)) if ties else torch.zeros(1, 0)
+        for resolution in resolutions:
+            resolved = code.clone()
+            resolved[ties] = resolution
+            expected[row] += (resolved[None, :] != db_codes).sum(1) / len(resolutions)
+    relevant = torch.eye(2)[[0, 1, 0]] @ db_labels.T > 0
+    assert frame[frame.relation == "positives"].distance.tolist() == expected[relevant].tolist()
+    assert frame[frame.relation == "negatives"].distance.tolist() == expected[~relevant].tolist()
+    assert expected[2].eq(2).all(), "the all-zero code sits at K/2 from every code"
 
 
 def test_bit_correlation_of_equal_opposite_and_constant_bits():

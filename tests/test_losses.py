@@ -98,7 +98,7 @@ def test_hashnet_schedule_follows_its_step_size_and_refuses_a_removed_form():
     assert [loss.scale(step) for step in range(10)] == [1.0, 1.0, 2.5, 2.5, 2.5, 4.0, 4.0, 4.0, 5.5, 5.5]
     assert build_loss("hashnet", num_train=1, bits=4, num_classes=2).scale(199) == pytest.approx(math.sqrt(2.0))
     with pytest.raises(TypeError, match="schedule"):      # the published count is the only one (docs/methods.md)
-        HashNetLoss(num_train=4, bits=8, num_classes=2, schedule="zero_based")
+        HashNetLoss(num_train=4, bits=8, num_classes=2, schedule="advhash")
 
 
 def test_the_tanh_scale_is_one_without_a_schedule():

@@ -5,7 +5,7 @@ the saves; the pieces (RNG state, the refusals, the epoch record) on their own."
 import pytest
 import torch
 
-from advhash.checkpoint import load_checkpoint, save_checkpoint
+from advhash.checkpoint import load_checkpoint
 from advhash.resumable import (ResumableRun, append_epoch, check_epochs, check_same_run, restore_rng_state,
                                rng_state)
 

@@ -12,6 +12,7 @@ from helpers import HardSign
 import advhash.robustness as robustness
 from advhash.robustness import (CHECKS, UNTARGETED, Budget, WorstCase, describe, evaluate_robustness, leaderboard,
                                 worst_case)
+from advhash.robustness_checks import query_ap
 from advhash.victim import Victim
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -53,27 +54,62 @@ def test_the_worst_case_is_per_query_at_most_every_member_and_two_runs_agree(und
 
 def test_worst_case_takes_the_attackers_best_per_query_and_counts_the_runs(undefended, monkeypatch):
     model, data, queries = undefended
-    fake = {"pgd": torch.tensor([0.5, 0.2, 0.9], dtype=torch.float64),
-            "sdha": torch.tensor([0.4, 0.3, 0.9], dtype=torch.float64)}
-    monkeypatch.setattr(robustness, "_member_scores",
-                        lambda name, *args, targeted, **kwargs: (fake[name], 1 if name == "sdha" else 2))
     victim = Victim.build(model, data)
+    clean = victim.encode(queries.images)
+    fake = {"pgd": clean, "sdha": -clean}          # two members' adversarial codes, each scored for real below
+
+    def member(name, victim, queries, budget, *, targeted, **kwargs):
+        labels = queries.target_labels if targeted else queries.labels
+        return query_ap(victim, fake[name], labels, topk=budget.topk), fake[name], 1 if name == "sdha" else 2
+
+    monkeypatch.setattr(robustness, "_member_scores", member)
     untargeted = worst_case(victim, queries, BUDGET, ("pgd", "sdha"))
-    assert untargeted.worst.tolist() == [0.4, 0.2, 0.9] and untargeted.runs == {"pgd": 2, "sdha": 1}
-    assert worst_case(victim, queries, BUDGET, ("pgd", "sdha"), targeted=True).worst.tolist() == [0.5, 0.3, 0.9]
+    scores = torch.stack([query_ap(victim, fake[name], queries.labels, topk=BUDGET.topk) for name in ("pgd", "sdha")])
+    assert torch.equal(untargeted.worst, scores.min(0).values) and untargeted.runs == {"pgd": 2, "sdha": 1}
+    assert torch.equal(untargeted.codes, torch.where((scores[1] < scores[0])[:, None], -clean, clean))
+    targeted = worst_case(victim, queries, BUDGET, ("pgd", "sdha"), targeted=True)
+    target_scores = torch.stack([query_ap(victim, fake[name], queries.target_labels, topk=BUDGET.topk)
+                                 for name in ("pgd", "sdha")])
+    assert torch.equal(targeted.worst, target_scores.max(0).values)
     with pytest.raises(ValueError, match="at least one member"):
         worst_case(victim, queries, BUDGET, ())
 
 
 def test_the_invariant_names_the_member_and_the_query_it_fails_on():
-    scores = {"pgd": torch.tensor([0.5, 0.2, 0.9]), "hag": torch.tensor([0.4, 0.3, 0.7])}
-    robustness._check_worst_case(WorstCase(scores, {}, torch.tensor([0.4, 0.2, 0.7])), targeted=False)
+    scores = {"pgd": torch.tensor([0.5, 0.2, 0.9], dtype=torch.float64),
+              "hag": torch.tensor([0.4, 0.3, 0.7], dtype=torch.float64)}                   # AP is float64
+    result = WorstCase(scores, {}, torch.tensor([0.4, 0.2, 0.7], dtype=torch.float64), torch.ones(3, 4))
+    robustness._check_worst_case(result, torch.tensor([0.4, 0.2, 0.7], dtype=torch.float64), targeted=False)
+    with pytest.raises(AssertionError, match=r"code of query 2 scores 0.8 when scored again, not the 0.7 it"):
+        robustness._check_worst_case(result, torch.tensor([0.4, 0.2, 0.8], dtype=torch.float64), targeted=False)
+    weaker = WorstCase(scores, {}, torch.tensor([0.4, 0.2, 0.8], dtype=torch.float64), torch.ones(3, 4))
     with pytest.raises(AssertionError, match=r"weaker than member 'hag' on query 2"):
-        robustness._check_worst_case(WorstCase(scores, {}, torch.tensor([0.4, 0.2, 0.8])), targeted=False)
+        robustness._check_worst_case(weaker, torch.tensor([0.4, 0.2, 0.8], dtype=torch.float64), targeted=False)
     with pytest.raises(AssertionError, match=r"weaker than member 'pgd' on query 0"):
-        robustness._check_worst_case(WorstCase(scores, {}, torch.tensor([0.4, 0.3, 0.9])), targeted=True)
-    with pytest.raises(AssertionError, match=r"member 'pgd' on query 1"):           # a NaN never passes
-        robustness._check_worst_case(WorstCase(scores, {}, torch.tensor([0.4, float("nan"), 0.7])), targeted=False)
+        robustness._check_worst_case(result, torch.tensor([0.4, 0.2, 0.7], dtype=torch.float64), targeted=True)
+    with pytest.raises(AssertionError, match=r"query 1"):                                 # a NaN never passes
+        robustness._check_worst_case(result, torch.tensor([0.4, float("nan"), 0.7], dtype=torch.float64), targeted=False)
+
+
+def test_the_worst_case_check_fails_when_a_query_is_scored_with_the_others(undefended, monkeypatch):
+    """A scoring that depended on the other queries of the batch (here: every query scored as the batch mean) would
+    make the per-query worst case a different number when its codes are scored again: the check catches it."""
+    model, data, queries = undefended
+    victim = Victim.build(model, data)
+    clean = victim.encode(queries.images)
+    real = robustness.query_ap
+
+    def batch_mean_ap(victim, codes, labels, *, topk):
+        scores = real(victim, codes, labels, topk=topk)
+        return scores.mean().expand_as(scores).clone() if codes is not clean and codes is not fake_b else scores
+
+    fake_b = -clean
+    monkeypatch.setattr(robustness, "_member_scores", lambda name, victim, queries, budget, **kwargs: (
+        real(victim, clean if name == "pgd" else fake_b, queries.labels, topk=budget.topk),
+        clean if name == "pgd" else fake_b, 1))
+    monkeypatch.setattr(robustness, "query_ap", batch_mean_ap)
+    with pytest.raises(AssertionError, match="when scored again"):
+        worst_case(victim, queries, BUDGET, ("pgd", "sdha"))
 
 
 def test_restarts_never_raise_the_worst_case(undefended):

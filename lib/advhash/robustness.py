@@ -171,60 +171,74 @@ class _Counter:
 
 
 class WorstCase(NamedTuple):
-    """The per-query scores (N,) of each member (its attacker's best run), the runs of each, and their worst case."""
+    """The per-query scores (N,) of each member (its attacker's best run), the runs of each, their worst case, and
+    the adversarial codes (N, K) that reach it (each query's code from the member and run that scored worst)."""
 
     scores: dict[str, torch.Tensor]
     runs: dict[str, int]
     worst: torch.Tensor
+    codes: torch.Tensor
 
 
 def _member_scores(name: str, victim: Victim, queries: QuerySet, budget: Budget, *, targeted: bool,
-                   num_anchors: int, batch_size: int) -> tuple[torch.Tensor, int]:
-    """Per-query AP@k (t-AP@k when ``targeted``) of member ``name``, the attacker's best over its runs."""
+                   num_anchors: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Per-query AP@k (t-AP@k when ``targeted``) of member ``name``, the attacker's best over its runs, the
+    adversarial codes (N, K) of that best run per query (the first run on a tie), and the number of runs."""
     labels = queries.target_labels if targeted else queries.labels
-    pick = torch.maximum if targeted else torch.minimum
     seeds = budget.seeds if name in RANDOM_START else budget.seeds[:1]
-    best = None
+    best = best_codes = None
     for seed in seeds:
         attack = build_attack(name, victim, **member_settings(name, eps=budget.eps, alpha=budget.alpha,
                                                               steps=budget.steps, seed=seed, num_anchors=num_anchors))
         if attack.target_mode != "never":
             attack.set_targets(queries.target_labels if targeted else None)
-        adversarial = perturb(attack, queries.images, queries.labels, batch_size=batch_size)
-        scores = query_ap(victim, victim.encode(adversarial), labels, topk=budget.topk)
-        best = scores if best is None else pick(best, scores)
-    return best, len(seeds)
+        codes = victim.encode(perturb(attack, queries.images, queries.labels, batch_size=batch_size))
+        scores = query_ap(victim, codes, labels, topk=budget.topk)
+        if best is None:
+            best, best_codes = scores, codes
+        else:
+            better = scores > best if targeted else scores < best
+            best, best_codes = torch.where(better, scores, best), torch.where(better[:, None], codes, best_codes)
+    return best, best_codes, len(seeds)
 
 
-def _check_worst_case(result: WorstCase, *, targeted: bool) -> None:
-    """The ensemble's invariant: per query, its worst case is at least as strong as every member."""
+def _check_worst_case(result: WorstCase, rescored: torch.Tensor, *, targeted: bool) -> None:
+    """The ensemble's invariant, on the worst case's own adversarial codes scored again (``rescored``, (N,)): per
+    query they score what the worst case says, and are at least as strong as every member. AssertionError naming
+    the query (and the member) otherwise; a NaN never passes."""
+    same = rescored == result.worst
+    if not same.all():
+        query = int((~same).nonzero()[0])
+        raise AssertionError(f"the worst case's adversarial code of query {query} scores {float(rescored[query])} "
+                             f"when scored again, not the {float(result.worst[query])} it was chosen for")
     for name, scores in result.scores.items():
-        holds = result.worst >= scores if targeted else result.worst <= scores
+        holds = rescored >= scores if targeted else rescored <= scores
         if not holds.all():
             query = int((~holds).nonzero()[0])
             raise AssertionError(f"the ensemble's worst case is weaker than member {name!r} on query {query}: "
-                                 f"{float(result.worst[query])} vs {float(scores[query])}")
+                                 f"{float(rescored[query])} vs {float(scores[query])}")
 
 
 def worst_case(victim: Victim, queries: QuerySet, budget: Budget, members: Sequence[str], *, targeted: bool = False,
                num_anchors: int = 9, batch_size: int = 256) -> WorstCase:
     """Run every member at ``budget`` on ``queries`` and take, per query, the attacker's best: the lowest AP@k
     (untargeted: relevance to the queries' labels) or the highest t-AP@k (``targeted``: to their target labels),
-    over every member and run. Checks that the worst case is, per query, at least as strong as every member
-    (AssertionError naming the member and the query otherwise). ``num_anchors``: DHTA's; ``batch_size``: the
-    attacks'."""
+    over every member and run (the first member on a tie). Each query's worst adversarial code is then scored
+    again, and must score what was chosen and be at least as strong as every member (:func:`_check_worst_case`).
+    ``num_anchors``: DHTA's; ``batch_size``: the attacks'."""
     if not members:
         raise ValueError("worst_case needs at least one member")
-    pick = torch.maximum if targeted else torch.minimum
-    scores, runs = {}, {}
+    scores, codes, runs = {}, {}, {}
     for name in progress(members, desc=f"robustness {'targeted' if targeted else 'untargeted'}"):
-        scores[name], runs[name] = _member_scores(name, victim, queries, budget, targeted=targeted,
-                                                  num_anchors=num_anchors, batch_size=batch_size)
-    worst = None
-    for values in scores.values():
-        worst = values if worst is None else pick(worst, values)
-    result = WorstCase(scores, runs, worst)
-    _check_worst_case(result, targeted=targeted)
+        scores[name], codes[name], runs[name] = _member_scores(name, victim, queries, budget, targeted=targeted,
+                                                               num_anchors=num_anchors, batch_size=batch_size)
+    stacked = torch.stack(list(scores.values()))                                          # (members, N)
+    choice = stacked.argmax(0) if targeted else stacked.argmin(0)                         # first member on a tie
+    rows = torch.arange(stacked.shape[1])
+    worst = stacked[choice, rows]
+    result = WorstCase(scores, runs, worst, torch.stack(list(codes.values()))[choice, rows])
+    labels = queries.target_labels if targeted else queries.labels
+    _check_worst_case(result, query_ap(victim, result.codes, labels, topk=budget.topk), targeted=targeted)
     return result
 
 

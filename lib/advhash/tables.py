@@ -42,7 +42,8 @@ def attack_codes(victims: Mapping[Any, Victim], queries: QuerySet, settings: Map
     queries), each attack of ``settings`` ({"mAP": non-targeted settings, "t-MAP": targeted settings}, as
     ``advhash.evaluation.attack_scores`` takes them; the t-MAP ones are run toward ``queries.target_labels``) and
     "theory": the query's negated mainstay code (mAP) and the target label's mainstay code (t-MAP), Theorem 1 of
-    SAAT on each victim's training codes. ``victims``: the undefended models keyed (model, bits). ``runs``
+    SAAT on each victim's training codes, binary (a tied bit +1, ``variant="paper"``: a retrieval code must be
+    binary, while the published SAAT attack steers by ``torch.sign``'s codes, whose tied bits are 0). ``victims``: the undefended models keyed (model, bits). ``runs``
     ({metric: {}}) receives the attack runs, {(model, bits, method): AttackResult} per metric."""
     codes = {(metric, "Original", bits): victim.encode(queries.images)
              for (_, bits), victim in victims.items() for metric in settings}

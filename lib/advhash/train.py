@@ -22,7 +22,7 @@ from .data.dataset import ImageFileSplit, InMemorySplit
 from .losses import LOSSES, PairwiseHashingLoss, build_loss
 from .models import BACKBONES, HashingModel, binarize, build_model, effective_precision, set_precision
 from .resumable import ResumableRun
-from .utils import check_images, resolve_device
+from .utils import check_choice, check_images, resolve_device
 
 
 def epoch_order(num_items: int, *, seed: int, epoch: int) -> torch.Tensor:
@@ -66,11 +66,10 @@ def iterate_batches(split, indices: torch.Tensor, batch_size: int, *,
 
 def make_optimizer(name: str, params, *, lr: float, momentum: float, weight_decay: float):
     """SGD (with momentum) or Adam over ``params``."""
+    check_choice("optimizer", name, ("sgd", "adam"))
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}; choose 'sgd' or 'adam'")
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
 def train_hashing(model: HashingModel, loss: PairwiseHashingLoss, train_split, *, epochs: int,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..codes import CENTER_WEIGHTS, center_codes
+from ..codes import CENTER_VARIANTS, center_codes
 from ..utils import check_choice
 from .base import check_labels
 from .guided import CodeGuidedAttack
@@ -55,7 +55,7 @@ class CenterGuidedAttack(CodeGuidedAttack):
         super().__init__(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start,
                          scale_schedule=scale_schedule, fixed_scale=fixed_scale, model_mode=model_mode, seed=seed,
                          keep_history=keep_history)
-        self.variant = check_choice("variant", variant, CENTER_WEIGHTS)
+        self.variant = check_choice("variant", variant, CENTER_VARIANTS)
 
     def guide(self, labels, targets):
         """The center code of each query (N, K), from the victim's training codes."""

@@ -4,7 +4,7 @@ The shared loop of the attacks that steer by a representative code: Hamming PGD 
 clean code), CgAT's center-guided attack (away from the query's center code), P2P and DHTA (toward a target
 label's anchor code), and the mainstay-code attacks of SAAT. Each subclass fixes ``toward`` and its paper's
 defaults. :func:`code_alignment_loss` is the one home of the relaxed code alignment mean(tanh(z) * b), which the
-robustness evaluation's random search and gradient check also use (``advhash.robustness``).
+robustness checks' random search and gradient check also use (``advhash.robustness_checks``).
 """
 
 from __future__ import annotations

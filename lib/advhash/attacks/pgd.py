@@ -37,8 +37,6 @@ class HammingPGD(CodeGuidedAttack):
         >>> mean_average_precision(victim.encode(adv_images), victim.db_codes, labels, victim.db_labels)
     """
 
-    toward = False
-
     def __init__(self, model, *, eps: float = 8 / 255, alpha: float = 2 / 255, steps: int = 10,
                  random_start: bool = True, model_mode: str = "eval", seed: int = 0):
         super().__init__(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start,

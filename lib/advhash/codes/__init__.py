@@ -15,10 +15,10 @@ Hamming distance throughout: d_H(b, b') = (K - b . b') / 2 for codes in {-1, +1}
 
 from .anchor import anchor_codes, sample_target_labels
 from .brute_force import all_codes, brute_force_minimum, closed_form_gap
-from .center import CENTER_WEIGHTS, center_code_objective, center_codes
+from .center import CENTER_VARIANTS, center_code_objective, center_codes
 from .mainstay import MAINSTAY_VARIANTS, mainstay_code_objective, mainstay_codes
 from .representative import label_cosine, label_jaccard
 
-__all__ = ["center_codes", "center_code_objective", "label_jaccard", "label_cosine", "CENTER_WEIGHTS",
+__all__ = ["center_codes", "center_code_objective", "label_jaccard", "label_cosine", "CENTER_VARIANTS",
            "mainstay_codes", "mainstay_code_objective", "MAINSTAY_VARIANTS", "anchor_codes",
            "sample_target_labels", "all_codes", "brute_force_minimum", "closed_form_gap"]

@@ -7,7 +7,7 @@ negatives N; the objective is linear in c, so (Theorem 1)
     c_i = argmin_c  sum_{P_i} w+_ij d_H(c, b_j) - sum_{N_i} w-_ij d_H(c, b_j)
         = sign( sum_{P_i} w+_ij b_j  -  sum_{N_i} w-_ij b_j ).
 
-Two variants (``variant=``, ``CENTER_WEIGHTS``): ``"paper"`` (Default: w+ the Jaccard similarity of the label
+Two variants (``variant=``, ``CENTER_VARIANTS``): ``"paper"`` (Default: w+ the Jaccard similarity of the label
 sets, normalized over P_i, w- = 1/|N_i|, an empty side an empty sum, a tied bit +1) and ``"published"`` (CgAT
 ``central_adv_train.py`` L39-49: w+ = 1/|P_i|, ``torch.sign`` so a tied bit is 0, and the all-zero code for an
 item with no positive or no negative). Sums in float64, |sum| <= 1e-9 a tie (``representative.py``);
@@ -21,12 +21,12 @@ import torch
 from ..utils import check_choice
 from .representative import check_table, representative_directions, representative_objective
 
-CENTER_WEIGHTS = ("paper", "published")
+CENTER_VARIANTS = ("paper", "published")
 _SIMILARITY = {"paper": "jaccard", "published": "indicator"}   # the weight of a positive in each variant
 
 
 def _check(labels, table_codes, table_labels, variant):
-    check_choice("variant", variant, CENTER_WEIGHTS, hint=" ('paper' = CgAT's Theorem 1 with Jaccard weights, "
+    check_choice("variant", variant, CENTER_VARIANTS, hint=" ('paper' = CgAT's Theorem 1 with Jaccard weights, "
                  "'published' = the CgAT code's central_adv_train.py)")
     check_table(labels, table_codes, table_labels)
 

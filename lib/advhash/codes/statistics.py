@@ -36,13 +36,18 @@ def bit_statistics(db_codes: torch.Tensor) -> dict[str, float]:
 def code_distances(codes: Mapping[str, torch.Tensor], db_codes: torch.Tensor, labels: torch.Tensor,
                    db_labels: torch.Tensor) -> pd.DataFrame:
     """Hamming distances (``advhash.metrics.hamming_distance``) from each kind of query code (e.g. the query's own
-    code, its center or mainstay code; (n, K) each, in {-1, +1}) to the database codes ``db_codes`` (n_db, K) of the
-    items that share a label with the query (``labels`` (n, L) against ``db_labels`` (n_db, L): "positives") and of
-    those that do not ("negatives"). Columns code, relation, distance (float32)."""
+    code, its center or mainstay code; (n, K) each, in {-1, +1}, or {-1, 0, +1} for the published center and
+    mainstay codes, whose tied bits are 0) to the database codes ``db_codes`` (n_db, K) of the items that share a
+    label with the query (``labels`` (n, L) against ``db_labels`` (n_db, L): "positives") and of those that do not
+    ("negatives"). A tied bit counts 1/2, the mean over its two resolutions: d = d_H(b with ties at +1, b_db)
+    + 1/2 (ties . b_db). Columns code, relation, distance (float32)."""
     relevant = relevance(labels, db_labels)                                               # (n_q, n_db)
     frames = []
     for kind, kind_codes in codes.items():
-        distances = hamming_distance(kind_codes, db_codes).to(torch.float32)              # d_H (n_q, n_db)
+        tied = (kind_codes == 0).to(torch.float32)                                        # (n_q, K)
+        distances = hamming_distance(kind_codes + tied, db_codes).to(torch.float32)       # d_H, ties at +1
+        if tied.any():                                                                    # +1/2 toward +1, -1/2 toward -1
+            distances += 0.5 * tied @ db_codes.to(torch.float32).T                        # (n_q, n_db)
         for relation, mask in (("positives", relevant), ("negatives", ~relevant)):
             frames.append(pd.DataFrame(dict(code=kind, relation=relation, distance=distances[mask].numpy())))
     return pd.concat(frames, ignore_index=True)

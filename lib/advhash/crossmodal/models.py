@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..models import HashingModel, binarize
+from ..utils import check_choice
 
 
 class TextHashingModel(nn.Module):
@@ -64,8 +65,7 @@ class PairedModalities:
 
     def modality(self, name: str) -> nn.Module:
         """The network of modality ``name`` ("image" or "text")."""
-        if name not in ("image", "text"):
-            raise ValueError(f"modality must be 'image' or 'text'; got {name!r}")
+        check_choice("modality", name, ("image", "text"))
         return self.image if name == "image" else self.text
 
 

@@ -352,24 +352,35 @@ def train_ssah(model: SSAHModel, train_split, *, epochs: int, batch_size: int = 
         state = run.start(anchor_features=anchors[0], anchor_codes=anchors[1])
         anchor_features, anchor_codes = state["anchor_features"], state["anchor_codes"]
         for epoch in run.epochs():
-            began, record = time.perf_counter(), dict(epoch=epoch + 1)
-            model.train()
+            began = time.perf_counter()
             orders = {name: epoch_order(n, seed=seed, epoch=len(NETWORK_PASSES) * epoch + index).split(batch_size)
                       for index, name in enumerate(NETWORK_PASSES)}
-            label_chunks = orders["label"] * label_passes                          # the label order, repeated
-            record["label_loss"] = label_pass(model.label, optimizers["label"], label_chunks, batches,
-                                              anchor_features, anchor_codes)
-            codes = binarize(anchor_codes)                                          # B = sign(H^l)
-            record["discriminator_loss"] = discriminator_pass(model, optimizers["discriminators"],
-                                                              orders["discriminators"], batches)
-            for name in ("image", "text"):
-                record[f"{name}_loss"], record[f"{name}_adversarial"] = modality_pass(
-                    model, name, optimizers[name], orders[name], batches, anchor_features, anchor_codes, codes,
-                    adversarial_gradient=adversarial_gradient)
+            record = dict(epoch=epoch + 1, **ssah_epoch(model, optimizers, orders, batches, anchor_features,
+                                                        anchor_codes, label_passes=label_passes,
+                                                        adversarial_gradient=adversarial_gradient))
             record["seconds"] = time.perf_counter() - began
             run.end_epoch(record, anchor_features=anchor_features, anchor_codes=anchor_codes)
         model.eval()
         return run.history
+
+
+def ssah_epoch(model: SSAHModel, optimizers: dict[str, Any], orders: dict[str, Any], batches: "SSAHBatches",
+               anchor_features: torch.Tensor, anchor_codes: torch.Tensor, *, label_passes: int,
+               adversarial_gradient: bool) -> dict[str, float]:
+    """One SSAH epoch, its four passes in order (``orders[name]``: each pass's batches of indices): the label
+    network (``label_passes`` times over its order), then B = sign(H^l), the discriminators, the image and the text
+    network. Returns the epoch's mean losses (label, discriminator, image, text, and each modality's J_adv)."""
+    model.train()
+    record = dict(label_loss=label_pass(model.label, optimizers["label"], orders["label"] * label_passes, batches,
+                                        anchor_features, anchor_codes))
+    codes = binarize(anchor_codes)                                                   # B = sign(H^l)
+    record["discriminator_loss"] = discriminator_pass(model, optimizers["discriminators"], orders["discriminators"],
+                                                      batches)
+    for name in ("image", "text"):
+        record[f"{name}_loss"], record[f"{name}_adversarial"] = modality_pass(
+            model, name, optimizers[name], orders[name], batches, anchor_features, anchor_codes, codes,
+            adversarial_gradient=adversarial_gradient)
+    return record
 
 
 def ssah_optimizers(model: SSAHModel, rates: dict[str, float], *, weight_decay: float) -> dict[str, Any]:

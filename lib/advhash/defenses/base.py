@@ -42,24 +42,22 @@ class AdversarialTraining(nn.Module):
         random_start: (Default: True).
         model_mode: mode of the model during the inner attack: "train" (Default, as the CgAT, SAAT and
             TADH code, which never switch to eval) or "eval".
-        shared_tables: False (Default, the papers: the code table holds sign codes, the hashing loss's table
-            starts empty) or True (part of CgAT's and SAAT's ``variant="published"``: the code table and the
-            loss's table share one storage, so the loss's table starts with the training codes and labels
-            (:meth:`prepare`) and the rows a batch visits end up holding its relaxed outputs; each defense says
-            where in its step, ``docs/methods.md``, CgAT / SAAT training).
     """
 
     name = "adversarial"
+    #: False (the papers: the code table holds sign codes, the hashing loss's table starts empty); True in CgAT's and
+    #: SAAT's ``variant="published"`` (a property there, derived from the variant, which their ``config`` names): the
+    #: code table and the loss's table share one storage, so the loss's table starts with the training codes and
+    #: labels (:meth:`prepare`) and the rows a batch visits end up holding its relaxed outputs (``docs/methods.md``).
+    shared_tables = False
 
     def __init__(self, *, num_train: int, bits: int, num_classes: int, eps: float = 8 / 255,
-                 alpha: float = 2 / 255, steps: int = 7, random_start: bool = True, model_mode: str = "train",
-                 shared_tables: bool = False):
+                 alpha: float = 2 / 255, steps: int = 7, random_start: bool = True, model_mode: str = "train"):
         super().__init__()
         if not 0 <= eps <= 1:
             raise ValueError(f"eps is in [0,1] pixel units, e.g. 8/255; got eps={eps!r}")
         check_choice("model_mode", model_mode, MODEL_MODES)
         self.eps, self.alpha, self.steps = float(eps), float(alpha), int(steps)
-        self.shared_tables = bool(shared_tables)
         self.random_start, self.model_mode = random_start, model_mode
         self.seed = 0
         self.register_buffer("code_table", torch.zeros(num_train, bits))        # B (n_train, K)

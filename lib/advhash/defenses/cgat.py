@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from ..attacks import CenterGuidedAttack
-from ..codes import CENTER_WEIGHTS, center_codes
+from ..attacks import CenterGuidedAttack, code_alignment_loss
+from ..codes import CENTER_VARIANTS, center_codes
 from ..utils import check_choice
 from .base import AdversarialTraining
 
@@ -45,12 +45,16 @@ class CgAT(AdversarialTraining):
     def __init__(self, *, num_train: int, bits: int, num_classes: int, eps: float = 8 / 255,
                  alpha: float = 2 / 255, steps: int = 7, random_start: bool = True, model_mode: str = "train",
                  weight: float = 1.0, variant: str = "paper"):
-        check_choice("variant", variant, CENTER_WEIGHTS, hint=" (CgAT as the paper states it, or as the "
+        check_choice("variant", variant, CENTER_VARIANTS, hint=" (CgAT as the paper states it, or as the "
                      "published code computes it)")
         super().__init__(num_train=num_train, bits=bits, num_classes=num_classes, eps=eps, alpha=alpha,
-                         steps=steps, random_start=random_start, model_mode=model_mode,
-                         shared_tables=variant == "published")
+                         steps=steps, random_start=random_start, model_mode=model_mode)
         self.weight, self.variant = float(weight), variant
+
+    @property
+    def shared_tables(self) -> bool:
+        """The published variant's one storage for the code and loss tables (``AdversarialTraining``)."""
+        return self.variant == "published"
 
     @property
     def config(self):
@@ -76,5 +80,5 @@ class CgAT(AdversarialTraining):
         adversarial = attack.run(images, self.centers(labels))                   # inner max: away from c
         hashing, _, adversarial_relaxed = self.outer_forward(model, loss, images, adversarial, labels, indices,
                                                              step=step)
-        alignment = (adversarial_relaxed * self.centers(labels)).mean()      # <h(x_adv), c> / K, refreshed table
+        alignment = code_alignment_loss(adversarial_relaxed, self.centers(labels), toward=False)   # <h, c> / K
         return hashing - self.weight * alignment

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from ..attacks import SAAT
+from ..attacks import SAAT, code_alignment_loss
 from ..codes import MAINSTAY_VARIANTS, mainstay_codes
 from ..models import binarize
 from ..utils import check_choice
@@ -51,10 +51,14 @@ class SAATTraining(AdversarialTraining):
         check_choice("variant", variant, MAINSTAY_VARIANTS, hint=" (SAAT training as the paper states it, or as "
                      "the published code computes it)")
         super().__init__(num_train=num_train, bits=bits, num_classes=num_classes, eps=eps, alpha=alpha,
-                         steps=steps, random_start=random_start, model_mode=model_mode,
-                         shared_tables=variant == "published")
+                         steps=steps, random_start=random_start, model_mode=model_mode)
         self.weight, self.quantization_weight = float(weight), float(quantization_weight)
         self.variant = variant
+
+    @property
+    def shared_tables(self) -> bool:
+        """The published variant's one storage for the code and loss tables (``AdversarialTraining``)."""
+        return self.variant == "published"
 
     @property
     def config(self):
@@ -77,6 +81,6 @@ class SAATTraining(AdversarialTraining):
         if self.shared_tables:                          # L97: the loss writes h(x) into the shared storage
             with torch.no_grad():
                 self.code_table[indices] = relaxed.detach()
-        alignment = (adversarial_relaxed * mainstays).mean()
+        alignment = code_alignment_loss(adversarial_relaxed, mainstays, toward=False)        # <h, b_m> / K
         quantization = (adversarial_relaxed - binarize(adversarial_relaxed).detach()).pow(2).mean()
         return hashing - self.weight * alignment + self.quantization_weight * quantization
