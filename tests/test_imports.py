@@ -14,7 +14,7 @@ LIB = Path(__file__).resolve().parents[1] / "lib"
 
 # Each floor: top-level modules or packages of advhash. A new module joins the lowest floor whose imports it needs.
 LAYERS = [
-    {"utils", "fingerprint"},                                   # helpers with no advhash import
+    {"utils", "fingerprint", "uncertainty"},                    # helpers with no advhash import
     {"data", "metrics", "models"},                              # the ground: data, retrieval metrics, networks
     {"codes", "losses", "checkpoint", "resumable"},             # closed-form codes, hashing losses, run files
     {"train"},                                                  # the training loop
@@ -23,7 +23,7 @@ LAYERS = [
     {"evaluation", "results", "transfer"},                      # the attack protocol, results files
     {"defenses", "crossmodal"},                                 # the defenses' and the cross-modal wing
     {"fitting", "robustness", "robustness_checks", "figures", "tables"},   # orchestrators, readers of results
-    {"report", "pipeline"},                                     # notebooks and the DVC pipeline
+    {"report", "pipeline", "claims"},                           # notebooks, the DVC pipeline, the claims registry
     {"advhash"},                                                # the package's own __init__
 ]
 

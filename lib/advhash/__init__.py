@@ -13,6 +13,9 @@ The library behind the notebooks in ``notebooks/``, one concept per module:
   transfer table), ``tables`` (SAAT's Table I and II; the published tables in our layout)
 - ``results`` (metrics JSON, headlines, curves, published tables), ``report`` and ``figures`` (the notebooks' frame
   and figures), ``pipeline`` (params.yaml -> papermill, notebook builds)
+- ``uncertainty``: a paper's claim on per-query scores, its bootstrap interval (queries; seeds, then queries) and
+  verdict (REPRODUCED, NOT REPRODUCED, INCONCLUSIVE)
+- ``claims``: the papers' claims as data (``notebooks/published/claims.yaml``), read, checked and matched to a run
 """
 
 __version__ = "0.1.0"
