@@ -16,6 +16,7 @@ The library behind the notebooks in ``notebooks/``, one concept per module:
 - ``uncertainty``: a paper's claim on per-query scores, its bootstrap interval (queries; seeds, then queries) and
   verdict (REPRODUCED, NOT REPRODUCED, INCONCLUSIVE)
 - ``claims``: the papers' claims as data (``notebooks/published/claims.yaml``), read, checked and matched to a run
+- ``findings``: a notebook's findings (``Findings``): each claim's verdict, its table and ``NN_findings.json``
 """
 
 __version__ = "0.1.0"

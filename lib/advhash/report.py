@@ -73,6 +73,12 @@ def _show_summary(markdown: str, *, update: bool = False) -> None:
     (update_display if update else display)(Markdown(markdown), display_id=SUMMARY_ID)
 
 
+def show_summary(markdown: str) -> None:
+    """Fill the report's summary display (at its top) with ``markdown``, which starts with ``SUMMARY_HEADING``
+    (``advhash.findings.Findings.finish`` calls it; the last call wins). Outside IPython, nothing."""
+    _show_summary(markdown, update=True)
+
+
 def save_figure(figure, path: str | Path) -> None:
     """Save a matplotlib figure or a seaborn grid at the reports' resolution. Returns nothing, so that a
     notebook cell ending with it shows the figure alone."""
