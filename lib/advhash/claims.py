@@ -21,6 +21,8 @@ from pathlib import Path
 
 import yaml
 
+from .pipeline import project_root
+
 __all__ = ["SECTIONS", "Claim", "Comparison", "Published", "Source", "RegistryError", "MissingResultError",
            "load_claims", "claims_for", "require_available"]
 
@@ -114,7 +116,6 @@ def load_claims(path: str | Path | None = None, *, section: str | None = None) -
     if section is not None and section not in SECTIONS:
         raise RegistryError(f"unknown section {section!r}: use one of {', '.join(SECTIONS)}")
     if path is None:
-        from .pipeline import project_root
         path = project_root() / REGISTRY
     path = Path(path)
     text = path.read_text()

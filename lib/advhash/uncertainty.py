@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from .utils import check_choice
+
 VERDICTS = ("REPRODUCED", "NOT REPRODUCED", "INCONCLUSIVE")
 METHODS = ("BCa", "percentile", "basic")   # what scipy.stats.bootstrap offers
 
@@ -226,7 +228,5 @@ def _check_settings(confidence: float, n_resamples: int, method: str) -> str:
         raise ValueError(f"confidence must lie in (0, 1), e.g. 0.95; got {confidence}{hint}")
     if int(n_resamples) != n_resamples or n_resamples < 1:
         raise ValueError(f"n_resamples must be a positive integer (e.g. 2000); got {n_resamples}")
-    spelled = {name.lower(): name for name in METHODS}
-    if str(method).lower() not in spelled:
-        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
-    return spelled[method.lower()]
+    spelled = {name.lower(): name for name in METHODS}          # any case: "bca" is "BCa"
+    return check_choice("method", spelled.get(str(method).lower(), method), METHODS)
