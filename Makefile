@@ -4,6 +4,8 @@
 #   make test    set up the environment and data, then run the library tests and nbval on the notebooks
 #   make dry S="section.key=value ..."   which stages a parameter change reruns (a DVC dry experiment)
 #   make report  the executed notebooks as one static HTML site in site/ (summary page and one page per section)
+#   make findings   every claim of the papers with its verdict (metrics/NN_findings.json) as one table in the
+#                   terminal (120 columns), then the data, budget, profile, commit and date they come from
 #   make notebooks   rebuild notebooks/NN_name.ipynb from their notebooks/NN_name.py sources (after an edit;
 #                    `make test` does not rebuild them, a test fails while one is stale)
 #
@@ -22,7 +24,7 @@ FASHION_MNIST_DEB := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PYTHONHASHSEED := 0
 
-.PHONY: setup fashion-mnist data repro test dry report notebooks bench clean-outputs
+.PHONY: setup fashion-mnist data repro test dry report findings notebooks bench clean-outputs
 
 setup: $(BIN)/.advhash-installed
 
@@ -81,6 +83,11 @@ dry: data
 # The executed notebooks as one static site: site/index.html (summary page) and one page per section.
 report: setup
 	$(BIN)/python tools/report_site.py
+
+# Every finding of the five sections in a terminal (advhash.overview; the README's "Results at a glance" is the
+# same table: `python -m advhash.overview --readme` rewrites it).
+findings: setup
+	$(BIN)/python -m advhash.overview
 
 notebooks: setup
 	$(BIN)/python -m advhash.pipeline build

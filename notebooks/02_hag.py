@@ -34,6 +34,11 @@
 # models as trained. Published numbers come from VGG/ResNet victims on FLICKR-25K and MS-COCO and are shown beside
 # ours, labelled as published.
 
+# %%
+from advhash.report import open_report
+
+open_report()   # this report's findings table and invariants line appear here when the run ends
+
 # %% tags=["parameters"]
 # victims: notebook 01's models, data split and training settings, from its manifest (advhash/manifest.py)
 victims_from = "build/nbval/checkpoints/01_deep_hashing/victims.json"   # params.yaml: notebook 01's checkpoint_dir
@@ -61,21 +66,31 @@ transfer_bits = 32
 # evaluation
 topk = 5000                     # mAP@k, capped at the database size
 num_examples = 3                # queries shown with their top-5 before and after
-check_claims = True             # False: finish, keep the results and list the claims that failed (pipeline)
+check_invariants = True          # False: a run with a failed invariant finishes and lists it (pipeline)
 # outputs
 checkpoint_dir = "build/nbval/checkpoints/02_hag"
 figure_dir = "build/nbval/figures/02_hag"
 metrics_dir = "build/nbval/metrics"
 
 # %%
-from advhash.evaluation import attack_scores, attack_sweep, check_budget, query_set, snapshot_scores
+import pandas as pd
+
+from advhash.evaluation import attack_scores, attack_sweep, check_budget, query_set, retrieval_ap, snapshot_scores
+from advhash.evidence import Evidence, claim_estimate
 from advhash.figures import attack_histories, curve_panels, retrieval_examples, transfer_heatmap
+from advhash.findings import Findings
 from advhash.fitting import fit_victims
 from advhash.manifest import read_manifest
-from advhash.report import Claims, beside_published, finish_figure, save_figure, start_notebook
+from advhash.report import Invariants, beside_published, finish_figure, save_figure, start_notebook
 from advhash.results import nested_metrics, write_headline, write_json
 from advhash.tables import published_table
-from advhash.transfer import transfer_table
+from advhash.transfer import PERTURBATIONS, transfer_comparisons, transfer_table
+
+# %%
+if len([mark for mark in iteration_marks if 0 < mark <= steps]) < 2:
+    raise ValueError(f"iteration_marks = {iteration_marks} (hag section of params.yaml) must hold at least two "
+                     f"iterations in 1..steps ({steps}): the finding hag-iterations compares HAG's first mark after "
+                     f"0 with its last; e.g. [0, {max(1, steps // 10)}, {steps}]")
 
 # %% [markdown]
 # The attacked queries of every dataset, notebook 01's victims (those of the other datasets trained here with its
@@ -116,6 +131,20 @@ results, runs = attack_scores(victims, queries, settings, topk=topk, batch_size=
 results[["dataset", "bits", "clean", "HAG*", "HAG", "PGD", "random"]].set_index(["dataset", "bits"])
 
 # %% [markdown]
+# Each query's AP@k behind these means, clean and under each attack, is kept as the evidence of the findings
+# (`advhash.evidence`, judged at the end of the report). A claim reads the evidence of the comparison it makes: the
+# attacks on every victim here, HAG's iterates (section 2), the transfer perturbations (section 4).
+
+# %%
+evidence = {compare: Evidence() for compare in ("attacks", "iterations", "perturbations")}
+for (name, bits), victim in victims.items():
+    labels, attacked = dict(metric="map", model=victim_method, bits=bits, dataset=name), queries[name, bits]
+    evidence["attacks"].add(retrieval_ap(victim, victim.encode(attacked.images), attacked.labels, topk=topk),
+                            attack="clean", **labels)
+    for label in ("HAG*", "HAG", "PGD"):
+        evidence["attacks"].add(runs[name, bits, label].query_scores, attack=label, **labels)
+
+# %% [markdown]
 # Perturbation size of every attack above (L-inf in pixel levels out of 255, mean per-image L2 in [0, 1] units,
 # mean PSNR in dB):
 
@@ -135,7 +164,11 @@ beside_published(results[results.dataset == datasets[0]].set_index("bits")[["HAG
 # mAP of the queries as HAG (growing $\alpha$) goes on: one run per code length, measured at the marked iterations.
 
 # %%
-iterations = snapshot_scores(runs, victims, queries, "HAG", topk=topk)
+iterates = snapshot_scores(runs, victims, queries, "HAG", topk=topk, per_query=True)    # each query's AP@k
+for (name, bits, step), scores in iterates.groupby(["dataset", "bits", "iteration"]).ap:
+    evidence["iterations"].add(scores.to_numpy(), metric="map", model=victim_method, attack="HAG", bits=bits,
+                               dataset=name, iteration=step)
+iterations = iterates.groupby(["dataset", "bits", "iteration"], as_index=False).agg(map=("ap", "mean"))
 save_figure(curve_panels(iterations, x="iteration", y="map", col="dataset", hue="bits", xlabel="HAG iteration",
                          ylabel=f"mAP@{min(topk, len(data[datasets[0]].database))} of the adversarial queries",
                          marker="o", palette="viridis", height=3.2), run.figure_dir / "map_vs_iterations.png")
@@ -169,12 +202,13 @@ finish_figure(fig, run.figure_dir / "vanishing_gradient.png",
 # ## 4. Transfer between victims, and ensembles of perturbations
 # HAG perturbations crafted on each victim (rows) are evaluated on every victim (columns), at one code length on the
 # first dataset: different hashing losses, a second seed of one model (the paper's starred models), and a different
-# backbone (ResNet-18, resized to 32x32 inside the model). Ensembles add the perturbations $r_1 + r_2 + \dots$ and clip the sum back into the
-# $\epsilon$-ball (and [0, 1]), so every row has the same budget.
+# backbone (ResNet-18, resized to 32x32 inside the model). Ensembles add the perturbations $r_1 + r_2 + \dots$ and
+# clip the sum back into the $\epsilon$-ball (and [0, 1]), so every row has the same budget.
 
 # %%
-transfer, perturbed = transfer_table(pool, queries[grid[0]], settings["HAG"], topk=topk, batch_size=attack_batch_size,
-                                     ensembles=[(1, 2), (1, 3), range(1, len(pool) + 1)])   # by victim number
+everyone = range(1, len(pool) + 1)       # victim numbers: r1 ... rn
+transfer, perturbed, transfer_ap = transfer_table(pool, queries[grid[0]], settings["HAG"], topk=topk,
+                                                  batch_size=attack_batch_size, ensembles=[(1, 2), (1, 3), everyone])
 fig = transfer_heatmap(transfer, title=f"HAG transfer, {name}, {transfer_bits} bits, eps {eps_255}/255")
 finish_figure(fig, run.figure_dir / "transfer.png")
 
@@ -184,6 +218,22 @@ finish_figure(fig, run.figure_dir / "transfer.png")
 # %%
 beside_published(transfer, published_table(published / "hag_transfer.csv"),
                  ours_label=f"ours, {name}, {transfer_bits} bits", published_label="PUBLISHED, MS-COCO")
+
+# %% [markdown]
+# What the paper's transfer claims compare, per victim (columns: mean AP@k over the queries): its **own**
+# perturbation against the mean of those **transferred** from the other victims; for a victim with a twin (same
+# loss and backbone, another seed), the twin's perturbation (**second seed**) against those crafted on **another
+# backbone** with the same loss; and the **ensemble** of every victim's perturbation against its members alone
+# (**single**, their mean). Each query's AP is kept as the evidence of the transfer findings.
+
+# %%
+identities = {label: (method, net, net_seed) for label, (method, net, net_seed) in zip(pool, transfer_victims)}
+kinds = transfer_comparisons(transfer_ap, identities, ensemble=everyone)     # {(victim, kind): (N,) AP@k}
+for (victim_name, kind), scores in kinds.items():
+    evidence["perturbations"].add(scores, metric="map", model=victim_name, attack="HAG", bits=transfer_bits,
+                                  dataset=datasets[0], perturbation=kind)
+by_kind = pd.Series({key: scores.mean().item() for key, scores in kinds.items()}).unstack(0)
+by_kind.reindex([kind for kind in PERTURBATIONS if kind in by_kind.index])[list(pool)]
 
 # %% [markdown]
 # ## 5. Natural images, adversarial images, and what they retrieve
@@ -212,26 +262,44 @@ iterations.to_csv(run.metrics_dir / "02_hag_iterations.csv", index=False, float_
 run.finish()
 
 # %% [markdown]
-# ## Claims checked
+# ## Findings
+# The claims of the HAG paper this section can test, each judged on the per-query AP@k kept above: the effect is
+# the mean over queries (and over the code lengths, datasets or victims the claim averages) of ours minus its
+# reference, with its 95 % bootstrap interval over queries (`advhash.uncertainty`). The transfer claims are judged
+# at the transfer code length.
+
+# %%
+findings = Findings("02_hag")
+for claim in findings.claims:       # each claim reads the evidence of the comparison it makes
+    findings.add(claim.id, claim_estimate(claim, evidence[claim.comparison.compare], featured_bits=transfer_bits))
+findings.write(run.metrics_dir / "02_hag_findings.json")
+findings.finish()          # fills the findings table at the top of the report
+findings.table()
+
+# %% [markdown]
+# The table sets each effect of the paper, measured on FLICKR-25K and MS-COCO with VGG and ResNet victims after
+# 2,000 iterations at 8/255, beside ours on small grey images with small CNNs after far fewer iterations at a larger
+# budget: a verdict says whether the effect has the paper's sign here, and "ours / published" how large it is
+# against the paper's. Where an interval contains zero this run cannot tell the sign; the tables and figures above
+# show the numbers behind each row.
+
+# %% [markdown]
+# ## Invariants checked
+# What must hold whatever the data, because the attacks and the evaluation are right: the threat model (always
+# checked, also in the CI smoke), then the victims' clean retrieval.
 
 # %%
 check_budget(runs, queries, eps)           # the threat model: always checked
 check_budget({("transfer", row): images for row, images in perturbed.items()}, queries[grid[0]], eps)
 print("every adversarial example is inside the eps-ball")
 
-# %% tags=["claims"]
-claims = Claims(check_claims)
-by_victim = results.set_index(["dataset", "bits"])
-gap_closed = (by_victim.clean - by_victim.HAG) / (by_victim.clean - by_victim.random)
-claims.expect((gap_closed > 0.6).all(),
-              f"HAG should close 60% of the clean-to-random mAP gap everywhere:\n{gap_closed}")
-gain = (results["HAG*"] - results["HAG"]).mean()
-claims.expect(gain > 0, f"growing alpha should beat fixed alpha on average; mean mAP(HAG*) - mAP(HAG) = {gain:.4f}")
-
-# %% tags=["claims"]
-curves = iterations.sort_values("iteration").groupby(["dataset", "bits"])["map"]
-claims.expect((curves.diff().dropna() <= 0.02).all(), f"mAP should fall with iterations:\n{curves.apply(list)}")
-claims.expect((curves.last() < curves.first()).all(), f"the attack did not lower mAP:\n{curves.apply(list)}")
-if claims.finish():
-    print(f"all claims hold: HAG closes at least {gap_closed.min():.0%} of the clean-to-random mAP gap everywhere;",
-          f"growing alpha beats fixed by {gain:.3f} mAP on average; mAP falls with iterations")
+# %% tags=["invariants"]
+invariants = Invariants(check_invariants)
+margin, by_victim = 0.04, results.set_index(["dataset", "bits"])
+above = by_victim.clean - by_victim.random
+invariants.expect((above > margin).all(), f"every attacked victim retrieves its clean queries better than a random "
+                  f"ranking, by more than {margin} mAP (at least {above.min():.3f})")
+pool_above = transfer.loc["none"] - by_victim.random[grid[0]]
+invariants.expect((pool_above > margin).all(), f"every transfer victim retrieves the clean queries better than a "
+                  f"random ranking, by more than {margin} mAP (at least {pool_above.min():.3f})")
+invariants.finish();

@@ -41,6 +41,11 @@
 # **finetune** model (same epochs, hashing loss only) separates what adversarial training buys from what more
 # training buys.
 
+# %%
+from advhash.report import open_report
+
+open_report()   # this report's findings table and invariants line appear here when the run ends
+
 # %% tags=["parameters"]
 # victims: notebook 01's models, data split and training settings, from its manifest (advhash/manifest.py)
 victims_from = "build/nbval/checkpoints/01_deep_hashing/victims.json"   # params.yaml: notebook 01's checkpoint_dir
@@ -48,6 +53,8 @@ num_attacked = 100              # queries attacked: the first ones of the query 
 method = "dph"                  # hashing loss of the victims and the clean term of every defense (SAAT: DPH)
 bits_list = [16, 32]            # code lengths (params.yaml: 16, 32, 48, 64)
 seed = 0                        # seed of the fine-tuning, the attacks' random starts and the target labels
+training_seeds = [0]            # seeds of the models the findings compare, at the featured code length
+                                # (params.yaml: 0, 1, 2); `seed` must be the smallest of them
 device = "cpu"
 # adversarial training: every defense fine-tunes the clean victim with the same optimizer
 defenses = ["finetune", "atrdh", "saat"]  # Table II (advhash.defenses.DEFENSES; "finetune": the clean control)
@@ -82,23 +89,28 @@ brute_force_bits = 10           # K of the brute-force check of Theorem 1 (2^K c
 # evaluation
 topk = 5000                     # mAP@k, capped at the database size
 pr_bits = 32                    # code length of the precision-recall curves
-check_claims = True             # False: finish, keep the results and list the claims that failed (pipeline)
+check_invariants = True         # False: a run with a failed invariant finishes and lists it (pipeline)
 # outputs
 checkpoint_dir = "build/nbval/checkpoints/04_saat"
 figure_dir = "build/nbval/figures/04_saat"
 metrics_dir = "build/nbval/metrics"
 
 # %%
-import pandas as pd
+from advhash.evidence import extra_seeds
 
+other_seeds = extra_seeds(seed, training_seeds, section="saat")   # checked before anything is trained
+
+# %%
+import pandas as pd
 from advhash import codes, figures, tables
 from advhash.codes.statistics import code_distances, distance_margins
-from advhash.defenses.verdict import defense_verdict
 from advhash.evaluation import attack_scores, attack_sweep, check_budget, perturbation_sizes, query_set
+from advhash.evidence import Evidence
+from advhash.findings import Findings
 from advhash.fitting import fit_defended_victims, fit_victims
 from advhash.manifest import read_manifest
 from advhash.metrics import random_ranking_map
-from advhash.report import Claims, beside_published, save_figure, start_notebook
+from advhash.report import Invariants, beside_published, save_figure, start_notebook
 from advhash.results import nested_metrics, write_curves, write_headline, write_json
 from advhash.robustness import UNTARGETED, Budget, describe, leaderboard
 
@@ -214,8 +226,8 @@ tables.published_table(run.root / "notebooks/published/saat_table1.csv", index=[
 # mAP (**higher = more robust**) of the clean queries (*Original*) and of the HAG, SDHA and SAAT adversarial
 # queries, each attack re-run on the model it evaluates with that model's own training codes. SAAT's Table II
 # compares ATRDH with SAAT training; the undefended model and the clean fine-tune are the baselines. The paper's
-# headline, SAAT training more robust than ATRDH, is checked below the figure on the mean gain over the attacks and
-# code lengths, and reported plainly whether or not it holds on our data.
+# headline, SAAT training more robust than ATRDH, is a finding (the table at the top of the report), judged at
+# `story_bits` bits over the training seeds and the queries, under these attacks and under the ensemble below.
 
 # %%
 results = attack_scores(victims, queries, nontargeted, topk=k, batch_size=attack_batch_size, runs=runs["mAP"],
@@ -232,9 +244,6 @@ save_figure(figures.robustness_bars(long, hue="defense", hue_order=model_names, 
                                     ylabel=f"mAP@{k} (higher: more robust)",
                                     title=f"eps {eps_255}/255; dotted: random ranking"),
             run.figure_dir / "defenses.png")
-verdict = defense_verdict(results, "saat", "atrdh", higher_is_better=dict.fromkeys(nontargeted, True),
-                          model_column="defense") if {"saat", "atrdh"} <= set(defenses) else None
-print("SAAT's headline (Table II):", verdict or "not run (defenses lack saat or atrdh)")
 
 # %% [markdown]
 # **Leaderboard: one robustness number per model** (`advhash.robustness.evaluate_robustness`). The attacks above
@@ -249,7 +258,7 @@ print("SAAT's headline (Table II):", verdict or "not run (defenses lack saat or 
 # %%
 robust_budget = Budget(eps=eps, alpha=step, steps=attack_steps, restarts=robust_restarts, topk=k, seed=seed,
                        black_box_queries=black_box_queries)
-board, reports = leaderboard(victims, data, queries, robust_budget, num_anchors=dhta_anchors,
+board, reports = leaderboard(victims, data, queries, robust_budget, num_anchors=dhta_anchors, per_query=True,
                              batch_size=attack_batch_size, checks_bits=[story_bits])   # checks at one code length
 print(describe(reports))
 
@@ -261,10 +270,6 @@ print(describe(reports))
 published_points = tables.published_points(published2, bits=story_bits, dataset="FLICKR-25K")
 save_figure(figures.clean_vs_robust(board, palette=palette, hue_order=model_names, topk=k, eps_255=eps_255,
                                     published=published_points), run.figure_dir / "clean_vs_robust.png")
-robust = board.groupby("model").robust.mean()
-if {"saat", "atrdh"} <= set(robust.index):
-    print(f"under the ensemble: SAAT {robust['saat']:.3f} vs ATRDH {robust['atrdh']:.3f} robust mAP (mean over code "
-          f"lengths): SAAT's headline {'reproduced' if robust['saat'] > robust['atrdh'] else 'NOT reproduced'} here")
 board.set_index(["model", "bits"]).round(3)
 
 # %% [markdown]
@@ -276,6 +281,38 @@ every_run = {(model, bits, f"{name} ({metric})"): run for metric, metric_runs in
              for (model, bits, name), run in metric_runs.items()}
 sizes = perturbation_sizes(every_run)
 sizes.pivot_table(index="attack", columns="model", values=["linf_255", "l2", "psnr"], sort=False)
+
+# %% [markdown]
+# **Other training seeds.** How much of a gap between two defenses is training noise? For every seed of
+# `training_seeds` other than `seed`, at `story_bits` bits only: the undefended victim trained with that seed
+# (notebook 01's settings; `advhash.fitting.fit_victims` trains it when notebook 01's manifest lacks it), each
+# defense fine-tuned from it with that seed, then the same Table II attacks and the same ensemble (without its
+# checks) on the same queries. They feed the findings only; every table and figure shows the models of `seed`.
+
+# %%
+seed_runs, seed_reports = {seed: runs["mAP"]}, {seed: reports}   # training seed -> attack runs, ensemble reports
+for other in other_seeds:
+    seeded = fit_victims({dataset: data}, {story_bits: (dataset, method, story_bits, other)}, manifest=source,
+                         train=True, **training)
+    seeded = fit_defended_victims(data, seeded, defenses, **dict(fine_tuning, seed=other))[0]   # (model, bits)
+    seed_runs[other] = attack_scores(seeded, queries, nontargeted, topk=k, batch_size=attack_batch_size)[1]
+    seed_reports[other] = leaderboard(seeded, data, queries, robust_budget, num_anchors=dhta_anchors,
+                                      per_query=True, batch_size=attack_batch_size, checks_bits=[])[1]
+print(f"training seeds of the findings at {story_bits} bits: {', '.join(map(str, seed_runs))}")
+
+# %% [markdown]
+# The evidence of the findings (`advhash.evidence`): every per-query score above, labelled as the claims registry
+# names models and attacks: t-AP of Table I's targeted attacks, AP of every model under Table II's attacks and on
+# the clean queries, and the ensemble's per-query worst case (robust AP), for every training seed.
+
+# %%
+evidence = Evidence()
+for (model, bits, attack), result in runs["t-MAP"].items():         # Table I, targeted: the models of `seed`
+    evidence.add(result.query_scores, metric="t_map", seed=seed, model=model, attack=attack, bits=bits)
+for other in seed_runs:
+    evidence.add_runs(seed_runs[other], seed=other)          # Table I, non-targeted, and Table II
+    evidence.add_ensemble(seed_reports[other], seed=other)   # the ensemble, and the clean queries
+print(f"{len(evidence)} per-query scores recorded")
 
 # %% [markdown]
 # ## 4. Precision-recall curves at 32 bits
@@ -344,7 +381,6 @@ metrics = dict(eps_255=eps_255, train_eps_255=train_eps_255, attack_steps=attack
                adv_epochs=adv_epochs, random_map=random_map, table1=tables.table_metrics(table1),
                table2=tables.defense_metrics(results),
                tradeoff=tradeoff.astype({"train_eps_255": float}).to_dict("records"),
-               saat_over_atrdh=None if verdict is None else verdict.summary(),
                mainstay_center_bits_differ=float(mainstay_vs_center.mean()),
                brute_force_max_gap=float(brute_force.max_gap.max()), linf_255_max=float(sizes.linf_255.max()),
                **{f"{column}_ensemble": nested_metrics(board, column, by="model")
@@ -356,8 +392,7 @@ write_json(metrics, run.metrics_dir / "04_saat.json")
 
 # %%
 write_headline(dict(clean=nested_metrics(board, "clean", by="model"), robust_ensemble=metrics["robust_ensemble"],
-                    overstated_ensemble=metrics["overstated_ensemble"],
-                    saat_over_atrdh_points=None if verdict is None else verdict.points),
+                    overstated_ensemble=metrics["overstated_ensemble"]),
                run.metrics_dir / "04_saat_headline.json", bits=story_bits)
 
 # %%
@@ -370,28 +405,54 @@ tradeoff.to_csv(run.metrics_dir / "04_saat_plots" / "tradeoff.csv", index=False,
 run.finish()
 
 # %% [markdown]
-# ## Claims checked
+# ## Findings
+# Each claim of SAAT's Tables I and II that this notebook tests (`notebooks/published/claims.yaml`), judged on the
+# per-query evidence above: ours minus the reference in mAP points, with its 95 % interval (queries; and training
+# seeds for the defenses, `training_seeds`), beside the published effect. The same table opens the report.
 
 # %%
-claims = Claims(check_claims)
-check_budget(every_run, queries, eps)
-members = [column for column in board.columns if column in UNTARGETED]
-claims.expect((board.robust <= board[members].min(axis=1) + 1e-12).all(), "the ensemble's worst case is per query")
-if "saat" in defenses:
-    claims.expect(robust["saat"] > robust["undefended"],
-                  f"SAAT training should be more robust under the ensemble: {robust}")
-claims.expect(brute_force.max_gap.max() < 1e-5, f"the closed-form mainstay code is not optimal:\n{brute_force}")
+findings = Findings("04_saat")
+findings.judge(evidence, featured_bits=story_bits)
+findings.write(run.metrics_dir / "04_saat_findings.json")
+findings.finish()          # fills the findings table at the top of the report
+findings.table()
+
+# %% [markdown]
+# What the findings say, in words generated from the table above (so they stay true whatever the verdicts): the
+# attack orderings of Table I on one model and one set of queries, then the defenses of Table II, where the paper's
+# headline is SAAT training over ATRDH under its single attacks and, stricter, under the attack ensemble.
 
 # %%
-mean_map = table1.xs("mAP").mean(axis=1)           # x100, mean over code lengths
-claims.expect(mean_map["SAAT"] <= mean_map[["HAG", "SDHA"]].min(),
-              f"the SAAT attack should be at least as strong as HAG and SDHA: mAP {mean_map.round(2).to_dict()}")
-if "saat" in defenses:           # under every attack (mean over code lengths)
-    against = defense_verdict(results, "saat", "undefended", higher_is_better=dict.fromkeys(nontargeted, True),
-                              model_column="defense")
-    claims.expect(min(against.per_attack.values()) > 0,
-                  f"SAAT training should beat no defense under every attack: {against}")
-if claims.finish():
-    print(f"all claims hold: adversarial examples inside the eps-ball; the closed-form mainstay code optimal on all "
-          f"2^{check_bits} codes; the SAAT attack at least as strong as HAG and SDHA; SAAT training more robust than "
-          "no defense under HAG, SDHA and SAAT (mean over code lengths) and under the ensemble")
+table = findings.table()
+said = {key: f"{row.verdict} ({row['ours [95 % interval]']}; published {row.published})"
+        for key, row in table.iterrows()}
+attacks = "; ".join(f"over {found.claim.comparison.reference} {said[found.claim.id]}" for found in findings.ordered()
+                    if found.claim.comparison.compare == "attacks")
+print(f"Table I, the SAAT attack on the undefended model: {attacks}.\n"
+      f"Table II at {story_bits} bits ({len(seed_runs)} training seed(s)), SAAT training over ATRDH: under the single "
+      f"attacks {said['saat-table2-over-atrdh']}; under the ensemble {said['saat-table2-over-atrdh-ensemble']}.\n"
+      f"Over no defense: SAAT training {said['saat-table2-over-undefended']}; ATRDH "
+      f"{said['saat-table2-atrdh-over-undefended']}.")
+
+# %% [markdown]
+# ## Invariants checked
+# The code and the evaluation are right whatever the data: every adversarial example lies inside the eps-ball, the
+# ensemble's worst case is at most each member's AP query by query (every model, every seed), and Theorem 1's closed
+# form reaches the brute-force minimum of the DMFL objective.
+
+# %%
+invariants = Invariants(check_invariants)
+largest = max(check_budget(attacked, queries, eps) for attacked in [every_run, *seed_runs.values()])
+invariants.expect(largest <= eps_255 + 1e-3, f"every adversarial example lies inside the eps-ball (largest L-inf "
+                  f"{largest:.2f} of {eps_255} pixel levels, every model and training seed)")
+per_query = [report.per_query for reports_of_seed in seed_reports.values() for report in reports_of_seed.values()]
+members = [f"untargeted:{name}" for name in UNTARGETED]
+invariants.expect(all((frame["untargeted:worst case"] <= frame[members].min(axis=1) + 1e-12).all()
+                      for frame in per_query),
+                  f"the ensemble's robust AP is at most every member's, query by query ({len(per_query)} models)");
+
+# %%
+gap = brute_force.max_gap.max()
+invariants.expect(gap < 1e-5, f"the closed-form mainstay code reaches the minimum of the DMFL objective over all "
+                  f"2^{check_bits} codes, for every query (largest gap {gap:.1e})")
+invariants.finish();

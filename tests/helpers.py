@@ -336,3 +336,22 @@ class HardSign(torch.nn.Module):
 
     def forward(self, images, scale=1.0):
         return torch.tanh(scale * self.hash_logits(images))
+
+
+def write_synthetic_findings(metrics_dir, section, verdicts=None, *, default="REPRODUCED"):
+    """Write ``<metrics_dir>/<section>_findings.json`` through ``advhash.findings.Findings`` with made-up estimates
+    that give each claim of the section the verdict ``verdicts[claim id]`` (default ``default``): REPRODUCED,
+    NOT REPRODUCED or INCONCLUSIVE, in the claim's direction. For the overview and the site, never for numbers."""
+    from advhash.findings import Findings
+    from advhash.uncertainty import Estimate
+
+    effects = {"REPRODUCED": (0.03, 0.01, 0.05), "NOT REPRODUCED": (-0.02, -0.035, -0.005),
+               "INCONCLUSIVE": (0.004, -0.01, 0.018)}
+    findings = Findings(section)
+    for claim in findings.claims:
+        sign = claim.comparison.direction
+        estimate, low, high = (sign * value for value in effects[(verdicts or {}).get(claim.id, default)])
+        seeds = 3 if "seeds" in claim.comparison.levels else 1
+        findings.add(claim.id, Estimate(estimate, min(low, high), max(low, high), 0.95, 200, seeds,
+                                        claim.comparison.levels, "percentile", 0.5))
+    return findings.write(Path(metrics_dir) / f"{section}_findings.json")

@@ -1,8 +1,10 @@
 """advhash.crossmodal.evaluation: the attacked query pairs and their codes, CMLA snapshots of both modalities,
-their scores (against direct calls of crossmodal_maps and cmla_distortion), the adaptive and fixed protocols,
-the Table 2 layouts, the curves and the tag changes. Tiny untrained networks: the bookkeeping is under test,
+their scores (against direct calls of crossmodal_maps and cmla_distortion) with the AP of each query, the adaptive
+and transfer protocols, the evidence the findings read and the sentences generated from them, the Table 2
+layouts, the curves and the tag changes. Tiny untrained networks: the bookkeeping is under test,
 not the attack's strength (tests/test_crossmodal_cmla.py)."""
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -11,13 +13,18 @@ from helpers import stripes, stripes_data, stripes_pairs
 
 from advhash.attacks import perturb
 from advhash.crossmodal import CMLA, CrossModalHashing, cmla_distortion, crossmodal_maps, encode_pairs
-from advhash.crossmodal.evaluation import (ATTACKED_TASKS, SnapshotMaker, protocol_scores, attack_table,
-                                           clean_scores, clean_table, cmla_scores, cmla_snapshots, crossmodal_curves, encode_models,
-                                           encode_queries, encode_snapshots, paired_query_set, published_attack_table,
-                                           published_clean_table, tag_changes, tag_names, task_metrics)
+from advhash.crossmodal.evaluation import (ATTACKED_TASKS, PROTOCOLS, SnapshotMaker, attack_table, clean_scores,
+                                           clean_table, cmla_evaluation, cmla_scores, cmla_snapshots,
+                                           crossmodal_curves, encode_models, encode_queries, encode_snapshots,
+                                           paired_query_set, plus_models_summary, protocol_scores,
+                                           published_attack_table, published_clean_table, record_evidence,
+                                           tag_changes, tag_names, task_ap, task_metrics)
 from advhash.data import TAG_VOCABULARY
 from advhash.evaluation import retrieval_curves
+from advhash.evidence import Evidence
+from advhash.metrics import average_precision_per_query
 from advhash.train import encode
+from advhash.uncertainty import Estimate
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -103,7 +110,7 @@ def test_cmla_scores_encode_one_modality_and_keep_the_other_clean(setup):
     data, queries, models, codes, db_codes, snapshots = setup
     model, key = models["A", BITS], ("A", BITS)
     scores = cmla_scores(model, snapshots[key], queries, codes[key], db_codes[key], data.database.labels, topk=20)
-    assert list(scores.columns) == ["iterations", "task", "map", "D"]
+    assert list(scores.columns) == ["iterations", "task", "map", "D", "ap"]
     assert list(scores.iterations) == [0] * 4 + [2] * 4 + [4] * 4
     assert list(scores.task[:4]) == [*ATTACKED_TASKS["image"], *ATTACKED_TASKS["text"]]
     clean = crossmodal_maps(codes[key], db_codes[key], queries.labels, data.database.labels, topk=20)
@@ -114,6 +121,10 @@ def test_cmla_scores_encode_one_modality_and_keep_the_other_clean(setup):
         assert row.map == crossmodal_maps(attacked, db_codes[key], queries.labels, data.database.labels, topk=20,
                                           tasks=[row.task])[row.task]
         assert row.D == cmla_distortion(queries.inputs(modality), perturbed)
+        source, target = row.task.split("->")                        # the AP of each query, whose mean is map
+        np.testing.assert_array_equal(row.ap, average_precision_per_query(
+            attacked[source], db_codes[key][target], queries.labels, data.database.labels, topk=20).numpy())
+        assert row.ap.shape == (len(queries),) and row.ap.mean() == pytest.approx(row.map, abs=1e-12)
         if row.iterations == 0:
             assert row.map == clean[row.task] and row.D == 0
 
@@ -122,19 +133,21 @@ def test_clean_and_attack_scores_follow_both_protocols(setup):
     data, queries, models, codes, db_codes, snapshots = setup
     labels, db_labels = queries.labels, data.database.labels
     clean = clean_scores(codes, db_codes, labels, db_labels, topk=20)
-    assert list(clean.columns) == ["model", "bits", "task", "map"] and len(clean) == 2 * 4
+    assert list(clean.columns) == ["model", "bits", "task", "map", "ap"] and len(clean) == 2 * 4
     for row in clean.itertuples():
         key = (row.model, row.bits)
         assert row.map == crossmodal_maps(codes[key], db_codes[key], labels, db_labels, topk=20)[row.task]
+        np.testing.assert_array_equal(row.ap, task_ap(codes[key], db_codes[key], labels, db_labels, topk=20,
+                                                      tasks=[row.task])[row.task].numpy())
     scores = protocol_scores(models, snapshots, queries, codes, db_codes, db_labels, topk=20, clean=clean,
                            made_on={"A+": "A"})
-    assert list(scores.columns) == ["model", "protocol", "bits", "iterations", "task", "map", "drop", "D"]
+    assert list(scores.columns) == ["model", "protocol", "bits", "iterations", "task", "map", "drop", "D", "ap"]
     assert list(scores.groupby(["model", "protocol"], sort=False).size().index) == [
-        ("A", "adaptive"), ("A+", "adaptive"), ("A+", "fixed (made on A)")]
-    fixed = scores[scores.protocol == "fixed (made on A)"].reset_index(drop=True)
+        ("A", "adaptive"), ("A+", "adaptive"), ("A+", "transfer")]
+    transfer = scores[scores.protocol == "transfer"].reset_index(drop=True)
     expected = cmla_scores(models["A+", BITS], snapshots["A", BITS], queries, codes["A+", BITS], db_codes["A+", BITS],
                            db_labels, topk=20)                         # A's queries scored by A+
-    pd.testing.assert_frame_equal(fixed[["iterations", "task", "map", "D"]], expected)
+    pd.testing.assert_frame_equal(transfer[["iterations", "task", "map", "D", "ap"]], expected)
     clean_map = {(row.model, row.task): row.map for row in clean.itertuples()}
     for row in scores.itertuples():
         assert row.drop == clean_map[row.model, row.task] - row.map
@@ -159,6 +172,98 @@ def test_snapshots_made_one_model_at_a_time_give_the_same_scores(setup):
     assert made == [("A", BITS), ("A+", BITS)], "each model's queries made once, though A's serve two protocols"
     assert list(maker.kept) == [("A", BITS)] and torch.equal(maker.kept["A", BITS]["image"][4],
                                                              snapshots["A", BITS]["image"][4])
+
+
+def test_task_ap_is_the_per_query_ap_whose_mean_is_the_task_map(setup):
+    data, queries, _, codes, db_codes, _ = setup
+    key, labels, db_labels = ("A", BITS), queries.labels, data.database.labels
+    aps = task_ap(codes[key], db_codes[key], labels, db_labels, topk=20)
+    maps = crossmodal_maps(codes[key], db_codes[key], labels, db_labels, topk=20)
+    assert list(aps) == list(maps)
+    for task, ap in aps.items():
+        assert ap.shape == (len(queries),) and ap.mean().item() == maps[task], "the same numbers as before"
+    with pytest.raises(ValueError, match="unknown tasks"):
+        task_ap(codes[key], db_codes[key], labels, db_labels, topk=20, tasks=["image->audio"])
+
+
+def test_cmla_evaluation_is_the_clean_and_protocol_scores_of_a_set_of_models(setup):
+    data, queries, models, codes, db_codes, snapshots = setup
+    db_labels = data.database.labels
+    clean, attacks = cmla_evaluation(models, queries, data.database, topk=20, steps=4, marks=[0, 2],
+                                     settings=SETTINGS, batch_size=4, made_on={"A+": "A"})
+    expected_clean = clean_scores(codes, db_codes, queries.labels, db_labels, topk=20)
+    pd.testing.assert_frame_equal(clean, expected_clean)
+    pd.testing.assert_frame_equal(attacks, protocol_scores(models, snapshots, queries, codes, db_codes, db_labels,
+                                                           topk=20, clean=expected_clean, made_on={"A+": "A"}))
+
+
+def test_record_evidence_labels_each_query_as_the_claims_registry_names_it(setup):
+    data, queries, models, codes, db_codes, snapshots = setup
+    db_labels, n = data.database.labels, len(queries)
+    clean = clean_scores(codes, db_codes, queries.labels, db_labels, topk=20)
+    attacks = protocol_scores(models, snapshots, queries, codes, db_codes, db_labels, topk=20, clean=clean,
+                              made_on={"A+": "A"})
+    evidence = Evidence()
+    record_evidence(evidence, clean, attacks, iterations=4, made_on={"A+": "A"}, seed=3, dataset="stripes")
+    frame = evidence.frame
+    assert set(frame.seed) == {3} and set(frame.dataset) == {"stripes"} and frame.iteration.isna().all()
+    clean_rows = frame[frame.attack == "clean"]
+    assert set(clean_rows.metric) == {"map"} and len(clean_rows) == len(clean) * len(PROTOCOLS) * n
+    cmla = frame[(frame.attack == "CMLA") & (frame.metric == "map")]
+    assert sorted(cmla.groupby(["model", "protocol"]).size().index) == [
+        ("A", "adaptive"), ("A", "transfer"), ("A+", "adaptive"), ("A+", "transfer")], \
+        "A's own queries are its queries under either protocol"
+    final = attacks[attacks.iterations == 4]
+    for row in final.itertuples():                                   # the per-query AP, and the clean AP minus it
+        mine = frame[(frame.attack == "CMLA") & (frame.model == row.model) & (frame.protocol == row.protocol)
+                     & (frame.task == row.task)]
+        np.testing.assert_array_equal(mine[mine.metric == "map"].score, row.ap)
+        clean_ap = clean[(clean.model == row.model) & (clean.task == row.task)].ap.iloc[0]
+        np.testing.assert_allclose(mine[mine.metric == "map_drop"].score, clean_ap - row.ap)
+        assert mine[mine.metric == "map"].score.mean() == pytest.approx(row.map, abs=1e-12)
+    transferred_a = frame[(frame.model == "A") & (frame.protocol == "transfer") & (frame.attack == "CMLA")]
+    adaptive_a = frame[(frame.model == "A") & (frame.protocol == "adaptive") & (frame.attack == "CMLA")]
+    np.testing.assert_array_equal(transferred_a.score, adaptive_a.score)
+    with pytest.raises(ValueError, match="after 3 CMLA iterations"):
+        record_evidence(Evidence(), clean, attacks, iterations=3, made_on={"A+": "A"})
+
+
+class _Comparison:
+    def __init__(self, ours, reference, tasks, protocol, compare="models"):
+        self.ours, self.reference, self.tasks, self.protocol, self.compare = ours, reference, tasks, protocol, compare
+
+
+class _Found:
+    """What plus_models_summary reads of an advhash.findings.Finding: the claim's comparison, the estimate, the
+    verdict."""
+
+    def __init__(self, ours, task, protocol, verdict, effect, compare="models"):
+        self.claim = type("Claim", (), dict(comparison=_Comparison(ours, ours[:-1], [task], protocol, compare)))()
+        self.estimate = Estimate(effect, effect - 0.01, effect + 0.01, 0.95, 100, 1, ("queries",), "BCa", 0.5)
+        self.verdict = verdict
+
+
+def test_plus_models_summary_says_which_gains_each_protocol_reproduces_from_the_verdicts_alone():
+    findings = [_Found("DCMH+", "image->text", "transfer", "REPRODUCED", 0.031),
+                _Found("DCMH+", "image->text", "adaptive", "NOT REPRODUCED", -0.029),
+                _Found("SSAH+", "text->image", "transfer", "REPRODUCED", 0.02),
+                _Found("SSAH+", "text->image", "adaptive", "REPRODUCED", 0.015),
+                _Found("DCMH+", "text->image", "transfer", "INCONCLUSIVE", 0.001),
+                _Found("DCMH+", "text->image", "adaptive", "REPRODUCED", 0.02),
+                _Found("DCMH+", "image->text, text->image", None, "REPRODUCED", 0.05)]   # clean: no protocol
+    text = plus_models_summary(findings)
+    transfer, adaptive = text.index("Under the transfer protocol"), text.index("Under the adaptive protocol")
+    assert transfer < text.index("DCMH+ minus DCMH on image->text +3.10 [+2.10, +4.10] pts, REPRODUCED") < adaptive
+    assert "DCMH+ minus DCMH on image->text -2.90 [-3.90, -1.90] pts, NOT REPRODUCED" in text[adaptive:]
+    assert "not reproduced under the adaptive re-attack for DCMH+ on image->text (NOT REPRODUCED there)" in text
+    assert "holds under both protocols for SSAH+ on text->image" in text
+    assert "under the adaptive re-attack only for DCMH+ on text->image" in text
+    assert "image->text, text->image" not in text, "the clean comparison has no protocol"
+    none = plus_models_summary([_Found("SSAH+", "image->text", protocol, "INCONCLUSIVE", 0.0)
+                                for protocol in PROTOCOLS])
+    assert "Neither protocol reproduces a robustness gain" in none and "+0.00 [-1.00, +1.00] pts" in none
+    with pytest.raises(ValueError, match="no finding compares models under a protocol"):
+        plus_models_summary(findings[-1:])
 
 
 def test_clean_table_and_the_published_table_share_the_table_1_layout(tmp_path):

@@ -36,3 +36,20 @@ def test_fit_crossmodal_victims_fits_each_base_model_and_its_plus_version_with_i
     ssah_base, _ = fit_ssah(data, bits=8, checkpoint_dir=tmp_path, **ssah)
     assert sorted(tmp_path.iterdir()) == files
     assert same_weights(plus, models["DCMH+", 8]) and same_weights(ssah_base, models["SSAH", 8])
+
+
+def test_another_training_seed_fits_other_models_under_other_checkpoints(tmp_path):
+    """Notebook 03's findings compare the "+" models over training seeds at one code length: each seed's four models
+    are their own fits, beside the first seed's in the same checkpoint folder, and a rerun only loads them."""
+    data = stripes_data(stripes_pairs(24, seed=2))
+    settings = dict(dcmh=dict(epochs=1, batch_size=12, lr=0.001, optimizer="adam"),
+                    ssah=dict(epochs=1, batch_size=12, hidden=16, label_passes=1, adversarial_gradient=False),
+                    adversarial=dict(num_adversarial=4, epochs=1, steps=2, attack_batch_size=8),
+                    text_hidden=16, checkpoint_dir=tmp_path)
+    first, _ = fit_crossmodal_victims(data, [8], seed=0, **settings)
+    second, _ = fit_crossmodal_victims(data, [8], seed=1, **settings)
+    assert len(list(tmp_path.iterdir())) == 8, "four checkpoints per seed"
+    for key in first:
+        assert not same_weights(first[key], second[key]), key
+    again, _ = fit_crossmodal_victims(data, [8], seed=1, **settings)
+    assert len(list(tmp_path.iterdir())) == 8 and all(same_weights(again[key], second[key]) for key in second)

@@ -1,5 +1,5 @@
-"""A defense paper's headline checked on a results table (advhash.defenses.verdict): the gain per attack and code
-length, and the verdict that says plainly whether it holds."""
+"""A defense paper's headline measured on a results table (advhash.defenses.verdict): the gain per attack and code
+length and its means, numbers without verdict words (verdicts are advhash.findings')."""
 
 import pandas as pd
 import pytest
@@ -22,14 +22,15 @@ def test_defense_gain_counts_a_higher_map_and_a_lower_targeted_map_as_gains():
     assert (reverse.points < 0).all(), "the worse model loses on every attack"
 
 
-def test_defense_verdict_averages_the_gains_and_says_plainly_when_a_claim_is_not_reproduced():
+def test_defense_verdict_averages_the_gains_and_reports_numbers_not_a_verdict():
     results = pd.DataFrame([
         dict(defense="saat", bits=16, HAG=0.6, SDHA=0.50), dict(defense="atrdh", bits=16, HAG=0.5, SDHA=0.55),
         dict(defense="saat", bits=32, HAG=0.6, SDHA=0.50), dict(defense="atrdh", bits=32, HAG=0.4, SDHA=0.55)])
     attacks = {"HAG": True, "SDHA": True}
     verdict = defense_verdict(results, "saat", "atrdh", higher_is_better=attacks, model_column="defense")
     assert verdict.per_attack == pytest.approx({"HAG": 15.0, "SDHA": -5.0}) and verdict.points == pytest.approx(5.0)
-    assert verdict.holds and "saat more robust than atrdh: reproduced here; mean gain +5.00 points" in str(verdict)
-    assert verdict.summary() == dict(points=verdict.points, relative=verdict.relative, holds=True)
+    assert verdict.holds and str(verdict).startswith("saat against atrdh: mean gain +5.00 points")
+    assert verdict.summary() == dict(points=verdict.points, relative=verdict.relative)
     reverse = defense_verdict(results, "atrdh", "saat", higher_is_better=attacks, model_column="defense")
-    assert not reverse.holds and "NOT reproduced here" in str(reverse) and "HAG -15.00, SDHA +5.00" in str(reverse)
+    assert not reverse.holds and "mean gain -5.00 points" in str(reverse) and "HAG -15.00, SDHA +5.00" in str(reverse)
+    assert "reproduced" not in str(verdict).lower() + str(reverse).lower(), "a point estimate is not a verdict"

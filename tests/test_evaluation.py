@@ -301,3 +301,19 @@ def test_curves_cached_in_a_checkpoint_are_reused_only_for_the_same_evaluation(s
     assert len(list(tmp_path.glob("*.pt"))) == 2
     _, again = fit_defense("finetune", data, victim.model, evaluate=first, **kwargs)
     assert again == history and len(calls) == 2, "the same settings: the finished run is loaded, not re-evaluated"
+
+
+def test_snapshot_scores_per_query_are_each_iterates_ap_whose_mean_is_the_map(setup):
+    victim, data = setup
+    victims, queries = {("stripes", 16): victim}, {("stripes", 16): query_set(data, 7)}
+    settings = {"HAG": dict(attack="hag", eps=16 / 255, alpha=4 / 255, steps=3)}
+    _, runs = attack_scores(victims, queries, settings, topk=20, batch_size=4, snapshot_steps=[0, 1, 3],
+                            columns=("dataset", "bits"))
+    table = snapshot_scores(runs, victims, queries, "HAG", topk=20)
+    per_query = snapshot_scores(runs, victims, queries, "HAG", topk=20, per_query=True)
+    assert list(per_query.columns) == ["dataset", "bits", "iteration", "query", "ap"] and len(per_query) == 3 * 7
+    assert list(per_query["query"]) == list(range(7)) * 3 and list(per_query.iteration) == [0] * 7 + [1] * 7 + [3] * 7
+    last = per_query[per_query.iteration == 3].ap.to_numpy()
+    assert last.tolist() == runs["stripes", 16, "HAG"].query_scores.tolist(), "the last iterate: the attack's AP"
+    means = per_query.groupby("iteration").ap.mean()
+    assert means.to_numpy() == pytest.approx(table["map"].to_numpy(), abs=1e-12)

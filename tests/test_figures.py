@@ -12,8 +12,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+import seaborn as sns  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
 
 from advhash.data import InMemorySplit  # noqa: E402
 from advhash.figures import (attack_examples, attack_histories, bit_correlations, clean_vs_robust,  # noqa: E402
@@ -46,6 +48,51 @@ def data_lines(ax):
 def shown(ax):
     """The array an axis displays."""
     return np.asarray(ax.get_images()[0].get_array())
+
+
+@pytest.fixture
+def report_style():
+    """The reports' plotting style (``advhash.report.start_notebook``: seaborn's whitegrid, notebook context),
+    whose larger fonts are the ones that collide."""
+    with plt.rc_context({**sns.axes_style("whitegrid"), **sns.plotting_context("notebook")}):
+        yield
+
+
+def drawn_texts(fig):
+    """(text, window box in pixels) of every non-empty text the figure draws once laid out: titles, axis labels,
+    the tick labels of ticks in view, legend entries and titles, annotations."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    out_of_view = set()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                if not low - 1e-9 <= tick.get_loc() <= high + 1e-9:
+                    out_of_view |= {id(tick.label1), id(tick.label2)}
+    return [(text.get_text(), text.get_window_extent(renderer)) for text in fig.findobj(Text)
+            if text.get_visible() and text.get_text().strip() and id(text) not in out_of_view]
+
+
+def overlap(box, other, *, tolerance: float = 0.5) -> bool:
+    """Whether two window boxes share more than a sliver (``tolerance`` pixels each way)."""
+    return (min(box.x1, other.x1) - max(box.x0, other.x0) > tolerance
+            and min(box.y1, other.y1) - max(box.y0, other.y0) > tolerance)
+
+
+def collisions(fig) -> list[tuple[str, str]]:
+    """The pairs of drawn texts of ``fig`` (:func:`drawn_texts`) that overlap: none in a readable figure."""
+    texts = drawn_texts(fig)
+    return [(a, b) for i, (a, box) in enumerate(texts) for b, other in texts[i + 1:] if overlap(box, other)]
+
+
+def legends_over_data(fig) -> list[str]:
+    """The legends of ``fig`` that cover part of a panel's data area (a legend can hide a line there)."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legends = [legend for ax in fig.axes if (legend := ax.get_legend()) is not None] + list(fig.legends)
+    return [", ".join(t.get_text() for t in legend.get_texts()) for legend in legends
+            if any(overlap(legend.get_window_extent(renderer), ax.get_window_extent(renderer)) for ax in fig.axes)]
 
 
 def test_image_grid_is_two_dimensional_without_ticks_or_grid():
@@ -142,7 +189,7 @@ def test_attack_histories_draw_the_gradient_norm_on_a_log_scale_and_the_flipped_
     gradient, flipped = fig.axes[:2]
     assert gradient.get_yscale() == "log" and flipped.get_yscale() == "linear"
     assert (gradient.get_title(), flipped.get_title()) == ("gradient", "flipped bits")
-    assert gradient.get_legend().get_title().get_text() == "activation"
+    assert gradient.get_legend() is None and flipped.get_legend().get_title().get_text() == "activation"
     assert data_lines(gradient) == [(1.0, 0.1, 0.01), (2.0, 0.2, 0.02)]        # one line per attack
     assert data_lines(flipped) == [(0.0, 0.125, 0.25), (0.0, 0.25, 0.5)]
 
@@ -226,10 +273,10 @@ def test_damage_figure_draws_published_points_hollow_and_names_them_in_the_legen
     points = [c for c in lines.collections if len(c.get_offsets()) == 2 and c.get_offsets()[:, 1].max() == 0.5]
     assert len(points) == 1 and (points[0].get_facecolor()[:, 3] == 0).all()          # hollow
     assert "PUBLISHED: A, elsewhere" in [t.get_text() for t in lines.get_legend().get_texts()]
-    assert fig.axes[0].get_legend().get_bbox_to_anchor().y0 < fig.axes[0].get_window_extent().y0   # below the bars
+    assert fig.axes[0].get_legend().get_bbox_to_anchor().x0 > fig.axes[0].get_window_extent().x1   # right of the bars
 
 
-def test_clean_vs_robust_draws_one_point_per_model_and_the_published_points_labelled():
+def test_clean_vs_robust_draws_one_point_per_model_and_the_published_points_named_in_the_legend():
     board = pd.DataFrame(dict(model=["undefended", "saat"], bits=[32, 32], clean=[0.6, 0.55], robust=[0.1, 0.3]))
     published = pd.DataFrame(dict(model=["saat"], clean=[0.73], robust=[0.35], label=["SAAT (elsewhere)"]))
     fig = clean_vs_robust(board, palette=model_palette(), hue_order=["undefended", "saat"], topk=100, eps_255=8,
@@ -237,8 +284,10 @@ def test_clean_vs_robust_draws_one_point_per_model_and_the_published_points_labe
     ax = fig.axes[0]
     assert ax.get_xlabel() == "clean mAP@100" and ax.get_ylabel() == "robust mAP@100 (ensemble worst case)"
     assert "eps 8/255" in ax.get_title()
-    assert [t.get_text() for t in ax.texts] == ["PUBLISHED SAAT (elsewhere)"]
+    assert not ax.texts and "PUBLISHED SAAT (elsewhere)" in [t.get_text() for t in ax.get_legend().get_texts()]
     assert ax.get_ylim()[0] <= 0.1 and ax.get_xlim()[1] >= 0.73
+    hollow = [c for c in ax.collections if len(c.get_offsets()) == 1 and (c.get_facecolor()[:, 3] == 0).all()]
+    assert [tuple(c.get_offsets()[0]) for c in hollow] == [(0.73, 0.35)]
 
 
 def test_pr_and_pn_curves_draw_one_line_per_task_and_kind_of_queries():
@@ -304,11 +353,14 @@ def test_sweep_panels_draw_one_panel_per_sweep_against_the_swept_column_with_the
     assert all(any(set(line.get_ydata()) == {0.4} for line in ax.get_lines()) for ax in fig.axes)
 
 
-def test_tradeoff_plot_labels_every_point_with_its_training_budget_or_model():
+def test_tradeoff_plot_labels_the_training_budgets_and_names_the_references_in_the_legend():
     tradeoff = pd.DataFrame(dict(defense=["undefended", "saat", "saat"], train_eps_255=[0, 8, 32],
                                  clean=[0.6, 0.58, 0.55], robust=[0.3, 0.4, 0.45]))
     fig = tradeoff_plot(tradeoff, palette=model_palette(), xlabel="clean", ylabel="robust", title="t")
-    assert sorted(text.get_text() for text in fig.axes[0].texts) == ["32", "8", "undefended"]
+    ax = fig.axes[0]
+    assert sorted(text.get_text() for text in ax.texts) == ["32", "8"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["saat", "undefended"]
+    assert not legends_over_data(fig)
 
 
 def test_robustness_sweep_marks_the_training_budget_and_plots_clean_against_robust():
@@ -320,3 +372,120 @@ def test_robustness_sweep_marks_the_training_budget_and_plots_clean_against_robu
     left, right = fig.axes[:2]
     assert any(set(line.get_xdata()) == {8} for line in left.get_lines())          # the training budget
     assert right.get_ylabel() == "mAP@100, center attack"
+
+
+# The reports' figures at their size, fonts and label lengths: their texts must not collide, nor legends hide data.
+
+TASKS = ["image->text", "image->image", "text->image", "text->text"]
+PUBLISHED_SAAT = pd.DataFrame(dict(model=["atrdh", "saat"], clean=[0.7216, 0.7349], robust=[0.3240, 0.3477],
+                                   label=["ATRDH (FLICKR-25K, worst single attack)",
+                                          "SAAT (FLICKR-25K, worst single attack)"]))   # SAAT Table II, 32 bits
+
+
+def leaderboard_points(models=("undefended", "finetune", "atrdh", "saat")):
+    """Clean and robust mAP of four models at four code lengths, as close together as 04's (robust within 0.02)."""
+    centres = dict(undefended=(0.565, 0.375), finetune=(0.605, 0.38), atrdh=(0.6, 0.52), saat=(0.56, 0.525),
+                   cgat=(0.56, 0.53))
+    return pd.DataFrame([dict(model=m, bits=b, clean=centres[m][0] + 0.01 * i, robust=centres[m][1] + 0.005 * i)
+                         for m in models for i, b in enumerate((16, 32, 48, 64))])
+
+
+def damage_rows():
+    """03's damage figure rows: four models, four tasks, four code lengths; six victims over three iterations."""
+    g = np.random.default_rng(0)
+    final = pd.DataFrame([dict(model=m, task=t, bits=b, drop=g.uniform(0.05, 0.3)) for m in ("DCMH", "DCMH+", "SSAH",
+                          "SSAH+") for t in TASKS for b in (16, 32, 48, 64)])
+    victims = [("DCMH", "adaptive"), ("DCMH+", "adaptive"), ("DCMH+", "fixed (made on DCMH)"), ("SSAH", "adaptive"),
+               ("SSAH+", "adaptive"), ("SSAH+", "fixed (made on SSAH)")]
+    story = pd.DataFrame([dict(model=m, protocol=p, task=t, iterations=i, map=g.uniform(0.5, 0.75))
+                          for m, p in victims for t in TASKS[::2] for i in (100, 200, 500)])
+    published = pd.DataFrame(dict(task=TASKS[::2] * 3, iterations=[100, 100, 200, 200, 500, 500],
+                                  map=[0.58, 0.615, 0.563, 0.587, 0.52, 0.56]))
+    return final, story, published
+
+
+def test_clean_vs_robust_published_names_neither_overlap_nor_leave_the_figure(report_style):
+    """04's two PUBLISHED points (SAAT Table II) lie 0.02 apart: their names, once written beside the points, ran
+    into each other and over the y tick labels. Named in the legend, they do not overlap each other or any other
+    text, stay inside the figure and off the data."""
+    fig = clean_vs_robust(leaderboard_points(), palette=model_palette(), hue_order=["undefended", "finetune", "atrdh",
+                          "saat"], topk=5000, eps_255=32, published=PUBLISHED_SAAT)
+    texts = drawn_texts(fig)
+    names = [box for text, box in texts if text.startswith("PUBLISHED")]
+    assert len(names) == 2 and not overlap(*names)
+    assert collisions(fig) == []
+    data_area = fig.axes[0].get_window_extent()
+    for box in names:
+        assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1 and fig.bbox.y0 <= box.y0 and box.y1 <= fig.bbox.y1
+        assert not overlap(box, data_area)
+    diagonal = [line for line in fig.axes[0].get_lines() if len(line.get_xdata())]   # robust = clean, over
+    assert [list(line.get_xdata()) for line in diagonal] == [pytest.approx([0.324, 0.7349])]   # the points' range
+
+
+def test_damage_figure_tick_labels_axis_labels_and_legends_do_not_collide(report_style, tmp_path):
+    """03's four task names ("image->image" beside "image->text") ran into each other under the bars: written on
+    two lines they stand at least an em apart, and no two of the figure's texts overlap once laid out as
+    ``finish_figure`` does."""
+    final, story, published = damage_rows()
+    fig = damage_figure(final, story, tasks=TASKS, topk=5000, story_title="32 bits", published=published,
+                        final_title="CMLA, 500 iterations (mean over bits)",
+                        published_label="PUBLISHED: DCMH, MIRFlickr-25K, 32 bits")
+    finish_figure(fig, tmp_path / "attack_damage.png")
+    bars = fig.axes[0]
+    fig.canvas.draw()
+    ticks = [label.get_window_extent() for label in bars.get_xticklabels()]          # left to right
+    em = bars.get_xticklabels()[0].get_fontsize() * fig.dpi / 72                      # pixels
+    assert len(ticks) == 4 and all(right.x0 - left.x1 >= em for left, right in zip(ticks, ticks[1:]))
+    assert collisions(fig) == []
+    assert [label.get_text() for label in bars.get_xticklabels()] == ["image\n→ text", "image\n→ image",
+                                                                      "text\n→ image", "text\n→ text"]
+    assert legends_over_data(fig) == []
+
+
+@pytest.mark.parametrize("name", ["pr_and_pn_curves", "sweep_panels", "attack_histories", "tradeoff_plot",
+                                  "robustness_sweep", "clean_vs_robust without published points"])
+def test_the_other_figures_keep_their_legends_off_the_data_and_their_texts_apart(name, report_style):
+    """Legends drawn inside a panel hid lines (03's precision curves, 04's attack sweeps): every legend is right of
+    the panels, and no two texts of a figure overlap."""
+    recall, n = np.linspace(0, 1, 30), np.arange(10, 1001, 10)
+    if name == "pr_and_pn_curves":
+        pr = pd.concat([pd.DataFrame(dict(task=t, queries=q, recall=recall, precision=0.45 + h * np.sin(3 * recall)))
+                        for t in TASKS[::2] for q, h in (("clean", 0.4), ("CMLA", 0.15))])
+        pn = pd.concat([pd.DataFrame(dict(task=t, queries=q, n=n, precision=p - n / 1e4)) for t in TASKS[::2]
+                        for q, p in (("clean", 0.93), ("CMLA", 0.62))])
+        fig = pr_and_pn_curves(pr, pn, title="DCMH 32 bits: precision-recall (Hamming radius)")
+    elif name == "sweep_panels":
+        by_eps = pd.DataFrame([dict(attack=a, eps_255=e, steps=100, map=0.57 - 0.005 * e) for a in ("HAG", "SDHA")
+                               for e in (0, 8, 32)])
+        by_steps = pd.DataFrame([dict(attack=a, eps_255=32, steps=x, map=0.39 + 0.18 * np.exp(-x / 10))
+                                 for a in ("HAG", "SDHA") for x in (0, 10, 100)])
+        fig = sweep_panels({"eps (pixel levels / 255)": by_eps, "iterations": by_steps}, baseline=0.44,
+                           ylabel="mAP@5000 (lower: stronger)", title="undefended, 32 bits")
+    elif name == "attack_histories":
+        fig = attack_histories({label: [dict(step=t, grad_norm=0.02 / (1 + t), flipped_fraction=t / 40) for t in
+                                        range(20)] for label in ("HAG*", "HAG")}, hue="activation")
+    elif name == "tradeoff_plot":
+        tradeoff = pd.DataFrame([dict(defense=d, train_eps_255=e, clean=c, robust=r) for d, e, c, r in
+                                 [("undefended", 0, 0.568, 0.385), ("finetune", 0, 0.606, 0.393),
+                                  ("atrdh", 8, 0.593, 0.438), ("atrdh", 32, 0.571, 0.522),
+                                  ("cgat", 8, 0.562, 0.458), ("cgat", 32, 0.5597, 0.534),
+                                  ("saat", 8, 0.5605, 0.458), ("saat", 32, 0.561, 0.537)]])
+        fig = tradeoff_plot(tradeoff, palette=model_palette(), xlabel="clean mAP@5000", title="32 bits",
+                            ylabel="mAP@5000 under the SAAT attack (eps 32/255)")
+        ax = fig.axes[0]
+        for text in ax.texts:                        # the budget labels stay inside the panel
+            assert ax.get_window_extent().contains(*text.get_window_extent().p0)
+            assert ax.get_window_extent().contains(*text.get_window_extent().p1)
+    elif name == "robustness_sweep":
+        models = ["undefended", "finetune", "atrdh", "cgat"]
+        sweep = pd.DataFrame([dict(model=m, attack=a, eps_255=e, map=0.68 - 0.005 * e) for m in models
+                              for a in ("center", "HAG") for e in (0, 8, 32)])
+        results = leaderboard_points(models).rename(columns=dict(robust="center"))
+        fig = robustness_sweep(sweep, results, attack="center", palette=model_palette(), hue_order=models, k=5000,
+                               bits=32, eps_255=32, budget_255=32)
+    else:
+        models = ["undefended", "finetune", "atrdh", "cgat"]
+        fig = clean_vs_robust(leaderboard_points(models), palette=model_palette(), hue_order=models, topk=5000,
+                              eps_255=32)
+    assert legends_over_data(fig) == []
+    assert collisions(fig) == []

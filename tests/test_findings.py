@@ -75,7 +75,7 @@ def test_rows_follow_the_registry_and_read_as_text(findings):
     assert table.loc[POSITIVE, "source"] == "CgAT, abstract"
     assert table.loc[POSITIVE, "published"] == "+14.2 %"
     assert table.loc[ZERO, "published"] == "not stated"
-    assert re.fullmatch(r"\+\d\.\d\d \[\+\d\.\d\d, \+\d\.\d\d\] pts \(\+\d+\.\d %\)",
+    assert re.fullmatch(r"\+\d+\.\d % \(\+\d\.\d\d \[\+\d\.\d\d, \+\d\.\d\d\] pts\)",   # percents first, as published
                         table.loc[POSITIVE, "ours [95 % interval]"])
     assert re.fullmatch(r"[+-]0\.\d\d \[-\d\.\d\d, \+\d\.\d\d\] pts", table.loc[ZERO, "ours [95 % interval]"])
     text = table.to_string() + findings.markdown(9, 9)
@@ -87,10 +87,11 @@ def test_rows_follow_the_registry_and_read_as_text(findings):
 def test_finish_fills_the_reports_summary_with_the_table(findings, monkeypatch):
     shown = []
     monkeypatch.setattr(findings_module, "show_summary", shown.append)
-    text = findings.finish(9, 9)
-    assert text.endswith("9 of 9 invariants hold.")
-    assert shown == [f"{SUMMARY_HEADING}: 4 findings, 1 reproduced, 1 not reproduced, 2 inconclusive** (the "
-                     "paper's claims, ours with 95 % intervals; a finding never fails the run):\n\n" + text]
+    text = findings.finish()
+    assert text.startswith(f"{SUMMARY_HEADING}: 4 findings: 1 reproduced, 1 not reproduced, 2 inconclusive** (each "
+                           "claim of the papers as they state it;")
+    assert text.endswith(findings.markdown()) and "invariants" not in text
+    assert shown == [text]
 
 
 def test_markdown_is_a_table_then_the_invariants_line(findings):
@@ -121,6 +122,10 @@ def test_json_is_short_keyed_in_points_and_written_through_results(findings, est
     assert (record["n_queries"], record["n_seeds"], record["levels"]) == (200, 1, "queries")
     path = findings.write(tmp_path / "metrics" / "05_cgat_findings.json")
     assert json.loads(path.read_text()) == findings.to_json()
+    verdicts = json.loads((tmp_path / "metrics" / "05_cgat_verdicts.json").read_text())   # the DVC metric
+    assert verdicts == {claim_id: record["verdict"] for claim_id, record in findings.to_json().items()}
+    with pytest.raises(ValueError, match=r"name it <notebook>_findings.json \(e.g. 05_cgat_findings.json\)"):
+        findings.write(tmp_path / "findings.json")
 
 
 def test_a_single_query_gives_a_row_without_an_interval():
@@ -154,7 +159,7 @@ def test_finish_and_write_name_every_claim_without_a_finding(estimates, tmp_path
     found = Findings(SECTION)
     found.add(ZERO, estimates[ZERO])
     assert found.missing() == [POSITIVE, TARGETED, FEW]
-    for action in (lambda: found.finish(9, 9), lambda: found.write(tmp_path / "05_cgat_findings.json")):
+    for action in (lambda: found.finish(), lambda: found.write(tmp_path / "05_cgat_findings.json")):
         with pytest.raises(MissingFindingError, match=f"{POSITIVE}, {TARGETED}, {FEW}.*require_available"):
             action()
     assert not (tmp_path / "05_cgat_findings.json").exists()

@@ -23,7 +23,8 @@ LAYERS = [
     {"evaluation", "results", "transfer"},                      # the attack protocol, results files
     {"defenses", "crossmodal"},                                 # the defenses' and the cross-modal wing
     {"fitting", "robustness", "robustness_checks", "figures", "tables"},   # orchestrators, readers of results
-    {"report", "pipeline", "claims", "findings"},   # notebooks, the DVC pipeline, the claims registry, the findings
+    {"report", "pipeline", "claims", "evidence", "findings", "overview"},   # notebooks, the DVC pipeline, the claims
+                                                                # registry, per-query evidence, findings, their overview
     {"advhash"},                                                # the package's own __init__
 ]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from advhash.pipeline import (CLAIMS_TAG, NOTEBOOK_SECTIONS, PIPELINE_PARAMETERS, build_notebook, main,
+from advhash.pipeline import (INVARIANTS_TAG, NOTEBOOK_SECTIONS, PIPELINE_PARAMETERS, build_notebook, main,
                               notebook_parameters, project_root, read_params, write_notebooks)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,7 +107,7 @@ def test_profiles_set_exactly_the_notebook_parameters(profile):
     params = yaml.safe_load(profile.read_text())
     for stem, section in NOTEBOOK_SECTIONS.items():
         names = set(notebook_parameters(stem, ROOT)) - set(PIPELINE_PARAMETERS)   # literal assignments, or raises
-        assert set(PIPELINE_PARAMETERS) <= set(notebook_parameters(stem, ROOT)), f"{stem} lacks check_claims"
+        assert set(PIPELINE_PARAMETERS) <= set(notebook_parameters(stem, ROOT)), f"{stem} lacks check_invariants"
         assert set(params[section]) == set(names), (
             f"{profile.name} [{section}] differs from the parameters cell of {stem}: "
             f"missing {set(names) - set(params[section])}, unknown {set(params[section]) - set(names)}")
@@ -127,13 +127,18 @@ def test_project_root_is_found_from_the_notebooks_folder():
         project_root("/")
 
 
-def test_each_stage_declares_its_headline_as_its_dvc_metrics_and_keeps_the_details_as_an_output():
+def test_each_stage_declares_its_verdicts_as_its_dvc_metrics_and_keeps_the_numbers_as_outputs():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     assert len(stages) == len(NOTEBOOK_SECTIONS)
     for stem, section in NOTEBOOK_SECTIONS.items():
         stage = stages[section]
-        assert [next(iter(entry)) for entry in stage["metrics"]] == [f"metrics/{stem}_headline.json"], section
-        assert any(f"metrics/{stem}.json" in entry for entry in stage["outs"]), section
+        assert [next(iter(entry)) for entry in stage["metrics"]] == [f"metrics/{stem}_verdicts.json"], section
+        outs = [next(iter(entry)) for entry in stage["outs"]]
+        for name in (f"metrics/{stem}.json", f"metrics/{stem}_headline.json", f"metrics/{stem}_findings.json"):
+            assert name in outs, (section, name)
+        assert "notebooks/published" in stage["deps"], f"{section} reads the claims registry"
+        assert f'findings.write(run.metrics_dir / "{stem}_findings.json")' in \
+            (ROOT / "notebooks" / f"{stem}.py").read_text(), f"{stem} writes its findings"
         assert "_headline.json\", bits=" in (ROOT / "notebooks" / f"{stem}.py").read_text(), \
             f"{stem} writes its headline with write_headline"
 
@@ -208,13 +213,15 @@ def test_parameter_comments_parse_in_papermill(notebook):
         assert "=" not in comment, f"{notebook.name}: '=' in the comment of parameter line {line!r}"
 
 
-def test_claims_cells_are_tagged_and_never_hold_the_threat_model():
-    """run_notebook(skip_tags=(CLAIMS_TAG,)) (the CI smoke of the paper path) drops the tagged cells: they hold
-    statistical claims only, never the eps-ball check."""
+def test_invariants_cells_are_tagged_and_never_hold_the_threat_model_or_the_findings():
+    """run_notebook(skip_tags=(INVARIANTS_TAG,)) (the CI smoke of the paper path) drops the tagged cells: they hold
+    invariants that need enough data only, never the eps-ball check, and never the findings (judged whatever the
+    size)."""
     for stem in ("01_deep_hashing", "02_hag"):
         cells = build_notebook(stem, ROOT).cells
-        tagged = [cell for cell in cells if CLAIMS_TAG in cell.metadata.get("tags", [])]
-        assert tagged and all("claims.expect" in cell.source and "check_budget" not in cell.source for cell in tagged)
+        tagged = [cell for cell in cells if INVARIANTS_TAG in cell.metadata.get("tags", [])]
+        assert tagged and all("invariants.expect" in cell.source and "check_budget" not in cell.source
+                              and "findings." not in cell.source for cell in tagged)
     assert any("check_budget" in cell.source for cell in build_notebook("02_hag", ROOT).cells)
 
 
@@ -283,23 +290,24 @@ def test_switching_profiles_keeps_the_params_yaml_it_replaces(tmp_path, capsys):
         use_profile("gpu", root=tmp_path)
 
 
-def test_check_claims_comes_from_the_pipeline_section_and_every_claims_cell_obeys_it(tmp_path):
+def test_check_invariants_comes_from_the_pipeline_section_and_every_invariants_cell_obeys_it(tmp_path):
     from advhash.pipeline import run_settings
 
     path = tmp_path / "params.yaml"
     path.write_text("pipeline: {threads: 2}\n")
-    assert run_settings(path) == dict(check_claims=True), "claims are enforced unless said otherwise"
-    path.write_text("pipeline: {check_claims: false}\n")
-    assert run_settings(path) == dict(check_claims=False)
-    path.write_text("pipeline: {check_claims: 'no'}\n")
-    with pytest.raises(ValueError, match=r"pipeline.check_claims must be true or false; got 'no'"):
+    assert run_settings(path) == dict(check_invariants=True), "invariants are enforced unless said otherwise"
+    path.write_text("pipeline: {check_invariants: false}\n")
+    assert run_settings(path) == dict(check_invariants=False)
+    path.write_text("pipeline: {check_invariants: 'no'}\n")
+    with pytest.raises(ValueError, match=r"pipeline.check_invariants must be true or false; got 'no'"):
         run_settings(path)
-    assert yaml.safe_load((ROOT / "params.yaml").read_text())["pipeline"]["check_claims"] is True
+    assert yaml.safe_load((ROOT / "params.yaml").read_text())["pipeline"]["check_invariants"] is True
     for stem in NOTEBOOK_SECTIONS:
-        assert notebook_parameters(stem, ROOT)["check_claims"] is True, stem
+        assert notebook_parameters(stem, ROOT)["check_invariants"] is True, stem
         source = (ROOT / "notebooks" / f"{stem}.py").read_text()
-        claims = source[source.index("claims = Claims(check_claims)"):]
-        assert "assert " not in claims and "claims.finish()" in claims, f"{stem}: every claim goes through Claims"
+        checked = source[source.index("invariants = Invariants(check_invariants)"):]
+        assert "assert " not in checked and "invariants.finish()" in checked, \
+            f"{stem}: every invariant goes through Invariants"
 
 
 def test_the_pipeline_thread_count_is_read_and_checked(tmp_path):

@@ -49,19 +49,24 @@ def test_start_notebook_resolves_and_creates_the_folders_under_the_project_root(
     assert run.finish() is None
 
 
-def test_claims_are_all_judged_then_raise_or_are_listed(capsys):
-    from advhash.report import Claims
+def test_invariants_are_all_checked_then_raise_or_are_listed(capsys, monkeypatch):
+    from advhash import report
+    from advhash.report import Invariants
 
-    strict = Claims(True)
-    assert strict.expect(1 > 0, "one beats zero") and not strict.expect(0.49 > 0.5, "mAP 0.49 should beat 0.5")
+    shown = []
+    monkeypatch.setattr(report, "_show", lambda display_id, text, update=False: shown.append((display_id, text)))
+    strict = Invariants(True)
+    assert strict.expect(1 > 0, "one beats zero") and not strict.expect(0.49 > 0.5, "mAP 0.49 beats random 0.5")
     strict.expect(False, "a second failure is listed too")
-    with pytest.raises(AssertionError, match=r"(?s)2 of 3 claims do not hold:\n- mAP 0.49 should beat 0.5\n"
+    with pytest.raises(AssertionError, match=r"(?s)2 of 3 invariants do not hold:\n- mAP 0.49 beats random 0.5\n"
                                              r"- a second failure is listed too"):
         strict.finish()
-    exploring = Claims(False)
-    exploring.expect(False, "mAP 0.49 should beat 0.5")
+    assert shown[-1][0] == report.INVARIANTS_ID and shown[-1][1].startswith("**1 of 3 invariants hold**")
+    assert "- FAILED: mAP 0.49 beats random 0.5" in shown[-1][1]      # shown at the top before the run fails
+    exploring = Invariants(False)
+    exploring.expect(False, "mAP 0.49 beats random 0.5")
     assert exploring.finish() is False
-    assert "NOT HELD (1 of 1 claims; check_claims is False" in capsys.readouterr().out
-    held = Claims(True)
+    assert "FAILED (1 of 1 invariants; check_invariants is False" in capsys.readouterr().out
+    held = Invariants(True)
     held.expect(True, "fine")
-    assert held.finish() is True
+    assert held.finish() is True and shown[-1][1].startswith("**1 of 1 invariants hold**")

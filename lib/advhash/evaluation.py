@@ -24,11 +24,12 @@ import torch
 
 from .attacks import ATTACKS, HashingAttack, build_attack, perturb, perturbation_stats
 from .codes import sample_target_labels
-from .metrics import (mean_average_precision, precision_at_n, precision_recall_curve, precision_within_radius,
-                      random_ranking_map, targeted_map)
+from .metrics import (average_precision_per_query, mean_average_precision, precision_at_n, precision_recall_curve,
+                      precision_within_radius, random_ranking_map, targeted_map)
 from .victim import Victim
 
-__all__ = ["QuerySet", "query_set", "retrieval_map", "retrieval_scores", "retrieval_curves", "curve_rows",
+__all__ = ["QuerySet", "query_set", "retrieval_map", "retrieval_ap", "retrieval_scores", "retrieval_curves",
+           "curve_rows",
            "reference_maps", "AttackResult", "evaluate_attack", "attack_scores", "snapshot_scores", "attack_sweep",
            "perturbation_sizes", "check_budget", "robustness_probe", "attack_budgets", "build_attacks",
            "build_attack", "ATTACKS"]
@@ -79,6 +80,14 @@ def retrieval_map(victim: Victim, codes: torch.Tensor, labels: torch.Tensor, *, 
     return mean_average_precision(codes, db_codes, labels, db_labels, topk=topk)
 
 
+def retrieval_ap(victim: Victim, codes: torch.Tensor, labels: torch.Tensor, *, topk: int | None) -> torch.Tensor:
+    """AP@k of each query code (n, K) against the victim's database codes, relevance to ``labels`` (the queries'
+    own, or their target labels: t-AP@k): (n,) float64, whose mean is :func:`retrieval_map`. The per-query scores
+    a finding's interval resamples (``advhash.evidence``)."""
+    db_codes, db_labels = victim.require("db", "retrieval_ap")
+    return average_precision_per_query(codes, db_codes, labels, db_labels, topk=topk)
+
+
 def retrieval_scores(query_codes: torch.Tensor, db_codes: torch.Tensor, query_labels: torch.Tensor,
                      db_labels: torch.Tensor, *, topk: int | None) -> dict[str, float]:
     """The clean-retrieval numbers of a hashing model: mAP@k with the stable tie rule and tie-aware, mAP over
@@ -109,8 +118,9 @@ def curve_rows(curve, **columns) -> list[dict]:
 @dataclass
 class AttackResult:
     """One attack on one victim: the adversarial images and their codes, the score (mAP, or t-MAP when
-    targeted), the perturbation's size (``advhash.attacks.perturbation_stats``) and the attack's
-    per-iteration history and snapshots: {step: the codes (N, K) of the step-t iterates}."""
+    targeted) and each query's AP behind it (``query_scores``, (N,) float64, whose mean is ``score``), the
+    perturbation's size (``advhash.attacks.perturbation_stats``) and the attack's per-iteration history and
+    snapshots: {step: the codes (N, K) of the step-t iterates}."""
 
     adversarial: torch.Tensor
     codes: torch.Tensor
@@ -118,6 +128,7 @@ class AttackResult:
     sizes: dict[str, float]
     history: list[dict[str, float]] = field(default_factory=list)
     snapshots: dict[int, torch.Tensor] = field(default_factory=dict)
+    query_scores: torch.Tensor | None = None
 
 
 def evaluate_attack(attack: HashingAttack, victim: Victim, queries: QuerySet, *, topk: int | None,
@@ -139,8 +150,9 @@ def evaluate_attack(attack: HashingAttack, victim: Victim, queries: QuerySet, *,
                           snapshot_codes=True)
     codes = victim.encode(adversarial)
     labels = queries.target_labels if targeted else queries.labels
-    return AttackResult(adversarial, codes, retrieval_map(victim, codes, labels, topk=topk, targeted=targeted),
-                        perturbation_stats(queries.images, adversarial), attack.history, dict(attack.snapshots))
+    scores = retrieval_ap(victim, codes, labels, topk=topk)     # (N,): mAP is their mean, as retrieval_map's
+    return AttackResult(adversarial, codes, scores.mean().item(), perturbation_stats(queries.images, adversarial),
+                        attack.history, dict(attack.snapshots), scores)
 
 
 def build_attacks(victim: Victim, settings: Mapping[str, Mapping[str, Any]], names: Iterable[str] | None = None
@@ -243,15 +255,20 @@ def robustness_probe(data, queries: QuerySet, attack: Mapping[str, Any], *, topk
 
 def snapshot_scores(runs: Mapping[tuple, AttackResult], victims: Mapping[Any, Victim],
                     queries: Mapping[Any, QuerySet], label: str, *, topk: int | None,
-                    columns: tuple[str, ...] = ("dataset", "bits")) -> pd.DataFrame:
+                    columns: tuple[str, ...] = ("dataset", "bits"), per_query: bool = False) -> pd.DataFrame:
     """Attack strength vs iterations: mAP@k of the iterates the attack ``label`` recorded on each victim
     (``AttackResult.snapshots``, their codes, in the ``runs`` of :func:`attack_scores`), scored against that
     victim's database with its queries' labels. One row per (victim, iteration), iterations sorted: columns ``columns``,
-    iteration, map."""
-    rows = [{**dict(zip(columns, key)), "iteration": step,
-             "map": retrieval_map(victim, codes, queries[key].labels, topk=topk)}
-            for key, victim in victims.items() for step, codes in sorted(runs[(*key, label)].snapshots.items())]
-    return pd.DataFrame(rows, columns=[*columns, "iteration", "map"])
+    iteration, map. With ``per_query``, one row per (victim, iteration, query) instead, queries in their order:
+    columns ``columns``, iteration, query, ap (that query's AP@k, :func:`retrieval_ap`; their mean is the map)."""
+    rows = []
+    for key, victim in victims.items():
+        for step, codes in sorted(runs[(*key, label)].snapshots.items()):
+            scores = retrieval_ap(victim, codes, queries[key].labels, topk=topk)      # (N,)
+            labels = {**dict(zip(columns, key)), "iteration": step}
+            rows += ([dict(labels, query=query, ap=score) for query, score in enumerate(scores.tolist())]
+                     if per_query else [dict(labels, map=scores.mean().item())])
+    return pd.DataFrame(rows, columns=[*columns, "iteration", *(("query", "ap") if per_query else ("map",))])
 
 
 def attack_sweep(victim: Victim, queries: QuerySet, settings: Mapping[str, Mapping[str, Any]], *,

@@ -142,7 +142,7 @@ def attack_examples(clean, adversarial, labels, database, before, after, *, scal
 def attack_histories(histories, *, hue: str = "attack", figsize: tuple[float, float] = (10, 3.4)):
     """How attacks went over their iterations (``HashingAttack.history``, one list per label of ``histories``):
     the mean input-gradient norm (log scale) and the fraction of bits flipped away from the clean code, one
-    line per label (legend title ``hue``). Returns the figure."""
+    line per label (one legend, titled ``hue``, right of the panels). Returns the figure."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -152,6 +152,7 @@ def attack_histories(histories, *, hue: str = "attack", figsize: tuple[float, fl
     axes[0].set(yscale="log", xlabel="iteration", ylabel="input-gradient norm (log)", title="gradient")
     sns.lineplot(data=frame, x="step", y="flipped_fraction", hue=hue, ax=axes[1])
     axes[1].set(xlabel="iteration", ylabel="fraction of bits flipped", title="flipped bits")
+    _one_legend_outside(axes)
     return fig
 
 
@@ -205,7 +206,7 @@ def bit_correlations(codes: dict, *, bits: int):
 def sweep_panels(sweeps: Mapping[str, pd.DataFrame], *, ylabel: str, title: str, baseline: float | None = None):
     """Attack strength sweeps side by side: one panel per ``sweeps`` entry (x-axis label -> a frame of
     ``advhash.evaluation.attack_sweep``), ``map`` against the swept column (eps_255 or steps), one line per
-    ``attack``; ``baseline`` (the random ranking) dotted."""
+    ``attack`` (one legend, right of the panels); ``baseline`` (the random ranking) dotted."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -216,6 +217,7 @@ def sweep_panels(sweeps: Mapping[str, pd.DataFrame], *, ylabel: str, title: str,
         if baseline is not None:
             ax.axhline(baseline, color="grey", linestyle=":", linewidth=1)
         ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    _one_legend_outside(axes[0])
     fig.tight_layout()
     return fig
 
@@ -226,25 +228,52 @@ def _colour(palette, name: str):
     return palette.get(name, "black") if isinstance(palette, dict) else "black"
 
 
-def tradeoff_plot(tradeoff: pd.DataFrame, *, palette, xlabel: str, ylabel: str, title: str):
-    """The robustness-accuracy trade-off: clean against robust mAP, one line per defense through its
-    training budgets (labelled), the references (budget 0: undefended, fine-tune) as crosses."""
-    import matplotlib.pyplot as plt
+def _one_legend_outside(axes) -> None:
+    """Panels that share their colours and line styles get one legend, the last panel's, right of it, outside
+    the data; the other panels' legends are removed (left inside, a legend can hide lines)."""
     import seaborn as sns
 
+    *others, last = list(axes)
+    for ax in others:
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    sns.move_legend(last, "upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title_fontsize=8)
+
+
+def _task_label(task: str) -> str:
+    """A cross-modal task as a two-line tick label: "image->text" becomes "image" over "→ text", so that
+    neighbouring labels ("image->text", "image->image") do not run into each other; other names unchanged."""
+    source, arrow, target = task.partition("->")
+    return f"{source}\n→ {target}" if arrow else task
+
+
+def tradeoff_plot(tradeoff: pd.DataFrame, *, palette, xlabel: str, ylabel: str, title: str):
+    """The robustness-accuracy trade-off: clean against robust mAP, one line per defense through its
+    training budgets (each point labelled with its budget, one corner per defense, inside margins wide enough
+    to hold the labels), the references (budget 0: undefended, fine-tune) as crosses named in the legend (a
+    name beside a point at the edge ran over the axes)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    from matplotlib.lines import Line2D
+
+    trained, references = tradeoff[tradeoff.train_eps_255 > 0], tradeoff[tradeoff.train_eps_255 == 0]
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    sns.lineplot(data=tradeoff[tradeoff.train_eps_255 > 0], x="clean", y="robust", hue="defense", marker="o",
-                 sort=False, palette=palette, ax=ax)
-    sns.scatterplot(data=tradeoff[tradeoff.train_eps_255 == 0], x="clean", y="robust", hue="defense", marker="X",
-                    s=120, palette=palette, ax=ax, legend=False)
-    offsets = [(5, 4), (5, -11), (-16, 4), (-16, -11)]    # one corner per defense, so close labels do not overlap
-    corner = {name: offsets[i % len(offsets)] for i, name in enumerate(dict.fromkeys(tradeoff.defense))}
-    for row in tradeoff.itertuples():
-        ax.annotate(f"{row.train_eps_255}" if row.train_eps_255 else row.defense, (row.clean, row.robust),
-                    textcoords="offset points", xytext=corner[row.defense], fontsize=8,
-                    color=_colour(palette, row.defense))
+    sns.lineplot(data=trained, x="clean", y="robust", hue="defense", marker="o", sort=False, palette=palette, ax=ax)
+    sns.scatterplot(data=references, x="clean", y="robust", hue="defense", marker="X", s=120, palette=palette,
+                    ax=ax, legend=False)
+    offsets = [(-16, 4), (-16, -11), (5, 4), (5, -11)]    # a corner per defense, so close labels do not overlap
+    corner = {name: offsets[i % len(offsets)] for i, name in enumerate(dict.fromkeys(trained.defense))}
+    for row in trained.itertuples():
+        ax.annotate(f"{row.train_eps_255}", (row.clean, row.robust), textcoords="offset points",
+                    xytext=corner[row.defense], fontsize=8, color=_colour(palette, row.defense))
+    ax.margins(0.1)
+    handles, labels = ax.get_legend_handles_labels()
+    for name in dict.fromkeys(references.defense):
+        handles.append(Line2D([], [], linestyle="", marker="X", markersize=9, color=_colour(palette, name)))
+        labels.append(name)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
-    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title_fontsize=8)
+    ax.legend(handles, labels, title="defense", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+              title_fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -253,26 +282,35 @@ def clean_vs_robust(board: pd.DataFrame, *, palette, hue_order: list[str], topk:
                     published: pd.DataFrame | None = None):
     """The leaderboard (``advhash.robustness.leaderboard``) as a figure: clean against robust mAP@``topk`` at
     eps ``eps_255``/255, one point per model (colour) and code length (marker); ``published`` points (columns
-    model, clean, robust, and optionally label) drawn hollow in the model's colour, labelled "PUBLISHED <label or
-    model>". The dotted diagonal is robust = clean."""
+    model, clean, robust, and optionally label) drawn as hollow diamonds in the model's colour and named in the
+    legend, under "published", as "PUBLISHED <label or model>" (names written beside the points overlapped each
+    other and the axes when two published points lie close). The dotted diagonal is robust = clean, over the
+    range of the points."""
     import matplotlib.pyplot as plt
     import seaborn as sns
+    from matplotlib.lines import Line2D
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig, ax = plt.subplots(figsize=(8.5, 4.2))
     sns.scatterplot(data=board, x="clean", y="robust", hue="model", style="bits", hue_order=hue_order,
                     palette=palette, s=90, ax=ax)
+    handles, labels = ax.get_legend_handles_labels()     # seaborn's, with its "model" and "bits" headings
+    values = [board.clean, board.robust]
     if published is not None and len(published):
         colours = [_colour(palette, model) for model in published.model]
-        ax.scatter(published.clean, published.robust, facecolors="none", edgecolors=colours, s=90, linewidths=1.5)
-        for row in published.itertuples():
-            ax.annotate(f"PUBLISHED {getattr(row, 'label', row.model)}", (row.clean, row.robust),
-                        textcoords="offset points", xytext=(-6, -12), ha="right", fontsize=7)
-    low = min(board.robust.min(), board.clean.min(),
-              *(() if published is None or not len(published) else (published.robust.min(),)))
-    ax.plot([low, 1], [low, 1], ":", color="grey", linewidth=1)
+        ax.scatter(published.clean, published.robust, marker="D", facecolors="none", edgecolors=colours, s=70,
+                   linewidths=1.5)
+        handles.append(Line2D([], [], linestyle="", marker=""))                           # the heading
+        labels.append("published")
+        for colour, row in zip(colours, published.itertuples()):
+            handles.append(Line2D([], [], linestyle="", marker="D", markersize=7, markerfacecolor="none",
+                                  markeredgecolor=colour, markeredgewidth=1.5))
+            labels.append(f"PUBLISHED {getattr(row, 'label', row.model)}")
+        values += [published.clean, published.robust]
+    low, high = min(v.min() for v in values), max(v.max() for v in values)
+    ax.plot([low, high], [low, high], ":", color="grey", linewidth=1)
     ax.set(xlabel=f"clean mAP@{topk}", ylabel=f"robust mAP@{topk} (ensemble worst case)",
            title=f"eps {eps_255}/255: one point per model and code length")
-    ax.legend(fontsize=8, bbox_to_anchor=(1.02, 1), loc="upper left")
+    ax.legend(handles, labels, fontsize=8, bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.tight_layout()
     return fig
 
@@ -327,20 +365,21 @@ def transfer_heatmap(table: pd.DataFrame, *, title: str, label: str = "mAP"):
 def damage_figure(final: pd.DataFrame, story: pd.DataFrame, *, tasks: list[str], topk: int, final_title: str,
                   story_title: str, published: pd.DataFrame | None = None, published_label: str = "PUBLISHED"):
     """Damage of a cross-modal attack (``advhash.crossmodal.protocol_scores`` rows). Left: bars of the mAP drop
-    (clean - attacked) of ``final`` per task (in the order ``tasks``) and model, averaged over its rows (e.g. the
-    code lengths), whiskers from their smallest to their largest drop (seaborn's default, an unseeded bootstrap
-    interval, drew other whiskers on every run, and over four code lengths the range says more), legend below the
-    bars; right: the mAP under attack of ``story`` vs iterations, one colour per task and one line style per victim
-    ("<model>, <protocol>"), with ``published`` (columns task, iterations, map) as hollow black diamonds in the
-    legend as ``published_label``. Returns the figure."""
+    (clean - attacked) of ``final`` per task (in the order ``tasks``, "image->text" written "image" over "→ text"
+    so that neighbouring names do not collide) and model, averaged over its rows (e.g. the code
+    lengths), whiskers from their smallest to their largest drop (seaborn's default, an unseeded bootstrap
+    interval, drew other whiskers on every run, and over four code lengths the range says more); right: the mAP
+    under attack of ``story`` vs iterations, one colour per task and one line style per victim ("<model>,
+    <protocol>"), with ``published`` (columns task, iterations, map) as hollow black diamonds in the legend as
+    ``published_label``. Each panel's legend is right of it. Returns the figure, laid out."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4.2), width_ratios=(1, 1.1))
     sns.barplot(data=final, x="task", y="drop", hue="model", order=tasks, errorbar=("pi", 100), ax=axes[0])
+    axes[0].set_xticks(range(len(tasks)), [_task_label(task) for task in tasks])
     axes[0].set(xlabel="", ylabel=f"mAP@{topk} drop (clean - attacked)", title=final_title)
-    sns.move_legend(axes[0], "upper center", bbox_to_anchor=(0.5, -0.1), ncol=4, fontsize=8, title=None,
-                    frameon=False)
+    sns.move_legend(axes[0], "upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title_fontsize=8)
     sns.lineplot(data=story.assign(victim=story.model + ", " + story.protocol), x="iterations", y="map", hue="task",
                  style="victim", markers=True, ax=axes[1])
     if published is not None and len(published):
@@ -349,14 +388,15 @@ def damage_figure(final: pd.DataFrame, story: pd.DataFrame, *, tasks: list[str],
         axes[1].legend()
     axes[1].set(ylabel=f"mAP@{topk} under attack", title=story_title)
     sns.move_legend(axes[1], "upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title_fontsize=8)
+    fig.tight_layout()
     return fig
 
 
 def pr_and_pn_curves(pr: pd.DataFrame, pn: pd.DataFrame, *, title: str):
     """Precision-recall (``pr``: columns task, queries, recall, precision, drawn in row order) and precision@N
     (``pn``: columns task, queries, n, precision) side by side, one colour per task and one line style per kind
-    of queries (e.g. clean, attacked; ``advhash.crossmodal.crossmodal_curves``). ``title`` is the PR panel's.
-    Returns the figure."""
+    of queries (e.g. clean, attacked; ``advhash.crossmodal.crossmodal_curves``; one legend, right of the panels).
+    ``title`` is the PR panel's. Returns the figure."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -365,4 +405,6 @@ def pr_and_pn_curves(pr: pd.DataFrame, pn: pd.DataFrame, *, title: str):
     axes[0].set(title=title)
     sns.lineplot(data=pn, x="n", y="precision", hue="task", style="queries", ax=axes[1])
     axes[1].set(xlabel="N", title="precision of the top N")
+    _one_legend_outside(axes)
+    fig.tight_layout()
     return fig

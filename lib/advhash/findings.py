@@ -1,14 +1,14 @@
 """A notebook's findings: each claim of its section in the registry (``advhash.claims``) with our estimate, its
 95 % interval and a verdict (``advhash.uncertainty``), shown as one table at the top of the report and written as
-``metrics/NN_findings.json``. A finding never fails a run: a NOT REPRODUCED row is a row like any other.
+``metrics/NN_findings.json`` (every number) and ``metrics/NN_verdicts.json`` (the stage's DVC metric). A finding never fails a run: a NOT REPRODUCED row is a row like any other.
 
     findings = Findings("04_saat")
-    for claim in findings.claims:
-        require_available(claim, available)               # refuses a claim the run cannot compute
-    findings.add("saat-table2-over-atrdh", seed_interval(per_seed))
+    findings.judge(evidence, featured_bits=32)            # every claim of the section, from advhash.evidence
     findings.table()                                      # claim | source | published | ours [95 % interval] | ...
-    findings.finish(len(invariants.held), len(invariants.held) + len(invariants.failed))   # the report's summary
+    findings.finish()                                     # the findings table at the top of the report
     findings.write(run.metrics_dir / "04_saat_findings.json")
+
+(``findings.add(claim_id, estimate)`` judges one claim on an estimate computed otherwise.)
 
 Numbers are shown in mAP points (x100) at the registry's precision (``POINT_DECIMALS``), relative effects as
 percents (``PERCENT_DECIMALS``); the JSON keeps them in points, rounded to 6 digits.
@@ -23,15 +23,26 @@ from pathlib import Path
 import pandas as pd
 
 from .claims import SECTIONS, Claim, load_claims
+from .evidence import claim_estimate
 from .report import SUMMARY_HEADING, show_summary
 from .results import write_json
 from .uncertainty import VERDICTS, Estimate, agreement, magnitude_ratio
 
-__all__ = ["POINT_DECIMALS", "PERCENT_DECIMALS", "Finding", "finding", "Findings", "MissingFindingError"]
+__all__ = ["POINT_DECIMALS", "PERCENT_DECIMALS", "FINDINGS_SUFFIX", "VERDICTS_SUFFIX", "Finding", "finding", "Findings",
+           "MissingFindingError", "verdicts_path"]
 
 POINT_DECIMALS = 2     # the registry states every published effect in points to 2 decimals (tests/test_claims.py)
 PERCENT_DECIMALS = 1   # relative effects, e.g. "+14.2 %"
 COLUMNS = ("claim", "source", "published", "ours [95 % interval]", "verdict", "ours / published")
+
+
+FINDINGS_SUFFIX, VERDICTS_SUFFIX = "_findings.json", "_verdicts.json"
+
+
+def verdicts_path(findings_path: str | Path) -> Path:
+    """The verdicts file beside a findings file: ``metrics/04_saat_verdicts.json`` for ``04_saat_findings.json``."""
+    findings_path = Path(findings_path)
+    return findings_path.with_name(findings_path.name[:-len(FINDINGS_SUFFIX)] + VERDICTS_SUFFIX)
 
 
 class MissingFindingError(LookupError):
@@ -108,6 +119,17 @@ class Findings:
         self.findings[claim_id] = finding(claim, estimate, min_queries=self.min_queries)
         return self.findings[claim_id]
 
+    def judge(self, evidence, *, featured_bits: int | None = None, n_resamples: int = 2000,
+              seed: int = 0) -> list[Finding]:
+        """Judge every claim of the section without a finding yet on ``evidence`` (``advhash.evidence.Evidence``:
+        ``claim_estimate`` reads each claim's effect from it); returns the findings in registry order. A claim the
+        evidence cannot compare raises ``advhash.claims.MissingResultError`` naming it and what is missing."""
+        for claim in self.claims:
+            if claim.id not in self.findings:
+                self.add(claim.id, claim_estimate(claim, evidence, featured_bits=featured_bits,
+                                                  n_resamples=n_resamples, seed=seed))
+        return self.ordered()
+
     def missing(self) -> list[str]:
         """The ids of the section's claims without a finding yet, in registry order."""
         return [claim.id for claim in self.claims if claim.id not in self.findings]
@@ -132,15 +154,20 @@ class Findings:
             lines += ["", _invariants_line(invariants_held, invariants_total)]
         return "\n".join(lines)
 
-    def finish(self, invariants_held: int, invariants_total: int) -> str:
-        """Check that every claim of the section has a finding, fill the report's summary (at its top) with the
-        findings table and the invariants line, and return that markdown."""
-        self._require_complete("finish")
+    def tally(self) -> str:
+        """"4 findings: 2 reproduced, 1 not reproduced, 1 inconclusive"."""
         counts = [sum(found.verdict.split(":")[0] == verdict for found in self.ordered()) for verdict in VERDICTS]
-        tally = ", ".join(f"{count} {verdict.lower()}" for count, verdict in zip(counts, VERDICTS))
-        text = self.markdown(invariants_held, invariants_total)
-        show_summary(f"{SUMMARY_HEADING}: {len(self.findings)} findings, {tally}** (the paper's claims, ours with "
-                     f"95 % intervals; a finding never fails the run):\n\n{text}")
+        return f"{len(self.findings)} findings: " + ", ".join(f"{count} {verdict.lower()}"
+                                                              for count, verdict in zip(counts, VERDICTS))
+
+    def finish(self) -> str:
+        """Check that every claim of the section has a finding, fill the report's findings display (at its top,
+        ``advhash.report.open_report``) with the findings table, and return that markdown."""
+        self._require_complete("finish")
+        text = (f"{SUMMARY_HEADING}: {self.tally()}** (each claim of the papers as they state it; ours minus the "
+                f"reference in mAP points x100, with its 95 % interval over "
+                f"{_resampled(self.ordered())}; a finding never fails the run)\n\n{self.markdown()}")
+        show_summary(text)
         return text
 
     def to_json(self) -> dict[str, dict]:
@@ -149,10 +176,22 @@ class Findings:
         NaN or what the paper does not state)."""
         return {found.claim.id: _record(found) for found in self.ordered()}
 
+    def verdicts(self) -> dict[str, str]:
+        """{claim id: verdict}: the stage's DVC metric (one short key per claim, so that ``dvc metrics diff``
+        names a verdict that changed and ``dvc metrics show`` stays a line per stage)."""
+        return {found.claim.id: found.verdict for found in self.ordered()}
+
     def write(self, path: str | Path) -> Path:
-        """Write :meth:`to_json` through ``advhash.results.write_json`` (``metrics/NN_findings.json``, a DVC
-        metric); refuses while a claim of the section has no finding."""
+        """Write :meth:`to_json` through ``advhash.results.write_json`` to ``path`` (``metrics/NN_findings.json``,
+        every number of every finding, a plain output that ``advhash.overview`` and the site read) and
+        :meth:`verdicts` beside it (``metrics/NN_verdicts.json``, the stage's DVC metric); refuses while a claim of
+        the section has no finding. Returns ``path``."""
         self._require_complete("write")
+        path = Path(path)
+        if not path.name.endswith(FINDINGS_SUFFIX):
+            raise ValueError(f"findings file {path}: name it <notebook>{FINDINGS_SUFFIX} (e.g. "
+                             f"{self.section}{FINDINGS_SUFFIX}), so that its verdicts file is named alike")
+        write_json(self.verdicts(), verdicts_path(path))
         return write_json(self.to_json(), path)
 
     def _require_complete(self, action: str) -> None:
@@ -161,6 +200,11 @@ class Findings:
                 f"cannot {action} the findings of {self.section}: {len(missing)} claim(s) of the registry have "
                 f"none: {', '.join(missing)}. Add them (Findings.add); if this run cannot produce them, "
                 "require_available(claim, ...) should have said so before the run computed anything.")
+
+
+def _resampled(found: list[Finding]) -> str:
+    seeds = sorted({item.estimate.n_seeds for item in found if "seeds" in item.estimate.levels})
+    return "queries" + (f" and training seeds ({'/'.join(map(str, seeds))} seeds)" if seeds else "")
 
 
 def _check_estimate(claim: Claim, estimate: Estimate) -> None:
@@ -193,8 +237,11 @@ def _ours_text(found: Finding) -> str:
                f"{_signed(100 * estimate.high, d)}] pts"
     else:
         text = f"{_signed(100 * estimate.estimate, d)} pts (no interval)"
-    if found.claim.published.relative_percent is not None and math.isfinite(estimate.relative):
-        text += f" ({_signed(estimate.relative, PERCENT_DECIMALS)} %)"
+    published = found.claim.published
+    if published.relative_percent is not None and math.isfinite(estimate.relative):
+        relative = f"{_signed(estimate.relative, PERCENT_DECIMALS)} %"
+        # a paper that states only a relative gain is compared in percents first (as advhash.overview shows it)
+        text = f"{relative} ({text})" if published.points is None else f"{text} ({relative})"
     return text
 
 

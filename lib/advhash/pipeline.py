@@ -43,13 +43,13 @@ NOTEBOOK_SECTIONS = {
     "04_saat": "saat",
     "05_cgat": "cgat",
 }
-# the tag of the cells that assert a notebook's statistical claims (not its threat model): run_notebook(...,
-# skip_tags=("claims",)) leaves them out, which only the CI smoke of the paper path does (tests/test_end_to_end.py:
-# its data are too few for any claim to hold); the pipeline and nbval always run them
-CLAIMS_TAG = "claims"
+# the tag of the cells that check a notebook's invariants that need enough data (metrics above a random ranking,
+# say; not its threat model): run_notebook(..., skip_tags=("invariants",)) leaves them out, which only the CI smoke
+# of the paper path does (tests/test_end_to_end.py: its data are too few); the pipeline and nbval always run them
+INVARIANTS_TAG = "invariants"
 # Parameters every notebook has that come from the params file's ``pipeline`` section, not the notebook's own:
-# ``check_claims`` (False: an exploratory run finishes, keeps its results and lists the claims that failed).
-PIPELINE_PARAMETERS = ("check_claims",)
+# ``check_invariants`` (False: a run with a failed invariant finishes, keeps its results and lists the failures).
+PIPELINE_PARAMETERS = ("check_invariants",)
 
 
 def project_root(start: str | os.PathLike | None = None) -> Path:
@@ -163,7 +163,7 @@ def validate_params(section: str, given: dict[str, Any], defaults: dict[str, Any
     """``given`` (a params.yaml section) checked against the notebook's ``defaults``: every key known (else the
     closest valid name), none missing, each value of its default's type (an int where a float is expected is
     fine; ``null`` is accepted anywhere, as the notebooks treat None as "the data's own" or "off"). Numbers YAML
-    read as strings (``1e-3``) become numbers. The ``PIPELINE_PARAMETERS`` (``check_claims``) come from the
+    read as strings (``1e-3``) become numbers. The ``PIPELINE_PARAMETERS`` (``check_invariants``) come from the
     ``pipeline`` section instead (:func:`run_settings`). Returns the values to inject; raises ValueError naming the
     section, every bad key and the fix."""
     import difflib
@@ -260,12 +260,12 @@ def _section_engine():
 
 def run_settings(params_path: str | os.PathLike) -> dict[str, Any]:
     """The ``PIPELINE_PARAMETERS`` of every stage from the params file's ``pipeline`` section:
-    ``check_claims`` (Default true; a boolean)."""
+    ``check_invariants`` (Default true; a boolean)."""
     params = yaml.safe_load(Path(params_path).read_text()) or {}
-    check = (params.get("pipeline") or {}).get("check_claims", True)
+    check = (params.get("pipeline") or {}).get("check_invariants", True)
     if not isinstance(check, bool):
-        raise ValueError(f"{params_path}: pipeline.check_claims must be true or false; got {check!r}")
-    return dict(check_claims=check)
+        raise ValueError(f"{params_path}: pipeline.check_invariants must be true or false; got {check!r}")
+    return dict(check_invariants=check)
 
 
 def run_threads(params_path: str | os.PathLike) -> int | None:
@@ -282,10 +282,10 @@ def run_notebook(stem: str, *, root: str | os.PathLike | None = None, params_pat
                  output: str | os.PathLike | None = None, skip_tags: tuple[str, ...] = ()) -> Path:
     """Execute the notebook built from ``notebooks/<stem>.py`` with its params.yaml section into ``output``
     (default ``reports/<stem>.ipynb``), without the cells tagged with one of ``skip_tags`` (only the CI smoke
-    run skips any: ``CLAIMS_TAG``). The committed ``notebooks/<stem>.ipynb`` is not read.
+    run skips any: ``INVARIANTS_TAG``). The committed ``notebooks/<stem>.ipynb`` is not read.
 
     Results are replaced only on success: the notebook writes its figures and metrics to
-    ``build/staging/<stem>/``, and only when it ran to its end (its claims included) do they, and the
+    ``build/staging/<stem>/``, and only when it ran to its end (its findings and invariants included) do they, and the
     report, replace the ones in its ``figure_dir``, ``metrics_dir`` and ``output``. A failure leaves every
     tracked file as it was and names the failed rendering, kept in the staging folder.
 

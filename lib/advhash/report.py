@@ -1,13 +1,14 @@
 """What every notebook does around its science: resolve its output folders, set one plotting style, time
-itself, save figures, show published tables beside ours and judge its claims. The notebooks stay about their
+itself, save figures, show published tables beside ours, open the report with its findings and check its invariants. The notebooks stay about their
 paper; this is the shared frame (their results files are written by ``advhash.results``).
 
+    open_report()                                                          # the first code cell, above parameters
     run = start_notebook(figure_dir=figure_dir, metrics_dir=metrics_dir)   # in the setup cell
     save_figure(grid, run.figure_dir / "pr_curves.png")
     run.finish()                                                           # prints the notebook's time
-    claims = Claims(check_claims)                                          # in the claims cell
-    claims.expect(robust > baseline, f"the defense should beat the baseline: {robust} vs {baseline}")
-    claims.finish()              # raises listing every failed claim; with check_claims False only lists them
+    invariants = Invariants(check_invariants)                              # in the invariants cell
+    invariants.expect(robust <= members, "the ensemble's worst case is at most each member, per query")
+    invariants.finish()          # raises listing every failed one; with check_invariants False only lists them
 """
 
 from __future__ import annotations
@@ -49,20 +50,31 @@ def start_notebook(*, figure_dir: str | Path, metrics_dir: str | Path) -> Notebo
     run.metrics_dir.mkdir(parents=True, exist_ok=True)
     sns.set_theme(style="whitegrid", context="notebook")
     pd.set_option("display.precision", 4)
-    _show_summary(SUMMARY_PLACEHOLDER)
+    pd.set_option("display.max_columns", 40)     # a 32-column table shown whole, not cut with "..."
+    pd.set_option("display.width", 200)
+    pd.set_option("display.max_colwidth", 200)   # a claim as the paper states it, not cut with "..."
     return run
 
 
-SUMMARY_ID = "advhash-summary"   # the display near the top of a report that Claims.finish() fills in
-SUMMARY_HEADING = "**Summary"    # how the filled summary starts (tools/report_site.py finds it by this)
-SUMMARY_PLACEHOLDER = ("*The summary of what this report found appears here once the notebook has run to its end "
-                       "(its claims, checked in the last section).*")
+SUMMARY_ID = "advhash-summary"         # the findings table at the top of a report (Findings.finish fills it)
+INVARIANTS_ID = "advhash-invariants"   # the invariants line under it (Invariants.finish fills it)
+SUMMARY_HEADING = "**Findings"         # how the filled findings display starts (tools/report_site.py finds it)
+SUMMARY_PLACEHOLDER = ("*The findings of this report (each claim of the papers it tests, with our estimate, its "
+                       "95 % interval and a verdict) appear here once the notebook has run to its end.*")
+INVARIANTS_PLACEHOLDER = "*The invariants are checked at the end of the report.*"
 
 
-def _show_summary(markdown: str, *, update: bool = False) -> None:
-    """Show (or, with ``update``, replace) the report's summary display: Jupyter's display_id mechanism, which
-    papermill's executor applies to the earlier cell, so that the rendered report opens with its findings. Outside
-    IPython, nothing."""
+def open_report() -> None:
+    """The first code cell of every notebook, right under its title (above the parameters cells): the two
+    displays its last cells fill, the findings table and the invariants line, so that a rendered report opens
+    with its findings (Jupyter's display_id mechanism, which papermill's executor applies to this earlier cell).
+    Outside IPython, nothing."""
+    _show(SUMMARY_ID, SUMMARY_PLACEHOLDER)
+    _show(INVARIANTS_ID, INVARIANTS_PLACEHOLDER)
+
+
+def _show(display_id: str, markdown: str, *, update: bool = False) -> None:
+    """Show (or, with ``update``, replace) one of the report's displays. Outside IPython, nothing."""
     try:
         from IPython import get_ipython
         from IPython.display import Markdown, display, update_display
@@ -70,13 +82,13 @@ def _show_summary(markdown: str, *, update: bool = False) -> None:
         return
     if get_ipython() is None:
         return
-    (update_display if update else display)(Markdown(markdown), display_id=SUMMARY_ID)
+    (update_display if update else display)(Markdown(markdown), display_id=display_id)
 
 
 def show_summary(markdown: str) -> None:
-    """Fill the report's summary display (at its top) with ``markdown``, which starts with ``SUMMARY_HEADING``
+    """Fill the report's findings display (at its top) with ``markdown``, which starts with ``SUMMARY_HEADING``
     (``advhash.findings.Findings.finish`` calls it; the last call wins). Outside IPython, nothing."""
-    _show_summary(markdown, update=True)
+    _show(SUMMARY_ID, markdown, update=True)
 
 
 def save_figure(figure, path: str | Path) -> None:
@@ -114,39 +126,50 @@ def finish_figure(fig, path: str | Path, *, title: str | None = None) -> None:
     save_figure(fig, path)
 
 
-class Claims:
-    """The claims a notebook checks at its end, all of them, before judging.
+class Invariants:
+    """The invariants a notebook checks at its end: what must hold whatever the data, because the code and the
+    evaluation are right (every adversarial example inside the eps-ball, the ensemble at most each member per query,
+    closed-form codes optimal by brute force, metrics above a random ranking where they must be). The papers'
+    claims are not invariants: they are findings (``advhash.findings``), judged and shown, never failing a run.
 
-    ``expect(condition, message)`` records each claim; ``finish()`` prints how many held and lists the failed ones.
-    With ``check`` True (the pipeline's ``check_claims``, the default and CI's) a failed claim then raises an
-    AssertionError naming every failed claim, so the run fails and, under ``advhash.pipeline``, replaces no tracked
-    result. With ``check`` False (an exploratory ``dvc exp run -S pipeline.check_claims=false``) the run finishes,
-    its results are kept, and the failed claims are listed in the report as NOT HELD."""
+    ``expect(condition, message)`` records each invariant; ``finish()`` shows "9 of 9 invariants hold." under the
+    findings at the top of the report and lists the failed ones. With ``check`` True (the pipeline's
+    ``check_invariants``, the default and CI's) a failed invariant then raises an AssertionError naming every
+    failed one, so the run fails and, under ``advhash.pipeline``, replaces no tracked result. With ``check`` False
+    (``dvc exp run -S pipeline.check_invariants=false``, to look at a broken run) the run finishes, its results are
+    kept, and the failed invariants are listed in the report as FAILED."""
 
     def __init__(self, check: bool = True):
         self.check = bool(check)
         self.held: list[str] = []
         self.failed: list[str] = []
 
+    @property
+    def total(self) -> int:
+        return len(self.held) + len(self.failed)
+
     def expect(self, condition, message: str) -> bool:
-        """Record one claim: ``message`` says what should hold, with its numbers. Returns whether it held."""
+        """Record one invariant: ``message`` says what holds, worded positively, with its numbers. Returns whether
+        it held."""
         (self.held if bool(condition) else self.failed).append(message)
         return bool(condition)
 
+    def summary(self) -> str:
+        """"9 of 9 invariants hold." and, below it, each failed one as "- FAILED: ..." (markdown)."""
+        return "\n".join([f"**{len(self.held)} of {self.total} invariants hold** (the code and the evaluation are "
+                          "right: checked at the end of the report; a failed one fails the run).",
+                          *(["", *(f"- FAILED: {message}" for message in self.failed)] if self.failed else [])])
+
     def finish(self) -> bool:
-        """Judge the recorded claims (see the class docstring), and write them as the summary at the top of the
-        report. Returns True when all hold."""
-        total = len(self.held) + len(self.failed)
-        _show_summary("\n".join([f"{SUMMARY_HEADING}: {len(self.held)} of {total} claims held** (checked in the last "
-                                  "section, with their numbers):", "",
-                                  *(f"- NOT HELD: {message}" for message in self.failed),
-                                  *(f"- held: {message}" for message in self.held)]), update=True)
+        """Show :meth:`summary` at the top of the report and judge (see the class docstring). Returns True when
+        every invariant holds."""
+        _show(INVARIANTS_ID, self.summary(), update=True)
         if not self.failed:
+            print(f"all {self.total} invariants hold")
             return True
         listing = "\n".join(f"- {message}" for message in self.failed)
         if self.check:
-            raise AssertionError(f"{len(self.failed)} of {total} claims do not hold:\n{listing}")
-        print(f"NOT HELD ({len(self.failed)} of {total} claims; check_claims is False, so the run continues):\n"
-              f"{listing}")
+            raise AssertionError(f"{len(self.failed)} of {self.total} invariants do not hold:\n{listing}")
+        print(f"FAILED ({len(self.failed)} of {self.total} invariants; check_invariants is False, so the run "
+              f"continues):\n{listing}")
         return False
-

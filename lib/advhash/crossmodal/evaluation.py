@@ -1,17 +1,23 @@
 """Evaluation of cross-modal hashing under CMLA (notebook 03): the attacked query pairs and their clean codes,
 CMLA's adversarial queries of both modalities recorded at several iteration counts, the mAP and distortion D of
-every recorded iterate on the tasks it touches, CMLA's Table 1 and 2 layouts beside the published ones, and the tags
-a text attack changed.
+every recorded iterate on the tasks it touches, CMLA's Table 1 and 2 layouts beside the published ones, the tags
+a text attack changed, and the per-query evidence of the notebook's findings with the sentences they imply about
+the "+" models.
 
     queries = paired_query_set(data, num_attacked=100)          # the first query pairs
     codes = encode_queries(model, queries)                      # {"image": (n, K), "text": (n, K)}
     snapshots = cmla_snapshots(model, queries, codes, steps=500, marks=[100, 200])
     scores = cmla_scores(model, snapshots, queries, codes, encode_pairs(model, data.database),
-                         data.database.labels, topk=5000)       # iterations, task, map, D
+                         data.database.labels, topk=5000)       # iterations, task, map, D, ap
+    clean, attacks = cmla_evaluation(models, queries, data.database, topk=5000, steps=500,
+                                     made_on={"DCMH+": "DCMH"})  # both protocols, {(model, bits): model}
+    record_evidence(evidence, clean, attacks, iterations=500, made_on={"DCMH+": "DCMH"})   # for the findings
 
 An attacked image is scored on image->text (the cross-modal task CMLA breaks) and image->image (the intra-modal one
 it means to keep), the other queries' codes staying clean; an attacked text on text->image and text->text. The
-snapshots of one model may be scored on another (the fixed protocol: DCMH+ on the queries made against DCMH).
+snapshots of one model may be scored on another (the transfer protocol: DCMH+ on the queries made against DCMH).
+Every score is a mAP@k with, beside it, the AP@k of each query (column ``ap``), which the findings resample
+(``advhash.evidence``).
 """
 
 from __future__ import annotations
@@ -24,19 +30,24 @@ import torch
 
 from ..attacks import perturb
 from ..evaluation import retrieval_curves
+from ..metrics import average_precision_per_query
 from ..results import nested_metrics, read_published
 from ..train import encode
 from ..utils import check_choice
 from .cmla import CMLA, cmla_distortion
-from .retrieval import TASKS, crossmodal_maps, encode_pairs
+from .retrieval import TASKS, encode_pairs
 
-__all__ = ["ATTACKED_TASKS", "PairedQueries", "paired_query_set", "encode_queries", "encode_models", "cmla_snapshots",
-           "SnapshotMaker",
-           "encode_snapshots", "cmla_scores", "clean_scores", "clean_table", "published_clean_table", "protocol_scores",
+__all__ = ["ATTACKED_TASKS", "PROTOCOLS", "PairedQueries", "paired_query_set", "encode_queries", "encode_models",
+           "cmla_snapshots", "SnapshotMaker", "encode_snapshots", "task_ap", "cmla_scores", "clean_scores",
+           "clean_table", "published_clean_table", "protocol_scores", "cmla_evaluation", "record_evidence",
+           "plus_models_summary",
            "attack_table", "published_attack_table", "crossmodal_curves", "task_metrics", "tag_names", "tag_changes"]
 
 #: the tasks whose queries an attack on each modality perturbs: (cross-modal, intra-modal)
 ATTACKED_TASKS = {"image": ("image->text", "image->image"), "text": ("text->image", "text->text")}
+#: how a model is attacked: with its own adversarial queries, or with those made against another model (the "+"
+#: models on the queries of their clean models: the published protocol)
+PROTOCOLS = ("adaptive", "transfer")
 _OTHER = {"image": "text", "text": "image"}
 
 
@@ -134,6 +145,25 @@ def encode_snapshots(model, snapshots: Mapping[str, Mapping[int, torch.Tensor]],
             for modality, recorded in snapshots.items()}
 
 
+def task_ap(query_codes: Mapping[str, torch.Tensor], db_codes: Mapping[str, torch.Tensor], query_labels, db_labels,
+            *, topk: int | None, tasks: Iterable[str] = tuple(TASKS)) -> dict[str, torch.Tensor]:
+    """AP@topk of every query on each task of ``tasks`` (``advhash.metrics.average_precision_per_query``): {task:
+    (n,) float64}, queries of the task's first modality ranked against the database codes of its second. The mean
+    of each is the task's mAP of ``crossmodal_maps``. ``query_codes`` / ``db_codes``: {"image": (n, K), "text":
+    (n, K)}."""
+    tasks = list(tasks)
+    if unknown := sorted(set(tasks) - set(TASKS)):
+        raise ValueError(f"unknown tasks {unknown}; choose from {list(TASKS)}")
+    return {task: average_precision_per_query(query_codes[TASKS[task][0]], db_codes[TASKS[task][1]], query_labels,
+                                              db_labels, topk=topk) for task in tasks}
+
+
+def _score_row(ap: torch.Tensor, **columns) -> dict:
+    """One scores row: the ``columns``, the mAP (the mean of ``ap``, as ``mean_average_precision`` takes it) and the
+    per-query AP as an (n,) float64 array."""
+    return dict(columns, map=ap.mean().item(), ap=ap.numpy())
+
+
 def cmla_scores(model, snapshots: Mapping[str, Mapping[int, torch.Tensor]], queries: PairedQueries,
                 codes: Mapping[str, torch.Tensor], db_codes: Mapping[str, torch.Tensor], db_labels, *,
                 topk: int | None) -> pd.DataFrame:
@@ -141,26 +171,27 @@ def cmla_scores(model, snapshots: Mapping[str, Mapping[int, torch.Tensor]], quer
     iteration count (sorted) and modality, the perturbed queries encoded by ``model`` (the others keep their
     clean ``codes``) and ranked against ``db_codes`` on the modality's two tasks (:data:`ATTACKED_TASKS`).
     ``snapshots`` as :func:`cmla_snapshots` returns them, made on ``model`` or on another one.
-    Columns: iterations, task, map, D (D of the modality's adversarial inputs, the same for its two tasks)."""
+    Columns: iterations, task, map, D (D of the modality's adversarial inputs, the same for its two tasks), ap (the
+    (n,) AP@topk of each query, :func:`task_ap`, whose mean is map)."""
     rows = []
     for iterations in sorted(snapshots["image"]):
         for modality, tasks in ATTACKED_TASKS.items():
             perturbed = snapshots[modality][iterations]
             attacked = dict(codes, **{modality: encode(model.modality(modality), perturbed)})
-            maps = crossmodal_maps(attacked, db_codes, queries.labels, db_labels, topk=topk, tasks=tasks)
+            aps = task_ap(attacked, db_codes, queries.labels, db_labels, topk=topk, tasks=tasks)
             distortion = cmla_distortion(queries.inputs(modality), perturbed)
-            rows += [dict(iterations=iterations, task=task, map=value, D=distortion) for task, value in maps.items()]
-    return pd.DataFrame(rows, columns=["iterations", "task", "map", "D"])
+            rows += [_score_row(ap, iterations=iterations, task=task, D=distortion) for task, ap in aps.items()]
+    return pd.DataFrame(rows, columns=["iterations", "task", "map", "D", "ap"])
 
 
 def clean_scores(codes: Mapping[Any, Mapping[str, torch.Tensor]], db_codes: Mapping[Any, Mapping[str, torch.Tensor]],
                  labels, db_labels, *, topk: int | None) -> pd.DataFrame:
     """mAP@topk of the clean queries on the four tasks, for every model. ``codes`` (the queries', from
     :func:`encode_queries`) and ``db_codes`` (the database's, ``encode_pairs``) are keyed by (model, bits).
-    Columns: model, bits, task, map."""
-    rows = [dict(model=name, bits=bits, task=task, map=value) for (name, bits), query_codes in codes.items()
-            for task, value in crossmodal_maps(query_codes, db_codes[name, bits], labels, db_labels, topk=topk).items()]
-    return pd.DataFrame(rows, columns=["model", "bits", "task", "map"])
+    Columns: model, bits, task, map, ap (the (n,) AP@topk of each query, whose mean is map)."""
+    rows = [_score_row(ap, model=name, bits=bits, task=task) for (name, bits), query_codes in codes.items()
+            for task, ap in task_ap(query_codes, db_codes[name, bits], labels, db_labels, topk=topk).items()]
+    return pd.DataFrame(rows, columns=["model", "bits", "task", "map", "ap"])
 
 
 def clean_table(clean: pd.DataFrame) -> pd.DataFrame:
@@ -183,19 +214,20 @@ def protocol_scores(models, snapshots, queries: PairedQueries, codes, db_codes, 
                   clean: pd.DataFrame, made_on: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Every model under CMLA (:func:`cmla_scores`): on its own adversarial queries (protocol "adaptive") and,
     for a model named in ``made_on`` (e.g. {"DCMH+": "DCMH"}), also on the queries made against that model at the
-    same code length (protocol "fixed (made on DCMH)": the published protocol of DCMH+ and SSAH+).
+    same code length (protocol "transfer": the published protocol of DCMH+ and SSAH+).
 
     ``models``, ``snapshots`` (:func:`cmla_snapshots`), ``codes`` (:func:`encode_queries`) and ``db_codes`` are
     keyed by (model, bits); ``snapshots`` may instead be a function of the key (a :class:`SnapshotMaker`), called
     once per key and released after the key's last use. ``clean`` (:func:`clean_scores`) gives each task's clean
-    mAP, for the drop. Columns: model, protocol, bits, iterations, task, map, drop (clean - attacked mAP), D."""
+    mAP, for the drop. Columns: model, protocol, bits, iterations, task, map, drop (clean - attacked mAP), D, ap
+    (the (n,) AP@topk of each attacked query)."""
     if not models:
         raise ValueError("no models to score")
     made_on = made_on or {}
     clean_map = {(row.model, row.bits, row.task): row.map for row in clean.itertuples()}
     plan = [(name, bits, protocol, (source, bits)) for (name, bits) in models
-            for protocol, source in {"adaptive": name, **({f"fixed (made on {made_on[name]})": made_on[name]}
-                                                          if name in made_on else {})}.items()]
+            for protocol, source in {"adaptive": name,
+                                     **({"transfer": made_on[name]} if name in made_on else {})}.items()]
     last_use = {source: i for i, (*_, source) in enumerate(plan)}
     made, frames = {}, []
     for i, (name, bits, protocol, source) in enumerate(plan):
@@ -209,7 +241,106 @@ def protocol_scores(models, snapshots, queries: PairedQueries, codes, db_codes, 
         frames.append(scores.assign(model=name, protocol=protocol, bits=bits))
     table = pd.concat(frames, ignore_index=True)
     table["drop"] = [clean_map[row.model, row.bits, row.task] - row.map for row in table.itertuples()]
-    return table[["model", "protocol", "bits", "iterations", "task", "map", "drop", "D"]]
+    return table[["model", "protocol", "bits", "iterations", "task", "map", "drop", "D", "ap"]]
+
+
+def cmla_evaluation(models, queries: PairedQueries, database, *, topk: int | None, steps: int,
+                    marks: Iterable[int] = (), settings: Mapping[str, Mapping[str, Any]] | None = None,
+                    batch_size: int = 128, made_on: Mapping[str, str] | None = None
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Notebook 03's evaluation of ``models`` ({(model, bits): model}) in one call: the codes (:func:`encode_models`),
+    the clean scores (:func:`clean_scores`) and the scores under CMLA of both protocols (:func:`protocol_scores`,
+    the adversarial queries made one model at a time by a :class:`SnapshotMaker`: ``steps``, ``marks``,
+    ``settings``, ``batch_size``). The models of another training seed go through it. Returns (clean, attacks)."""
+    codes, db_codes = encode_models(models, queries, database)
+    clean = clean_scores(codes, db_codes, queries.labels, database.labels, topk=topk)
+    maker = SnapshotMaker(models, queries, codes, steps=steps, marks=marks, settings=settings, batch_size=batch_size)
+    attacks = protocol_scores(models, maker, queries, codes, db_codes, database.labels, topk=topk, clean=clean,
+                              made_on=made_on)
+    return clean, attacks
+
+
+def record_evidence(evidence, clean: pd.DataFrame, attacks: pd.DataFrame, *, iterations: int,
+                    made_on: Mapping[str, str], seed: int = 0, dataset: str | None = None) -> None:
+    """Record the per-query scores notebook 03's findings read in ``evidence`` (``advhash.evidence.Evidence``),
+    labelled as the claims registry names them (``notebooks/published/claims.yaml``, section 03_cmla), with training
+    seed ``seed`` and ``dataset``:
+
+    - every row of ``clean`` (:func:`clean_scores`): metric "map", attack "clean", under both protocols (the clean
+      queries are the reference of either);
+    - every row of ``attacks`` (:func:`protocol_scores`) after ``iterations`` CMLA iterations (the claims compare the
+      full attack; the other marks are not recorded): metric "map" (the AP of each query) and "map_drop" (the
+      model's clean AP minus it, per query), attack "CMLA", under its protocol. A model the transfer queries are made
+      on (a value of ``made_on``, e.g. DCMH) is recorded under "transfer" too: the queries made against it are its
+      own, so that DCMH+ and DCMH compare on the same queries under either protocol."""
+    final = attacks[attacks.iterations == iterations]
+    if final.empty:
+        raise ValueError(f"no scores after {iterations} CMLA iterations: record an iteration count the attacks "
+                         f"recorded ({sorted(attacks.iterations.unique())})")
+    labels = dict(seed=seed, dataset=dataset)
+    clean_ap = {}
+    for row in clean.itertuples():
+        clean_ap[row.model, row.bits, row.task] = row.ap
+        for protocol in PROTOCOLS:
+            evidence.add(row.ap, metric="map", model=row.model, attack="clean", bits=row.bits, task=row.task,
+                         protocol=protocol, **labels)
+    bases = set(made_on.values())
+    for row in final.itertuples():
+        protocols = [row.protocol] + (["transfer"] if row.model in bases and row.protocol == "adaptive" else [])
+        for protocol in protocols:
+            scored = dict(model=row.model, attack="CMLA", bits=row.bits, task=row.task, protocol=protocol, **labels)
+            evidence.add(row.ap, metric="map", **scored)
+            evidence.add(clean_ap[row.model, row.bits, row.task] - row.ap, metric="map_drop", **scored)
+
+
+def plus_models_summary(findings: Iterable, *, decimals: int = 2) -> str:
+    """What the findings say about the "+" models under both protocols, in a few sentences generated from them (no
+    verdict written in advance): each robustness finding (``advhash.findings.Finding`` of a claim comparing models
+    under CMLA with a protocol: "DCMH+ against DCMH") with its estimate and interval in mAP points at ``decimals``
+    (the findings table's, ``advhash.findings.POINT_DECIMALS``) and its verdict, by protocol; then which gains the
+    transfer protocol reproduces and the adaptive re-attack does not, which both reproduce, which the adaptive one
+    only, or that neither reproduces any."""
+    robustness = [found for found in findings if found.claim.comparison.compare == "models"
+                  and found.claim.comparison.protocol in PROTOCOLS]
+    if not robustness:
+        raise ValueError("no finding compares models under a protocol: pass the findings of 03_cmla "
+                         "(Findings.ordered())")
+    verdicts, parts = {}, []
+    for protocol, where in (("transfer", "the queries made against the clean model"),
+                            ("adaptive", "each model re-attacked with its own queries")):
+        items = []
+        for found in (found for found in robustness if found.claim.comparison.protocol == protocol):
+            comparison, estimate = found.claim.comparison, found.estimate
+            key = (comparison.ours, comparison.reference, ", ".join(comparison.tasks or ()))
+            verdicts[key + (protocol,)] = found.verdict
+            low, mid, high = (_points(value, decimals) for value in (estimate.low, estimate.estimate, estimate.high))
+            items.append(f"{key[0]} minus {key[1]} on {key[2]} {mid} [{low}, {high}] pts, {found.verdict}")
+        parts.append(f"Under the {protocol} protocol ({where}): " + "; ".join(items) + ".")
+    pairs = sorted({key[:3] for key in verdicts if key[:3] + ("adaptive",) in verdicts
+                    and key[:3] + ("transfer",) in verdicts})
+    reproduced = {protocol: {pair for pair in pairs if verdicts[pair + (protocol,)] == "REPRODUCED"}
+                  for protocol in PROTOCOLS}
+    kept = [pair for pair in pairs if pair in reproduced["transfer"] and pair in reproduced["adaptive"]]
+    lost = [pair for pair in pairs if pair in reproduced["transfer"] and pair not in reproduced["adaptive"]]
+    gained = [pair for pair in pairs if pair in reproduced["adaptive"] and pair not in reproduced["transfer"]]
+    name = lambda pairs: ", ".join(f"{ours} on {tasks}" for ours, _, tasks in pairs)
+    if lost:
+        parts.append(f"The gain the transfer protocol shows is not reproduced under the adaptive re-attack for "
+                     + ", ".join(f"{ours} on {tasks} ({verdicts[(ours, reference, tasks, 'adaptive')]} there)"
+                                 for ours, reference, tasks in lost)
+                     + ": queries made against the clean model are not the attack the \"+\" model faces.")
+    if kept:
+        parts.append(f"The gain holds under both protocols for {name(kept)}.")
+    if gained:
+        parts.append(f"The gain is reproduced under the adaptive re-attack only for {name(gained)}.")
+    if not lost and not kept and not gained:
+        parts.append("Neither protocol reproduces a robustness gain of a \"+\" model here.")
+    return " ".join(parts)
+
+
+def _points(value: float, decimals: int) -> str:
+    """A fraction of mAP as signed points ("+1.23" at 2 decimals; + 0.0: no "-0.00")."""
+    return f"{round(100 * value, decimals) + 0.0:+.{decimals}f}"
 
 
 def attack_table(scores: pd.DataFrame) -> pd.DataFrame:

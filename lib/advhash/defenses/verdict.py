@@ -1,9 +1,12 @@
-"""A defense paper's headline, "defense A is more robust than defense B", checked on a results table: the gain of
-A over B per attack and code length (:func:`defense_gain`) and its mean as a :class:`Verdict` that holds or not,
-reported with its numbers either way (:func:`defense_verdict`).
+"""A defense paper's headline, "defense A is more robust than defense B", measured on a results table: the gain of
+A over B per attack and code length (:func:`defense_gain`) and its mean, per attack and overall
+(:func:`defense_verdict`), numbers for a table or a metrics file.
 
-    verdict = defense_verdict(results, "saat", "atrdh", higher_is_better={"HAG": True, "DHTA": False})
-    claims.expect(verdict.holds, str(verdict))
+    gain = defense_verdict(results, "saat", "atrdh", higher_is_better={"HAG": True, "DHTA": False})
+    gain.points, gain.per_attack          # mean gain in mAP points (x100), overall and per attack
+
+These are point estimates on one training run. Whether a paper's claim holds is a finding, judged on per-query
+scores with its 95 % interval over queries and training seeds (``advhash.findings``, ``advhash.evidence``).
 """
 
 from __future__ import annotations
@@ -33,9 +36,10 @@ def defense_gain(results: pd.DataFrame, better: str, worse: str, *, higher_is_be
 
 @dataclass(frozen=True)
 class Verdict:
-    """A paper's headline "defense ``better`` is more robust than ``worse``" checked on our numbers: the gain of
+    """A paper's headline "defense ``better`` is more robust than ``worse``" measured on our numbers: the gain of
     :func:`defense_gain` averaged over attacks and code lengths, in points (x100) and relative to ``worse`` (%),
-    and per attack (points). It holds when the mean gain is positive; ``str()`` says so plainly either way."""
+    and per attack (points). ``holds``: the mean gain is positive (the sign of a point estimate, not a verdict:
+    the verdict with its interval is ``advhash.findings``'); ``str()`` gives the numbers."""
 
     better: str
     worse: str
@@ -47,21 +51,20 @@ class Verdict:
     def holds(self) -> bool:
         return self.points > 0
 
-    def summary(self) -> dict[str, float | bool]:
-        """The verdict for a metrics file: mean gain in points and relative (%), and whether the claim holds."""
-        return dict(points=self.points, relative=self.relative, holds=self.holds)
+    def summary(self) -> dict[str, float]:
+        """The numbers for a metrics file: mean gain in points and relative (%)."""
+        return dict(points=self.points, relative=self.relative)
 
     def __str__(self) -> str:
-        status = "reproduced here" if self.holds else "NOT reproduced here"
         attacks = ", ".join(f"{attack} {gain:+.2f}" for attack, gain in self.per_attack.items())
-        return (f"{self.better} more robust than {self.worse}: {status}; mean gain {self.points:+.2f} points "
+        return (f"{self.better} against {self.worse}: mean gain {self.points:+.2f} points "
                 f"({self.relative:+.1f} % of {self.worse}'s); per attack, points: {attacks}")
 
 
 def defense_verdict(results: pd.DataFrame, better: str, worse: str, *, higher_is_better: Mapping[str, bool],
                     model_column: str = "model") -> Verdict:
-    """Check "``better`` is more robust than ``worse``" on ``results`` (as :func:`defense_gain`): a
-    :class:`Verdict`, to assert where the claim holds and to report with its numbers where it does not."""
+    """Measure "``better`` is more robust than ``worse``" on ``results`` (as :func:`defense_gain`): a
+    :class:`Verdict` holding the mean gain overall and per attack."""
     gains = defense_gain(results, better, worse, higher_is_better=higher_is_better, model_column=model_column)
     per_attack = gains.groupby("attack", sort=False).points.mean()
     return Verdict(better, worse, float(gains.points.mean()), float(gains.relative.mean()),
