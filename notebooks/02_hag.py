@@ -74,9 +74,10 @@ metrics_dir = "build/nbval/metrics"
 
 # %%
 import pandas as pd
+from IPython.display import Markdown
 
 from advhash.evaluation import attack_scores, attack_sweep, check_budget, query_set, retrieval_ap, snapshot_scores
-from advhash.evidence import Evidence, claim_estimate
+from advhash.evidence import Evidence
 from advhash.figures import attack_histories, curve_panels, retrieval_examples, transfer_heatmap
 from advhash.findings import Findings
 from advhash.fitting import fit_victims
@@ -136,13 +137,13 @@ results[["dataset", "bits", "clean", "HAG*", "HAG", "PGD", "random"]].set_index(
 # attacks on every victim here, HAG's iterates (section 2), the transfer perturbations (section 4).
 
 # %%
-evidence = {compare: Evidence() for compare in ("attacks", "iterations", "perturbations")}
+evidence = Evidence()
 for (name, bits), victim in victims.items():
     labels, attacked = dict(metric="map", model=victim_method, bits=bits, dataset=name), queries[name, bits]
-    evidence["attacks"].add(retrieval_ap(victim, victim.encode(attacked.images), attacked.labels, topk=topk),
+    evidence.add(retrieval_ap(victim, victim.encode(attacked.images), attacked.labels, topk=topk),
                             attack="clean", **labels)
     for label in ("HAG*", "HAG", "PGD"):
-        evidence["attacks"].add(runs[name, bits, label].query_scores, attack=label, **labels)
+        evidence.add(runs[name, bits, label].query_scores, attack=label, **labels)
 
 # %% [markdown]
 # Perturbation size of every attack above (L-inf in pixel levels out of 255, mean per-image L2 in [0, 1] units,
@@ -166,7 +167,7 @@ beside_published(results[results.dataset == datasets[0]].set_index("bits")[["HAG
 # %%
 iterates = snapshot_scores(runs, victims, queries, "HAG", topk=topk, per_query=True)    # each query's AP@k
 for (name, bits, step), scores in iterates.groupby(["dataset", "bits", "iteration"]).ap:
-    evidence["iterations"].add(scores.to_numpy(), metric="map", model=victim_method, attack="HAG", bits=bits,
+    evidence.add(scores.to_numpy(), metric="map", model=victim_method, attack="HAG", bits=bits,
                                dataset=name, iteration=step)
 iterations = iterates.groupby(["dataset", "bits", "iteration"], as_index=False).agg(map=("ap", "mean"))
 save_figure(curve_panels(iterations, x="iteration", y="map", col="dataset", hue="bits", xlabel="HAG iteration",
@@ -187,8 +188,8 @@ beside_published(iterations[iterations.dataset == datasets[0]].pivot_table(index
 # ## 3. The vanishing gradient: fixed vs growing $\alpha$
 # With $\alpha$ = 1 the tanh of a saturated victim has $1 - \tanh^2 \approx 0$ on most bits: those bits pass no
 # gradient and never flip, and the gradient that remains comes from the few bits already near zero. A small
-# $\alpha$ brings every bit back into the linear range. The total gradient norm does not show this (HAG's is
-# *smaller*, scaled down by $\alpha$ = 0.1 in the first half); what shows it is how many bits each attack flips.
+# $\alpha$ brings every bit back into the linear range. The total gradient norm need not show this (HAG's is scaled
+# down by $\alpha$ = 0.1 in the first half); what shows it is how many bits each attack flips.
 # Mean per-image input-gradient norm and fraction of bits flipped away from the clean code, per iteration, at the
 # first dataset and the transfer code length.
 
@@ -230,7 +231,7 @@ beside_published(transfer, published_table(published / "hag_transfer.csv"),
 identities = {label: (method, net, net_seed) for label, (method, net, net_seed) in zip(pool, transfer_victims)}
 kinds = transfer_comparisons(transfer_ap, identities, ensemble=everyone)     # {(victim, kind): (N,) AP@k}
 for (victim_name, kind), scores in kinds.items():
-    evidence["perturbations"].add(scores, metric="map", model=victim_name, attack="HAG", bits=transfer_bits,
+    evidence.add(scores, metric="map", model=victim_name, attack="HAG", bits=transfer_bits,
                                   dataset=datasets[0], perturbation=kind)
 by_kind = pd.Series({key: scores.mean().item() for key, scores in kinds.items()}).unstack(0)
 by_kind.reindex([kind for kind in PERTURBATIONS if kind in by_kind.index])[list(pool)]
@@ -270,11 +271,10 @@ run.finish()
 
 # %%
 findings = Findings("02_hag")
-for claim in findings.claims:       # each claim reads the evidence of the comparison it makes
-    findings.add(claim.id, claim_estimate(claim, evidence[claim.comparison.compare], featured_bits=transfer_bits))
+findings.judge(evidence, featured_bits=transfer_bits)   # iterates and transfers enter only their own claims
 findings.write(run.metrics_dir / "02_hag_findings.json")
 findings.finish()          # fills the findings table at the top of the report
-findings.table()
+Markdown(findings.interpretation())   # what the verdicts say, generated from them
 
 # %% [markdown]
 # The table sets each effect of the paper, measured on FLICKR-25K and MS-COCO with VGG and ResNet victims after

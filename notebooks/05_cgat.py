@@ -53,7 +53,7 @@ method = "dpsh"                 # hashing loss of the victims, and the clean ter
 bits_list = [16, 32]            # code lengths (params.yaml: 16, 32, 48, 64)
 seed = 0                        # seed of the fine-tuning, the attacks' random starts and the target labels
 training_seeds = [0]            # seeds of the models the findings compare, at the featured code length
-                                # (params.yaml: 0, 1, 2); `seed` must be one of them
+                                # (params.yaml: 0, 1, 2); `seed` must be the smallest of them
 device = "cpu"
 # adversarial training: both defenses fine-tune the clean victim with the same optimizer
 defenses = ["finetune", "atrdh", "cgat"]  # advhash.defenses.DEFENSES; "finetune": the clean control
@@ -183,11 +183,12 @@ brute_force
 # ## 2. Robustness: undefended, ATRDH and CgAT under five attacks
 # Non-targeted attacks (mAP of the adversarial queries, **higher = more robust**): the center-guided attack (away from
 # the query's center code, from the attacked model's own training codes), HAG (away from the query's own code, growing
-# tanh scale) and a PGD baseline. Targeted attacks (t-MAP against the target label, **lower = more robust**): P2P (toward
-# one database item of the target label) and DHTA (toward the majority code of `dhta_anchors` such items); the target
-# labels share no class with the query and are the same for every model. `t-MAP clean` is the t-MAP of the unattacked
-# queries, where a targeted attack starts from; `anchor (ceiling)` is the t-MAP of the DHTA anchor codes themselves used
-# as queries, what an attack reaching its anchor exactly would get (on these CPU-trained models it is far from 1).
+# tanh scale) and a PGD baseline. Targeted attacks (t-MAP against the target label, **lower = more robust**): P2P
+# (toward one database item of the target label) and DHTA (toward the majority code of `dhta_anchors` such items); the
+# target labels share no class with the query and are the same for every model. `t-MAP clean` is the t-MAP of the
+# unattacked queries, where a targeted attack starts from; `anchor (ceiling)` is the t-MAP of the DHTA anchor codes
+# themselves used as queries, what an attack reaching its anchor exactly would get (on these CPU-trained models it is
+# far from 1).
 
 # %%
 grow = dict(eps=eps, alpha=step, steps=attack_steps, seed=seed, scale_schedule="grow")
@@ -304,7 +305,7 @@ beside_published(headline_table, tables.published_table(run.root / "notebooks/pu
 # ## 4. Robustness vs the budget, and the clean-vs-robust trade-off
 # mAP under the center-guided attack and HAG as $\epsilon$ grows, for the three models at one code length (the
 # training budget of the defenses is `train_eps_255`); then clean mAP against robust mAP (center attack) for every model
-# and code length: adversarial training trades clean accuracy for robustness.
+# and code length: how much clean accuracy each defense gives up for its robustness, if any.
 
 # %%
 sweep_settings = {"center": dict(attack="center", seed=seed, variant=center_variant, scale_schedule="grow"),
@@ -383,9 +384,9 @@ findings.table()
 
 # %% [markdown]
 # The first row is the paper's headline, read on the single attacks the paper reports; the ensemble rows ask the same
-# question of the per-query worst case over the ensemble's five non-targeted attacks, the number a defense must hold up
-# under. Where the two disagree, the single attacks overstate (or understate) what CgAT buys. In the paper's terms, a relative gain
-# over ATRDH, and with what the intervals cover:
+# question of the per-query worst case over the ensemble's five non-targeted attacks, the number a defense must hold
+# up under. Where the two disagree, the single attacks overstate (or understate) what CgAT buys. In the paper's terms,
+# a relative gain over ATRDH, and with what the intervals cover:
 
 # %%
 single, ensemble = findings.findings["cgat-over-atrdh"], findings.findings["cgat-over-atrdh-ensemble"]
@@ -393,8 +394,9 @@ ours = single.estimate     # CgAT minus ATRDH in mAP; relative: over ATRDH's mea
 low, high = (100 * value / ours.reference_mean for value in (ours.low, ours.high))
 outcome = {"REPRODUCED": "holds", "NOT REPRODUCED": "is reversed"}.get(ensemble.verdict, "is not established")
 Markdown(f"Under the center attack, HAG and PGD at {story_bits} bits, CgAT's gain in mAP over ATRDH is "
-         f"{ours.relative:+.1f} % of ATRDH's [{low:+.1f}, {high:+.1f}], against the published "
-         f"{single.claim.published.relative_percent:+.2f} % ({single.verdict}: {single.agreement}); under the "
+         f"{ours.relative:+.1f} % of ATRDH's ([{low:+.1f}, {high:+.1f}]: the points interval over ATRDH's mean), "
+         f"against the published {single.claim.published.relative_percent:+.1f} % ({single.verdict}: "
+         f"{single.agreement}); under the "
          f"ensemble the advantage {outcome} ({ensemble.verdict}). The intervals cover {ours.n_queries} queries and "
          f"{ours.n_seeds} training seed(s)" + ("; one seed leaves the randomness of training out, so they are too "
                                                "narrow for one defense against another." if ours.n_seeds == 1 else "."))
@@ -413,15 +415,12 @@ below = [(frame["untargeted:worst case"] <= frame.filter(like="untargeted:").dro
           .min(axis=1) + 1e-12).all() for frame in per_query]
 invariants.expect(all(below), f"the ensemble's worst case is at most each member's AP, for every query of the "
                   f"{len(per_query)} models evaluated")
-invariants.expect((board.clean > random_map).all(), f"every model's clean mAP is above a random ranking's "
-                  f"({board.clean.min():.3f} at least, random {random_map:.3f})")
+trained = board[board.model.isin(["undefended", "finetune"])]   # adversarial training may near random: a finding
+invariants.expect((trained.clean > random_map).all(), f"the undefended and fine-tuned models retrieve better than "
+                  f"a random ranking ({trained.clean.min():.3f} at least, random {random_map:.3f})")
 
 # %%
 gap = brute_force.max_gap.max()
 invariants.expect(gap < 1e-5, f"the closed-form center code reaches the minimum of its objective over all "
                   f"2^{check_bits} codes, in both variants (largest gap {gap:.1e})")
-margins = distance_summary["margin (neg - pos)"]
-invariants.expect(margins["center code c_q"] >= margins["query code b_q"],
-                  f"the center code separates positives from negatives at least as well as the query's own code "
-                  f"(margin {margins['center code c_q']:.2f} against {margins['query code b_q']:.2f})")
 invariants.finish();

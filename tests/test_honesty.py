@@ -42,6 +42,10 @@ SITECUSTOMIZE = textwrap.dedent('''
 
         evidence.claim_estimate = forced
 
+        import advhash.findings as findings     # it binds claim_estimate by name: patched there too
+
+        findings.claim_estimate = forced
+
     if os.environ.get("ADVHASH_TEST_FORCE_INVARIANT"):
         import advhash.report as report
 
@@ -60,7 +64,8 @@ def tiny_params(folder: Path) -> Path:
     little training already beats a random ranking, so that every invariant holds), every output under ``folder``."""
     section = yaml.safe_load((ROOT / "profiles" / "default.yaml").read_text())["deep_hashing"]
     section.update(dataset="fashion-mnist", methods=["dph", "dpsh", "hashnet"], bits_list=[16, 64], epochs=3,
-                   num_query=60, num_train=300, num_database=400, num_examples=1, pn_max=50, checkpoint_dir=str(folder / "checkpoints"),
+                   num_query=60, num_train=300, num_database=400, num_examples=1, pn_max=50,
+                   checkpoint_dir=str(folder / "checkpoints"),
                    figure_dir=str(folder / "figures"), metrics_dir=str(folder / "metrics"))
     path = folder / "params.yaml"
     path.write_text(yaml.safe_dump({"pipeline": {"threads": 1, "check_invariants": True}, "deep_hashing": section}))
@@ -124,7 +129,8 @@ def test_an_invariant_forced_to_fail_fails_the_run_and_replaces_no_tracked_resul
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
     forcing("ADVHASH_TEST_FORCE_INVARIANT", "1")
-    failed = r"(?s)notebook 01_deep_hashing failed.*1 of \d+ invariants do not hold.*FORCED.*nothing tracked was replaced"
+    failed = r"(?s)notebook 01_deep_hashing failed.*1 of \d+ invariants do not hold.*FORCED.*nothing tracked was " \
+             r"replaced"
     with pytest.raises(RuntimeError, match=failed):
         run_notebook(STEM, params_path=str(params), output=tmp_path / "reports" / f"{STEM}.ipynb")
     for path, content in tracked.items():

@@ -205,6 +205,20 @@ def test_a_pushed_pipeline_is_up_to_date_after_dvc_pull_on_a_fresh_clone(tmp_pat
     assert "didn't change" in dry and "Running stage" not in dry, dry
 
 
+@pytest.mark.parametrize("stem", list(NOTEBOOK_SECTIONS))
+def test_every_code_cell_is_a_short_call_besides_the_parameters_and_imports(stem):
+    """A notebook reads as prose, a call of a few lines, then a table or figure: logic longer than 12 lines belongs
+    in the library, where a test reaches it (the parameters and the imports are lists, not logic)."""
+    for cell in build_notebook(stem, ROOT).cells:
+        lines = cell.source.strip().splitlines()
+        if cell.cell_type != "code" or "parameters" in cell.metadata.get("tags", []) or all(
+                line.startswith(("import ", "from ", " ")) or not line.strip() for line in lines):
+            continue
+        assert len(lines) <= 12, f"{stem}: a code cell of {len(lines)} lines, starting {lines[0]!r}"
+        assert not any(line.startswith(("def ", "class ")) for line in lines), \
+            f"{stem}: a function or class defined in the notebook ({lines[0]!r}): move it to lib/advhash"
+
+
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
 def test_parameter_comments_parse_in_papermill(notebook):
     """papermill reads `name = value  # comment` lines; an '=' inside the comment makes it drop the line."""

@@ -12,7 +12,8 @@ it was scored under; each claim's ``comparison`` (``notebooks/published/claims.y
 Rule (``docs/methods.md``, "Findings and their uncertainty"): keep the rows of the claim's metric, its models,
 attacks, tasks, protocol and code lengths; the rows whose ``compare`` column holds ``ours`` against those holding
 ``reference``; every other label both sides carry (say three attacks, or two code lengths) is averaged per query, and
-must be the same on both sides; queries are paired by (seed, dataset, query); the interval is
+must be the same on both sides and for every seed; rows of a sub-experiment (an iterate, a transferred
+perturbation) enter only the claims that compare on it; queries are paired by (seed, dataset, query); the interval is
 ``advhash.uncertainty.seed_interval`` (seeds, then queries; BCa over queries when there is one seed). A claim at the
 level "queries" reads the smallest seed recorded only (the run every table shows).
 """
@@ -38,6 +39,9 @@ COMPARE_COLUMN = {"models": "model", "attacks": "attack", "bits": "bits", "tasks
 # the claims' filter kinds (a list in the comparison) and the column each filters
 FILTER_COLUMN = {"models": "model", "attacks": "attack", "tasks": "task"}
 COLUMNS = ("metric", "seed", *LABELS, "query", "score")
+# labels that mark a sub-experiment (an attack's iterate, a perturbation crafted on another model): rows carrying one
+# are read only by the claims that compare on it, never averaged into another claim's attack or model
+SUB_EXPERIMENTS = ("iteration", "perturbation")
 
 
 class Evidence:
@@ -161,6 +165,9 @@ def claim_estimate(claim: Claim, evidence: Evidence | pd.DataFrame, *, featured_
                                  f"{REGISTRY}.")
     if comparison.level == "queries":           # one training run: the seed of the tables (the smallest recorded)
         rows = rows[rows.seed == rows.seed.min()]
+    for column in SUB_EXPERIMENTS:              # an iterate or a transferred perturbation enters only its own claims
+        if COMPARE_COLUMN[comparison.compare] != column:
+            rows = rows[rows[column].isna()]
     for kind, column in FILTER_COLUMN.items():
         if names := getattr(comparison, kind):
             rows = rows[rows[column].isin(names)]
@@ -199,13 +206,22 @@ def _paired(where: str, column: str, sides: dict[str, pd.DataFrame]) -> dict[int
     means, combos = {}, {}
     for side, rows in sides.items():
         rows = rows.fillna({name: "-" for name in averaged + ["dataset"]})
-        combos[side] = {tuple(combo) for combo in rows[averaged].drop_duplicates().itertuples(index=False)}
+        labelled = rows[["seed", *averaged]].drop_duplicates()        # per seed: each seed averages the same labels
+        combos[side] = {tuple(combo) for combo in labelled.itertuples(index=False)}
         means[side] = rows.groupby(key, sort=True).score.mean()
+    seeds = {seed for seed, *_ in combos["ours"] | combos["reference"]}
+    if len(seeds) > 1:
+        per_seed = {seed: {tuple(labels) for s, *labels in combos["ours"] if s == seed} for seed in seeds}
+        if len({frozenset(labels) for labels in per_seed.values()}) > 1:
+            counts = {seed: len(labels) for seed, labels in sorted(per_seed.items())}
+            raise MissingResultError(f"{where}: the training seeds are not scored under the same "
+                                     f"{'/'.join(averaged)} (combinations per seed: {counts}); record every seed "
+                                     "under the same attacks, code lengths and models")
     if combos["ours"] != combos["reference"]:
         only = {side: sorted(map(str, combos[side] - combos[other]))[:3]
                 for side, other in (("ours", "reference"), ("reference", "ours"))}
         raise MissingResultError(f"{where}: ours and the reference are not scored under the same "
-                                 f"{'/'.join(averaged)}: only ours {only['ours']}, only the reference "
+                                 f"seed/{'/'.join(averaged)}: only ours {only['ours']}, only the reference "
                                  f"{only['reference']}")
     if not means["ours"].index.equals(means["reference"].index):
         raise MissingResultError(f"{where}: ours and the reference do not score the same seeds and queries "

@@ -1,6 +1,7 @@
-"""A notebook's findings: each claim of its section in the registry (``advhash.claims``) with our estimate, its
-95 % interval and a verdict (``advhash.uncertainty``), shown as one table at the top of the report and written as
-``metrics/NN_findings.json`` (every number) and ``metrics/NN_verdicts.json`` (the stage's DVC metric). A finding never fails a run: a NOT REPRODUCED row is a row like any other.
+"""A notebook's findings: each claim of its section in the registry (``advhash.claims``) with our estimate, its 95 %
+interval and a verdict (``advhash.uncertainty``), shown as one table at the top of the report and written as
+``metrics/NN_findings.json`` (every number) and ``metrics/NN_verdicts.json`` (the stage's DVC metric). A finding
+never fails a run: a NOT REPRODUCED row is a row like any other.
 
     findings = Findings("04_saat")
     findings.judge(evidence, featured_bits=32)            # every claim of the section, from advhash.evidence
@@ -160,6 +161,27 @@ class Findings:
         return f"{len(self.findings)} findings: " + ", ".join(f"{count} {verdict.lower()}"
                                                               for count, verdict in zip(counts, VERDICTS))
 
+    def interpretation(self) -> str:
+        """Two or three sentences that read the findings, generated from their verdicts (so they stay true whatever
+        the run finds): which claims reproduced, which did not, which this run cannot decide, and how large ours is
+        against the published effects, for the closing prose of a notebook."""
+        self._require_complete("interpret")
+        groups = {verdict: [found for found in self.ordered() if found.verdict.split(":")[0] == verdict]
+                  for verdict in VERDICTS}
+        words = {"REPRODUCED": "reproduced here (the effect has the paper's sign, its 95 % interval clear of zero)",
+                 "NOT REPRODUCED": "did not reproduce (the interval lies on the other side of zero)",
+                 "INCONCLUSIVE": "this run cannot decide (the interval contains zero, or too few queries)"}
+        parts = [f"{len(found)} of {len(self.findings)} {words[verdict]}: "
+                 + "; ".join(f'"{_short(item.claim.claim)}"' for item in found)
+                 for verdict, found in groups.items() if found]
+        text = "Of this section's claims, " + ". ".join(parts) + "."
+        ratios = sorted(found.magnitude for found in groups["REPRODUCED"] if found.magnitude is not None)
+        if ratios:
+            span = f"{ratios[0]:.2g}x" if len(ratios) == 1 else f"{ratios[0]:.2g}x to {ratios[-1]:.2g}x"
+            text += (f" Where the paper states a magnitude, the reproduced effects are {span} the published ones, "
+                     "measured on other data, models and budgets than the paper's (the report's opening states ours).")
+        return text
+
     def finish(self) -> str:
         """Check that every claim of the section has a finding, fill the report's findings display (at its top,
         ``advhash.report.open_report``) with the findings table, and return that markdown."""
@@ -200,6 +222,11 @@ class Findings:
                 f"cannot {action} the findings of {self.section}: {len(missing)} claim(s) of the registry have "
                 f"none: {', '.join(missing)}. Add them (Findings.add); if this run cannot produce them, "
                 "require_available(claim, ...) should have said so before the run computed anything.")
+
+
+def _short(claim: str) -> str:
+    """A claim's first clause ("HAG successfully attacks deep hashing models"), for a sentence that lists several."""
+    return claim.split(";")[0].strip()
 
 
 def _resampled(found: list[Finding]) -> str:

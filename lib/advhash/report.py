@@ -1,6 +1,6 @@
-"""What every notebook does around its science: resolve its output folders, set one plotting style, time
-itself, save figures, show published tables beside ours, open the report with its findings and check its invariants. The notebooks stay about their
-paper; this is the shared frame (their results files are written by ``advhash.results``).
+"""What every notebook does around its science: resolve its output folders, set one plotting style, time itself, save
+figures, show published tables beside ours, open the report with its findings and check its invariants. The
+notebooks stay about their paper; this is the shared frame (their results files are written by ``advhash.results``).
 
     open_report()                                                          # the first code cell, above parameters
     run = start_notebook(figure_dir=figure_dir, metrics_dir=metrics_dir)   # in the setup cell

@@ -5,8 +5,8 @@ Two levels, one rule:
 
 - ``paired_interval``: two models (or attacks) scored on the same queries; the effect is mean(ours - reference)
   and its interval resamples queries (BCa, ``scipy.stats.bootstrap``).
-- ``seed_interval``: the same comparison repeated for several training seeds; the interval resamples seeds, then
-  queries within each (two-level percentile bootstrap after rliable's stratified bootstrap over runs).
+- ``seed_interval``: the same comparison repeated for several training seeds; the interval resamples seeds and
+  queries, crossed (every seed scores the same queries), after rliable's stratified bootstrap over runs.
 - ``Estimate.verdict(direction)``: REPRODUCED when the interval excludes zero on the paper's side, NOT REPRODUCED
   when it excludes zero on the other side, INCONCLUSIVE when it contains zero, and "INCONCLUSIVE: n = 12 queries"
   when there are too few queries for an interval worth reading.
@@ -105,12 +105,14 @@ def seed_interval(per_seed, *, confidence: float = 0.95, n_resamples: int = 2000
 
     per_seed: one ``(ours, reference)`` pair of (n_queries,) scores per training seed, the same queries in every
     pair; a sequence, or a mapping {training seed: pair} (errors then name the seed). The effect is the mean over
-    seeds of mean(ours - reference). Each resample draws ``n_seeds`` seeds with replacement, then ``n_queries``
-    queries with replacement within each drawn seed (two-stage resampling, Davison and Hinkley, *Bootstrap Methods
-    and their Application*, 1997, section 3.8); the interval is the percentile interval of the resampled effects.
-    This follows rliable's ``StratifiedBootstrap`` (Agarwal et al., NeurIPS 2021: runs resampled with replacement,
-    percentile intervals) with queries as a second level. Written here because ``scipy.stats.bootstrap`` resamples
-    one level only. With one seed it is ``paired_interval`` (BCa over queries), ``levels == ("queries",)``.
+    seeds of mean(ours - reference). Each resample draws ``n_seeds`` seeds with replacement and ``n_queries``
+    queries with replacement, the same queries for every drawn seed (seeds and queries are crossed: every seed
+    scores the same queries; the bootstrap of a crossed design resamples both factors independently, McCullagh,
+    Bernoulli 2000, and Owen, Annals of Applied Statistics 2007); the interval is the percentile interval of the
+    resampled effects. This follows rliable's ``StratifiedBootstrap`` (Agarwal et al., NeurIPS 2021: runs resampled
+    with replacement, percentile intervals) with queries as a second factor. Written here because
+    ``scipy.stats.bootstrap`` resamples one factor only. With one seed it is ``paired_interval`` (BCa over
+    queries), ``levels == ("queries",)``.
     """
     pairs = list(per_seed.items()) if isinstance(per_seed, Mapping) else list(enumerate(per_seed))
     if not pairs:
@@ -171,20 +173,20 @@ def _scipy_interval(ours, reference, confidence, n_resamples, seed, method) -> t
 
 
 def _two_level_means(differences: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """(n_resamples,) means of two-level resamples of ``differences`` (n_seeds, n_queries): per resample, n_seeds
-    seeds with replacement, then n_queries queries with replacement within each. In chunks of resamples, so memory
-    stays near 2**22 scores whatever the number of queries."""
+    """(n_resamples,) means of resamples of ``differences`` (n_seeds, n_queries), seeds and queries crossed: per
+    resample, n_seeds seeds with replacement and one set of n_queries queries with replacement, the same queries
+    for every drawn seed (every seed scores the same queries, so a query that is hard for one seed is hard for all:
+    drawing queries apart per seed would average that shared effect away and give intervals too narrow). In chunks
+    of resamples, so memory stays near 2**22 scores whatever the number of queries."""
     n_seeds, n_queries = differences.shape
     means = np.empty(n_resamples)
-    chunk = max(1, 2**22 // n_queries)
+    chunk = max(1, 2**22 // max(n_queries * n_seeds, 1))
     for start in range(0, n_resamples, chunk):
         size = min(chunk, n_resamples - start)
-        total = np.zeros(size)
-        for _ in range(n_seeds):   # the resample's seeds, one slot at a time
-            drawn = rng.integers(n_seeds, size=size)                         # (size,)
-            queries = rng.integers(n_queries, size=(size, n_queries))        # (size, n_queries)
-            total += differences[drawn[:, None], queries].mean(axis=1)
-        means[start:start + size] = total / n_seeds
+        seeds = rng.integers(n_seeds, size=(size, n_seeds))                  # (size, n_seeds)
+        queries = rng.integers(n_queries, size=(size, n_queries))            # (size, n_queries)
+        per_seed = differences[seeds[:, :, None], queries[:, None, :]]       # (size, n_seeds, n_queries)
+        means[start:start + size] = per_seed.mean(axis=(1, 2))
     return means
 
 
