@@ -79,7 +79,8 @@ def test_the_paper_path_runs_notebooks_01_and_02_end_to_end_on_a_cpu(tmp_path, m
     outputs = dict(figure_dir=str(tmp_path / "figures"), metrics_dir=str(tmp_path / "metrics"), device="cpu")
     params = {
         "pipeline": {"check_invariants": False},
-        "deep_hashing": dict(paper["deep_hashing"], data_root=str(tmp_path / "data"), bits_list=[16, 64], epochs=1,
+        "deep_hashing": dict(paper["deep_hashing"], data_root=str(tmp_path / "data"), methods=["dph", "dpsh"],
+                             bits_list=[16, 64], epochs=1,
                              batch_size=8, lr_milestones=[], pn_max=16, num_examples=2,
                              checkpoint_dir=str(tmp_path / "checkpoints" / "01"), **outputs),
         "hag": dict(paper["hag"], victims_from=str(tmp_path / "checkpoints" / "01" / "victims.json"),
@@ -88,15 +89,14 @@ def test_the_paper_path_runs_notebooks_01_and_02_end_to_end_on_a_cpu(tmp_path, m
                     transfer_victims=[["dpsh", "alexnet", 0], ["dpsh", "alexnet", 1], ["dpsh", "resnet18", 0]],
                     checkpoint_dir=str(tmp_path / "checkpoints" / "02"), **outputs)}
     assert params["deep_hashing"]["backbone"] == "alexnet" and params["deep_hashing"]["input_size"] == 224
-    assert params["deep_hashing"]["weights"] == "IMAGENET1K_V1" and params["deep_hashing"]["methods"] == [
-        "dph", "dpsh", "hashnet"]
+    assert params["deep_hashing"]["weights"] == "IMAGENET1K_V1"     # DPH for 01's finding, DPSH for 02's victims
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     for stem in ("01_deep_hashing", "02_hag"):
         run_notebook(stem, params_path=str(tmp_path / "params.yaml"), output=tmp_path / f"{stem}.ipynb")
 
     manifest = json.loads((tmp_path / "checkpoints" / "01" / "victims.json").read_text())
     assert [(v["method"], v["bits"]) for v in manifest["victims"]] == [
-        (method, bits) for method in ("dph", "dpsh", "hashnet") for bits in (16, 64)]
+        (method, bits) for method in ("dph", "dpsh") for bits in (16, 64)]
     assert manifest["training"]["precision"] == "fp32" and manifest["training"]["weights"] == "IMAGENET1K_V1"
     assert len(list((tmp_path / "cache").glob("flickr25k-*.npy"))) == 3, "each split decoded once into the cache"
     deep_hashing = json.loads((tmp_path / "metrics" / "01_deep_hashing.json").read_text())
@@ -127,7 +127,7 @@ def test_two_runs_of_a_stage_on_one_machine_give_byte_identical_metrics(tmp_path
     from advhash.checkpoint import load_checkpoint
 
     section = yaml.safe_load((ROOT / "profiles" / "default.yaml").read_text())["deep_hashing"]
-    section.update(methods=["dph", "dpsh", "hashnet"], bits_list=[16, 64], epochs=2, num_query=50, num_train=200,
+    section.update(methods=["dph"], bits_list=[16, 64], epochs=2, num_query=50, num_train=200,
                    num_database=400, num_examples=1, pn_max=50)
     metrics = []
     for run in ("first", "second"):
@@ -141,5 +141,5 @@ def test_two_runs_of_a_stage_on_one_machine_give_byte_identical_metrics(tmp_path
                      skip_tags=(INVARIANTS_TAG,))        # too small for the claims; the numbers are what is compared
         metrics.append((folder / "metrics" / "01_deep_hashing.json").read_bytes())
         checkpoints = sorted((folder / "checkpoints").glob("*.pt"))
-        assert len(checkpoints) == 6 and all(load_checkpoint(path)["threads"] == 2 for path in checkpoints)
+        assert len(checkpoints) == 2 and all(load_checkpoint(path)["threads"] == 2 for path in checkpoints)
     assert metrics[0] == metrics[1], "two runs with the same threads must give the same bytes"

@@ -63,7 +63,7 @@ def tiny_params(folder: Path) -> Path:
     """The default profile's section of notebook 01, shrunk to seconds (on single-label Fashion-MNIST, where so
     little training already beats a random ranking, so that every invariant holds), every output under ``folder``."""
     section = yaml.safe_load((ROOT / "profiles" / "default.yaml").read_text())["deep_hashing"]
-    section.update(dataset="fashion-mnist", methods=["dph", "dpsh", "hashnet"], bits_list=[16, 64], epochs=3,
+    section.update(dataset="fashion-mnist", methods=["dph"], bits_list=[16, 64], epochs=3,
                    num_query=60, num_train=300, num_database=400, num_examples=1, pn_max=50,
                    checkpoint_dir=str(folder / "checkpoints"),
                    figure_dir=str(folder / "figures"), metrics_dir=str(folder / "metrics"))
