@@ -8,6 +8,8 @@
 #                   terminal (120 columns), then the data, budget, profile, commit and date they come from
 #   make notebooks   rebuild notebooks/NN_name.ipynb from their notebooks/NN_name.py sources (after an edit;
 #                    `make test` does not rebuild them, a test fails while one is stale)
+#   make mutants   mutation testing (mutmut) of the modules whose bugs a user would not see, against their fast
+#                  tests; not in CI (about an hour on one core); the survivors: build/mutmut/, `mutmut results`
 #
 # The environment is a virtual environment in .venv (python3 >= 3.11); conda users can instead
 # `conda env create -f environment.yml`, activate it and run with VENV=$CONDA_PREFIX (setup then only
@@ -24,7 +26,7 @@ FASHION_MNIST_DEB := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PYTHONHASHSEED := 0
 
-.PHONY: setup fashion-mnist data repro test dry report findings notebooks bench clean-outputs
+.PHONY: setup fashion-mnist data repro test dry report findings notebooks mutants bench clean-outputs
 
 setup: $(BIN)/.advhash-installed
 
@@ -91,6 +93,22 @@ findings: setup
 
 notebooks: setup
 	$(BIN)/python -m advhash.pipeline build
+
+# Mutation testing ([tool.mutmut] in pyproject.toml: which modules, which tests) in build/mutmut/, whose src/,
+# tests/ and pyproject.toml link to the project's: mutmut 3 copies them into build/mutmut/mutants/ and mutates the
+# copies, never lib/. A rerun tests again only the mutants whose function or tests changed. One child on one
+# thread: MUTANT_CHILDREN=4 where cores are free. `cd build/mutmut && mutmut show <name>` shows a mutant's diff
+# (never `mutmut apply`: it writes the mutant into lib/).
+MUTMUT_DIR := build/mutmut
+MUTANT_CHILDREN ?= 1
+
+mutants: setup
+	mkdir -p $(MUTMUT_DIR)
+	ln -sfn ../../lib $(MUTMUT_DIR)/src
+	ln -sfn ../../tests $(MUTMUT_DIR)/tests
+	ln -sfn ../../pyproject.toml $(MUTMUT_DIR)/pyproject.toml
+	cd $(MUTMUT_DIR) && OMP_NUM_THREADS=1 $(BIN_PATH)/mutmut run --max-children $(MUTANT_CHILDREN)
+	cd $(MUTMUT_DIR) && $(BIN_PATH)/mutmut results
 
 bench: setup
 	$(BIN)/python benchmarks/bench_metrics.py

@@ -164,6 +164,73 @@ def test_same_seed_same_output_and_random_start_moves_the_start(label):
     assert torch.equal(plain.snapshots[0], x)
 
 
+def test_the_random_start_is_uniform_over_the_whole_eps_ball():
+    """x_0 = x + u with u uniform in [-eps, eps] per pixel (Madry et al.'s PGD start), clipped to [0, 1]: both
+    signs, the full radius, a quarter of the draws in each quarter of the ball. A start drawn in [0, eps] only
+    would stay in the ball and pass every bound check, yet push every pixel brighter."""
+    eps = 8 / 255
+    middle = torch.full((64, 1, 16, 16), 0.5)                                       # 16,384 pixels, far from 0 and 1
+    noise = HammingPGD(fresh_model(), eps=eps, steps=1, random_start=True, seed=0).random_init(middle) - middle
+    assert noise.abs().max() <= eps + 1e-6
+    assert noise.min() < -0.99 * eps and noise.max() > 0.99 * eps
+    quarters = torch.histc(noise, bins=4, min=-eps, max=eps) / noise.numel()
+    assert ((quarters > 0.23) & (quarters < 0.27)).all(), f"not uniform over [-eps, eps]: {quarters.tolist()}"
+    assert abs(noise.mean()) < 0.02 * eps
+    draws = torch.rand(middle.shape, generator=torch.Generator().manual_seed(0))    # the seed's own numbers
+    assert torch.allclose(noise, eps * (2 * draws - 1), atol=1e-6), "x + eps (2 r - 1), r the seeded draws in order"
+    at_bounds = torch.cat([torch.zeros(32, 1, 8, 8), torch.ones(32, 1, 8, 8)])
+    start = HammingPGD(fresh_model(), eps=eps, steps=1, random_start=True, seed=0).random_init(at_bounds)
+    assert start.min() >= 0 and start.max() <= 1, "clipped to [0, 1]"
+    assert (start[:32] > 0).float().mean() > 0.4 and (start[32:] < 1).float().mean() > 0.4, "moved inward"
+
+
+class Broken(HashingAttack):
+    """An attack whose forward returns ``shift`` added to the images, unprojected: what a subclass with a bug in
+    its step would do."""
+
+    def __init__(self, model, shift, **kwargs):
+        super().__init__(model, **kwargs)
+        self.shift = shift
+
+    def forward(self, images, guide):
+        return images + self.shift
+
+
+def test_the_base_refuses_an_attack_that_leaves_the_eps_ball_or_the_unit_range():
+    """Every attack's result is checked after the call (the projection is each subclass's job): a step that leaves
+    the ball, or pixels outside [0, 1], is an error naming the attack and the distance, never a result."""
+    model, eps = fresh_model(), 4 / 255
+    middle = torch.full((2, 1, 8, 8), 0.5)
+    assert torch.equal(Broken(model, eps, eps=eps)(middle), middle + eps), "on the ball's edge: allowed"
+    with pytest.raises(AssertionError, match=r"^Broken left the eps-ball or \[0, 1\] \(L-inf distance 0.0314\)"):
+        Broken(model, 2 * eps, eps=eps)(middle)
+    with pytest.raises(AssertionError, match="left the eps-ball or"):
+        Broken(model, eps / 2, eps=eps)(torch.full((2, 1, 8, 8), 1.0))                     # above 1
+    with pytest.raises(AssertionError, match="left the eps-ball or"):
+        Broken(model, -eps / 2, eps=eps)(torch.zeros(2, 1, 8, 8))                          # below 0
+
+
+def test_the_base_defaults_are_the_documented_ones_and_zero_steps_return_the_start():
+    """HashingAttack's documented defaults (eps 8/255, alpha 2/255, 10 steps, no random start, eval mode, seed 0),
+    nothing measured before the first call; steps=0 is allowed and returns the start point."""
+    attack = Broken(fresh_model(), 0.0)
+    assert repr(attack) == "Broken(eps=8/255, alpha=2/255, steps=10, random_start=False, model_mode='eval')"
+    assert attack.seed == 0 and attack.snapshots == {} and attack.history == []
+    x = images()
+    assert torch.equal(HammingPGD(fresh_model(), steps=0, random_start=False)(x, snapshot_steps=[0]), x)
+    start = HammingPGD(fresh_model(), steps=0, random_start=True, seed=1)
+    assert torch.equal(start(x, snapshot_steps=[0]), start.snapshots[0]) and not torch.equal(start.snapshots[0], x)
+
+
+def test_an_attack_prints_its_settings_in_grey_levels():
+    """What a notebook shows of an attack: its class, budget and step in 1/255 units, steps, start and mode."""
+    assert repr(HAG(fresh_model(), eps=8 / 255, alpha=2 / 255, steps=10)) == \
+        "HAG(eps=8/255, alpha=2/255, steps=10, random_start=False, model_mode='eval')"
+    assert repr(HammingPGD(fresh_model(), eps=0.5 / 255, alpha=0.25 / 255, steps=3, random_start=True,
+                           model_mode="train")) == \
+        "HammingPGD(eps=0.5/255, alpha=0.25/255, steps=3, random_start=True, model_mode='train')"
+
+
 def test_successive_calls_continue_the_random_stream():
     x = images()
     attack = HammingPGD(fresh_model(), steps=1, seed=5)
@@ -185,6 +252,7 @@ def test_snapshots_and_history(label):
     assert [row["step"] for row in attack.history] == list(range(5))
     for row in attack.history:
         assert set(row) == {"step", "loss", "grad_norm", "flipped_fraction", "scale"}
+        assert isinstance(row["scale"], float) and row["scale"] > 0
         assert row["grad_norm"] > 0 and 0 <= row["flipped_fraction"] <= 1 and math.isfinite(row["loss"])
     assert attack.history[0]["flipped_fraction"] == pytest.approx(
         (encode(attack.model, attack.snapshots[0]) != encode(attack.model, x)).float().mean().item())
@@ -208,6 +276,7 @@ def test_perturb_in_batches_matches_one_call_and_merges_snapshots(label):
     assert len(batched.history) == 4
     for merged, single in zip(batched.history, whole.history):
         assert merged["step"] == single["step"] and merged["scale"] == single["scale"]
+        assert type(merged["step"]) is int, "a step number, not an average of them"
         assert merged["flipped_fraction"] == pytest.approx(single["flipped_fraction"], abs=1e-6)
         assert merged["loss"] == pytest.approx(single["loss"], rel=1e-5, abs=1e-9)  # batch means weighted by size
 
@@ -235,6 +304,7 @@ def test_perturb_of_no_images_and_of_a_bare_model():
     assert perturb(HAG(model, steps=2), empty).shape == empty.shape
     x = images(5)
     assert torch.equal(perturb(HAG(model, steps=2), x, batch_size=2), HAG(model, steps=2)(x))
+    assert torch.equal(perturb(HAG(model, steps=2), x, batch_size=1), HAG(model, steps=2)(x)), "one image a batch"
 
 
 def test_perturb_draws_its_progress_on_the_pipelines_terminal_only(tmp_path, monkeypatch, capsys):
@@ -258,6 +328,30 @@ def test_perturb_draws_its_progress_on_the_pipelines_terminal_only(tmp_path, mon
     assert capsys.readouterr() == ("", "")
 
 
+def test_perturbs_progress_bar_counts_every_image_once(monkeypatch):
+    """The bar's count (and so its rate and time left) is the number of images attacked so far, ending at the
+    total; the bar is closed at the end."""
+    import advhash.attacks.base as base
+
+    bars = []
+
+    class Recording:
+        def __init__(self, **kwargs):
+            self.settings, self.updates, self.closed = kwargs, [], False
+            bars.append(self)
+
+        def update(self, count):
+            self.updates.append(count)
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(base, "progress", Recording)
+    perturb(HAG(fresh_model(), steps=1), images(5), batch_size=2)
+    [bar] = bars
+    assert bar.settings == dict(total=5, desc="HAG", unit="image") and bar.updates == [2, 2, 1] and bar.closed
+
+
 def test_perturb_bad_arguments_are_clear_errors():
     victim = table_victim(fresh_model())
     attack = CenterGuidedAttack(victim, steps=2)
@@ -270,6 +364,13 @@ def test_perturb_bad_arguments_are_clear_errors():
         perturb(attack, images(6), one_hot_labels(6), random_codes(6))
     with pytest.raises(TypeError, match=r"perturb runs attacks with prepare\(\) and run\(\)"):
         perturb(lambda x, y: x, images(6), one_hot_labels(6))
+
+    class RunOnly:                                   # a run() without prepare(): the guide would never be computed
+        def run(self, images, guide=None):
+            return images
+
+    with pytest.raises(TypeError, match=r"prepare\(\) and run\(\) \(HashingAttack, CMLA\); got RunOnly"):
+        perturb(RunOnly(), images(6), one_hot_labels(6))
     for bad in (0, -1, 2.5):
         with pytest.raises(ValueError, match="batch_size must be a positive integer"):
             perturb(attack, images(6), one_hot_labels(6), batch_size=bad)
@@ -292,6 +393,8 @@ def test_check_labels_accepts_multi_hot_rows_and_rejects_anything_else():
                         (torch.tensor([[-1.0, 1.0]]), r"\[-1.0\]")):
         with pytest.raises(ValueError, match=rf"target_labels must hold 0/1 values \(multi-hot\); got values {values}"):
             check_labels(bad, name="target_labels")
+    with pytest.raises(ValueError, match=r"got values \[2.0, 3.0, 4.0, 5.0, 6.0\]$"):     # the first five, sorted
+        check_labels(torch.tensor([[9.0, 8, 7, 6, 5, 4, 3, 2, 1, 0]]))
 
 
 @pytest.mark.parametrize("name", sorted(ATTACKS))
@@ -316,7 +419,8 @@ def test_target_modes_of_the_registered_attacks():
 @pytest.mark.parametrize("name", ["pgd", "hag", "center"])
 def test_non_targeted_attacks_refuse_targets(name):
     attack = build_attack(name, table_victim(fresh_model()))
-    with pytest.raises(ValueError, match=r"is a non-targeted attack; it takes no target labels"):
+    with pytest.raises(ValueError, match=rf"^{type(attack).__name__} is a non-targeted attack; it takes no target "
+                                         r"labels \(targeted attacks: P2P, DHTA, SAAT, SDHA\)"):
         attack.set_targets(one_hot_labels(6))
     assert attack.set_targets(None) is attack and not attack.targeted
 
@@ -325,13 +429,14 @@ def test_non_targeted_attacks_refuse_targets(name):
 def test_targeted_attacks_require_targets(attack_class):
     victim = table_victim(fresh_model())
     attack = attack_class(victim, steps=1)
-    with pytest.raises(ValueError, match=r"is a targeted attack: call attack.set_targets\(target_labels\) first"):
+    with pytest.raises(ValueError, match=rf"^{attack_class.__name__} is a targeted attack: call "
+                                         r"attack.set_targets\(target_labels\) first"):
         attack(images(), one_hot_labels(6))
     with pytest.raises(ValueError, match="call attack.set_targets"):
         perturb(attack, images(), one_hot_labels(6))
     targets = targets_for(one_hot_labels(6), victim)
     assert attack.set_targets(targets) is attack and attack.targeted
-    with pytest.raises(ValueError, match="is a targeted attack; it needs target labels"):
+    with pytest.raises(ValueError, match=rf"^{attack_class.__name__} is a targeted attack; it needs target labels"):
         attack.set_targets(None)
     assert torch.equal(attack.target_labels, targets)
     with pytest.raises(ValueError, match=r"set_targets gave 6 target rows for 4 images: one target row per "
@@ -379,8 +484,9 @@ def test_bad_arguments_are_clear_errors():
     model = fresh_model()
     with pytest.raises(ValueError, match=r"eps is in \[0,1\] pixel units, e.g. 8/255"):
         HAG(model, eps=8)
-    with pytest.raises(ValueError, match=r"eps is in \[0,1\]"):
-        HammingPGD(model, eps=-0.1)
+    for eps in (-0.1, 1.01):
+        with pytest.raises(ValueError, match=r"eps is in \[0,1\]"):
+            HammingPGD(model, eps=eps)
     with pytest.raises(ValueError, match="steps must be an integer >= 0"):
         HAG(model, steps=-1)
     with pytest.raises(ValueError, match="steps must be an integer >= 0"):
@@ -396,8 +502,9 @@ def test_bad_arguments_are_clear_errors():
         attack(images() * 255)
     with pytest.raises(ValueError, match="float tensor"):
         attack((images() * 255).to(torch.uint8))
-    with pytest.raises(ValueError, match="snapshot_steps"):
-        attack(images(), snapshot_steps=[3])
+    for bad in (3, -1, 1.5, True):
+        with pytest.raises(ValueError, match=rf"snapshot_steps must be integers in \[0, steps=2\]; got \[{bad}\]"):
+            attack(images(), snapshot_steps=[bad])
     with pytest.raises(ValueError, match=r"the guide needs one row per image: 5 rows for 6 images"):
         CenterGuidedAttack(model).run(images(), random_codes(5))
 
@@ -462,7 +569,9 @@ def test_snapshots_can_hold_the_codes_of_the_iterates_instead_of_the_images():
     for step in (0, 2, 4):
         assert as_codes.snapshots[step].shape == (6, model.bits)
         assert torch.equal(as_codes.snapshots[step], encode(model, as_images.snapshots[step]))
-    with pytest.raises(ValueError, match="snapshot_codes encodes the iterates with the model, which in train mode"):
+    with pytest.raises(ValueError, match=r"^snapshot_codes encodes the iterates with the model, which in train mode "
+                                         r"would update its BatchNorm statistics: snapshot images instead, or attack "
+                                         r"in eval mode$"):
         HAG(model, steps=1, model_mode="train")(x, snapshot_steps=[1], snapshot_codes=True)
 
 

@@ -1,5 +1,10 @@
 """advhash.checkpoint: atomic writes, clear errors, and the helpers that name checkpoints, whose outputs
-are pinned (a kept checkpoint folder is matched by these names: they change only with what they hash)."""
+are pinned (a kept checkpoint folder is matched by these names: they change only with what they hash). Each pinned
+digest is also computed here from its documented formula by a plain reference (hashlib over bytes written out by
+hand), so a change to what a name hashes fails even where the code and the pin would move together."""
+
+import hashlib
+import struct
 
 import pytest
 import torch
@@ -36,19 +41,36 @@ def _tiny_split():
                          texts=torch.tensor([[1.0, 0], [0, 1], [1, 1]]))
 
 
+def sha1_start(data: bytes, length: int = 8) -> str:
+    """The reference of every name: the first ``length`` hex digits of the SHA-1 of ``data``."""
+    return hashlib.sha1(data).hexdigest()[:length]
+
+
+def float32_bytes(*values: float) -> bytes:
+    """``values`` as the bytes of a float32 array in memory (native byte order), written out by hand."""
+    return struct.pack(f"={len(values)}f", *values)
+
+
 def test_settings_tag_hashes_the_sorted_settings():
+    """settings_tag = SHA-1 of the settings as JSON with sorted keys (json.dumps' default separators ", " and
+    ": "; objects JSON lacks by their str), its first 8 hex digits, the run-only settings left out."""
     settings = dict(data="stripes", method="dpsh", bits=16, lr=0.05, milestones=[3, 4], weights=None)
-    assert settings_tag(settings) == "e5ef2f41"
-    assert settings_tag(dict(b=2, a=1)) == settings_tag(dict(a=1, b=2)) == "1744f53e"
-    assert settings_tag(dict(a=1, b=2), length=12) == "1744f53e00fc"
+    as_json = b'{"bits": 16, "data": "stripes", "lr": 0.05, "method": "dpsh", "milestones": [3, 4], "weights": null}'
+    assert settings_tag(settings) == sha1_start(as_json) == "e5ef2f41"
+    assert settings_tag(dict(b=2, a=1)) == settings_tag(dict(a=1, b=2)) == sha1_start(b'{"a": 1, "b": 2}')
+    assert settings_tag(dict(a=1, b=2), length=12) == sha1_start(b'{"a": 1, "b": 2}', 12) == "1744f53e00fc"
     assert settings_tag(dict(settings, lr=0.01)) != settings_tag(settings)
+    assert settings_tag(dict(lr=0.1, checkpoint_every=3)) == settings_tag(dict(lr=0.1)), "a run-only setting"
+    from pathlib import PurePosixPath
+    assert settings_tag(dict(weights=PurePosixPath("w/a.pth"))) == sha1_start(b'{"weights": "w/a.pth"}')
+    assert settings_tag([3, 1]) == sha1_start(b"[3, 1]"), "a list is hashed as it is, in its order"
 
 
 def test_train_items_tag_hashes_the_source_indices_or_counts_the_items():
     split = _tiny_split()
-    assert train_items_tag(split) == "c67ba520"                      # source indices 0, 1, 2
+    assert train_items_tag(split) == sha1_start(b"[0, 1, 2]") == "c67ba520"      # source indices 0, 1, 2
     split.source_indices = torch.tensor([5, 1, 9])
-    assert train_items_tag(split) == "7d352ec9"
+    assert train_items_tag(split) == sha1_start(b"[5, 1, 9]") == "7d352ec9"
 
     class NoSourceIndices(torch.utils.data.Dataset):
         def __len__(self):
@@ -57,23 +79,40 @@ def test_train_items_tag_hashes_the_source_indices_or_counts_the_items():
     assert train_items_tag(NoSourceIndices()) == 7
 
 
+def test_weights_tag_names_a_local_file_by_the_sha1_of_its_bytes(tmp_path):
+    from advhash.checkpoint import weights_tag
+
+    path = tmp_path / "backbone.pth"
+    path.write_bytes(b"not really weights, but bytes all the same" * 50000)          # 2.1 MB: read in blocks
+    assert weights_tag(path) == "sha1:" + sha1_start(path.read_bytes(), 16)
+    assert weights_tag(None) == "None" and weights_tag("IMAGENET1K_V1") == "IMAGENET1K_V1"
+
+
 def test_model_digest_hashes_the_weights():
+    """model_digest = SHA-1 over each state-dict entry in order: its name, then its values' float32 bytes."""
     layer = torch.nn.Linear(3, 2)
     with torch.no_grad():
-        layer.weight.copy_(torch.arange(6.0).view(2, 3) / 7)
+        layer.weight.copy_(torch.arange(6.0).view(2, 3) / 8)
         layer.bias.copy_(torch.tensor([0.5, -1.0]))
-    assert model_digest(layer) == "cb636286"
+    reference = sha1_start(b"weight" + float32_bytes(0, 0.125, 0.25, 0.375, 0.5, 0.625)
+                           + b"bias" + float32_bytes(0.5, -1.0))
+    assert model_digest(layer) == reference
     with torch.no_grad():
         layer.bias[0] += 1e-6
-    assert model_digest(layer) != "cb636286"
+    assert model_digest(layer) != reference
 
 
 def test_split_digest_hashes_images_labels_and_texts():
+    """split_digest of an in-memory split = SHA-1 over "images" and the uint8 pixels, "labels" and their float32
+    values, "texts" and theirs (those it has), each row by row."""
     split = _tiny_split()
-    assert split_digest(split) == "e3f371d1"
-    assert split_digest(InMemorySplit(split.images, split.labels)) == "711e9b5e"      # no texts
+    images, labels = b"images" + bytes(range(12)), b"labels" + float32_bytes(1, 0, 0, 0, 0, 1, 0, 1, 0)
+    texts = b"texts" + float32_bytes(1, 0, 0, 1, 1, 1)
+    assert split_digest(split) == sha1_start(images + labels + texts) == "e3f371d1"
+    assert split_digest(InMemorySplit(split.images, split.labels)) == sha1_start(images + labels)     # no texts
     changed = InMemorySplit(split.images, split.labels, texts=split.texts.flip(0))
     assert split_digest(changed) != split_digest(split)
+    assert split_digest(InMemorySplit(None, split.labels, texts=split.texts)) == sha1_start(labels + texts)
 
 
 def test_naming_helpers_keep_their_old_import_paths():
@@ -196,7 +235,7 @@ def test_a_longer_run_starts_from_the_longest_finished_shorter_one(tmp_path):
     save_checkpoint({"epoch": 1}, run_file(tmp_path, "dph_8bits_small_cnn", epochs=2, settings=dict(lr=0.2)))
     with pytest.warns(UserWarning, match=r"not resuming from .*_e4_\w+\.pt: checkpoint .* cannot be read"):
         assert resume_shorter_run(paths[5]) == paths[1]
-    assert load_checkpoint(paths[5]) == {"epoch": 1} and load_checkpoint(paths[1]) == {"epoch": 1}, "a copy"
+    assert paths[5].read_bytes() == paths[1].read_bytes() and load_checkpoint(paths[1])["epoch"] == 1, "a copy"
     assert resume_shorter_run(paths[5]) is None, "an existing checkpoint is left alone"
     assert resume_shorter_run(tmp_path / "model.pt") is None, "not a run file"
     assert not list(tmp_path.glob(".*.tmp"))
@@ -222,6 +261,33 @@ def test_checkpoint_file_adds_the_data_the_arithmetic_and_the_code_to_the_caller
     assert numeric_setting("fp32") == {"threads": 7} and precision_setting("bf16") == {"precision": "bf16"}
     with pytest.raises(TypeError, match="multiple values for keyword argument 'data'"):
         checkpoint_file(tmp_path, "x", **dict(where, settings=dict(data="mine")))
+
+
+def test_the_seed_names_the_checkpoint_of_every_trainer(tmp_path, one_thread):
+    """Two seeds train two models: in one checkpoint folder, a run with seed 1 trains its own model instead of
+    loading seed 0's, for the hashing models, the defenses and the cross-modal models alike."""
+    from helpers import DCMH_TRAINING, same_weights, stripes, stripes_data, stripes_pairs
+
+    from advhash.crossmodal import fit_dcmh
+    from advhash.defenses import fit_defense
+    from advhash.train import fit_hashing_model, hashing_checkpoint_name
+
+    data = stripes_data(stripes(32))
+    hashing = dict(method="dpsh", bits=8, epochs=1, batch_size=16)
+    names = {seed: hashing_checkpoint_name(data, seed=seed, **hashing) for seed in (0, 1)}
+    models = {seed: fit_hashing_model(data, seed=seed, checkpoint_dir=tmp_path / "hashing", **hashing)[0]
+              for seed in (0, 1)}
+    assert sorted(path.name for path in (tmp_path / "hashing").glob("*.pt")) == sorted(names.values())
+    assert not same_weights(models[0], models[1]), "seed 1 trained its own model"
+    defense = dict(eps=8 / 255, alpha=2 / 255, steps=1, method="dpsh", epochs=1, batch_size=16)
+    for seed in (0, 1):
+        fit_defense("saat", data, models[0], seed=seed, checkpoint_dir=tmp_path / "defense", **defense)
+    assert len(list((tmp_path / "defense").glob("*.pt"))) == 2
+    pairs = stripes_data(stripes_pairs(24))
+    for seed in (0, 1):
+        fit_dcmh(pairs, bits=8, epochs=1, seed=seed, text_hidden=16, checkpoint_dir=tmp_path / "cross-modal",
+                 **DCMH_TRAINING)
+    assert len(list((tmp_path / "cross-modal").glob("*.pt"))) == 2
 
 
 KILLED_RUN = """

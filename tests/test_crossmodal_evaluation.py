@@ -56,13 +56,34 @@ def test_paired_query_set_takes_the_first_pairs_and_refuses_data_without_texts()
     assert len(queries) == 4 and torch.equal(queries.images, images) and torch.equal(queries.labels, labels)
     assert queries.texts.dtype == torch.float32 and torch.equal(queries.texts, data.query.texts[:4].float())
     assert queries.inputs("image") is queries.images and queries.inputs("text") is queries.texts
-    assert len(paired_query_set(data, 100)) == 6                      # all of them when fewer
     with pytest.raises(ValueError, match="modality"):
         queries.inputs("audio")
     with pytest.raises(ValueError, match="positive integer"):
         paired_query_set(data, 0)
     with pytest.raises(ValueError, match="no text modality"):
         paired_query_set(stripes_data(stripes(20)), 4)                # images only
+
+
+def test_asking_to_attack_more_pairs_than_the_mat_files_query_split_holds_is_an_error(tmp_path):
+    """The paper profile's cmla section with num_attacked above its query split (DCMH-style .mat files on disk,
+    num_query 4): an error naming the parameter, both counts and the fix, not fewer pairs attacked than the report
+    states."""
+    import scipy.io
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "FLICKR-25K").mkdir()
+    scipy.io.savemat(tmp_path / "FLICKR-25K" / "pairs.mat",
+                     dict(IAll=rng.integers(0, 256, (12, 8, 8, 3), dtype=np.uint8),
+                          LAll=(rng.random((12, 3)) < 0.5).astype(np.uint8),
+                          YAll=(rng.random((12, 5)) < 0.5).astype(np.uint8)))
+    from advhash.data import load_dataset
+
+    data = load_dataset("flickr25k-crossmodal", root=tmp_path, num_query=4, num_train=6, num_database=8)
+    with pytest.raises(ValueError, match=r"num_attacked = 2000 asks for more queries than the query split of "
+                                         r"flickr25k-crossmodal holds \(4\); lower num_attacked to at most 4 in "
+                                         r"the notebook's section of params.yaml, or .*num_query.*cmla"):
+        paired_query_set(data, 2000)
+    assert len(paired_query_set(data, 4)) == 4, "every query pair of the split can be attacked"
 
 
 def test_encode_queries_uses_each_modality_network(setup):

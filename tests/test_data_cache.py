@@ -1,18 +1,29 @@
-"""The decoded image cache (advhash.data.cache): the PIL path's bytes, decoded once in parallel, keyed by what
-determines them, never reused for other inputs, and errors that name the broken file and its list line."""
+"""The decoded image cache (advhash.data.cache): the PIL path's bytes, decoded once in parallel, keyed by the files'
+content and order, the size and the decoder, never reused for other inputs (a file replaced behind an unchanged size
+and time included), each file read once a load, a damaged cache file rebuilt, and errors that name the broken file
+and its list line, or the cache folder, the size needed and the fixes, before any decoding."""
 
+import errno
+import inspect
 import os
+import shutil
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
+import PIL
+import PIL.features
 import pytest
 import torch
+import torchvision
 from PIL import Image
 from torchvision import transforms
 
 import advhash.data.cache as cache
 from advhash.data import load_listfile_dataset
 from advhash.data.cache import cache_key, cached_split, decode_images
-from advhash.data.dataset import ImageFileSplit, InMemorySplit
+from advhash.data.dataset import ImageFileSplit, InMemorySplit, to_rgb
 
 
 def photo_dataset(root, count=10, *, size=(50, 37)):
@@ -53,25 +64,153 @@ def test_a_parallel_build_equals_a_sequential_one(tmp_path):
     np.testing.assert_array_equal(many[-9:], one)
 
 
-def test_a_cache_is_reused_only_for_the_same_files_and_size(tmp_path, monkeypatch):
-    base = photo_dataset(tmp_path)
-    split = load_listfile_dataset(tmp_path, folder="PHOTOS", image_size=24, cache=False).train
+def bitmap_split(root, count=6, *, size=(20, 15)):
+    """An image-file split of random-noise BMPs: every file has the same byte size, so one can be replaced by
+    another of the same size."""
+    (root / "images").mkdir(parents=True)
+    g = np.random.default_rng(1)
+    paths = []
+    for i in range(count):
+        paths.append(root / "images" / f"{i}.bmp")
+        Image.fromarray(g.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(paths[-1])
+    return ImageFileSplit(paths, np.eye(2)[[i % 2 for i in range(count)]], image_size=12,
+                          origins=[f"list.txt, line {i + 1}" for i in range(count)])
+
+
+def pixels(split):
+    return split.batch(torch.arange(len(split)))[0]
+
+
+def test_a_cache_is_reused_only_for_the_same_content_and_size(tmp_path):
+    split = bitmap_split(tmp_path)
     first = cached_split(split, cache_dir=tmp_path / "c")
-    built = []
-    original = cache.decode_images
-    monkeypatch.setattr(cache, "decode_images", lambda *a, **k: built.append(1) or original(*a, **k))
+    [built] = (tmp_path / "c").iterdir()
+    stamp = built.stat().st_ino, built.stat().st_mtime_ns
+    os.utime(split.paths[2], ns=(5, 5))                                    # touched, the same bytes
     again = cached_split(split, cache_dir=tmp_path / "c")
-    assert not built and torch.equal(again.images, first.images), "same inputs: the cache is read, not rebuilt"
-    other_size = load_listfile_dataset(tmp_path, folder="PHOTOS", image_size=20, cache=False).train
-    assert cached_split(other_size, cache_dir=tmp_path / "c").images.shape[-1] == 20 and len(built) == 1
-    key = cache_key(split.paths, 24)
-    replaced = base / "images" / "1.jpg"                                   # another photo at the same path
-    Image.fromarray(np.full((37, 50, 3), 200, dtype=np.uint8)).save(replaced)
-    os.utime(replaced, ns=(1, 1_000_000_000))
-    assert cache_key(split.paths, 24) != key
+    assert torch.equal(again.images, first.images)
+    assert [p.name for p in (tmp_path / "c").iterdir()] == [built.name], "the same content: the same cache"
+    assert (built.stat().st_ino, built.stat().st_mtime_ns) == stamp, "read, not rebuilt"
+    other_size = ImageFileSplit(split.paths, split.labels, image_size=10, origins=split.origins)
+    assert cached_split(other_size, cache_dir=tmp_path / "c").images.shape[-1] == 10
+    assert len(list((tmp_path / "c").iterdir())) == 2
+
+
+def test_an_image_replaced_by_one_of_the_same_size_and_time_is_decoded_anew(tmp_path):
+    split = bitmap_split(tmp_path)
+    first = cached_split(split, cache_dir=tmp_path / "c")
+    replaced = split.paths[1]
+    before = replaced.stat()
+    Image.fromarray(np.full((15, 20, 3), 200, dtype=np.uint8)).save(replaced)   # another picture, same file size
+    os.utime(replaced, ns=(before.st_atime_ns, before.st_mtime_ns))             # its time restored
+    assert (replaced.stat().st_size, replaced.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
     fresh = cached_split(split, cache_dir=tmp_path / "c")
-    assert len(built) == 2 and not torch.equal(fresh.images[1], first.images[1]), "a replaced file is decoded anew"
-    assert torch.equal(fresh.images[0], first.images[0])
+    assert torch.equal(pixels(fresh), pixels(split)), "the cache serves the file's new pixels"
+    assert not torch.equal(fresh.images[1], first.images[1]) and torch.equal(fresh.images[0], first.images[0])
+
+
+def test_an_image_replaced_during_a_build_names_the_cache_after_what_was_decoded(tmp_path, monkeypatch):
+    split = bitmap_split(tmp_path)
+    decode = cache._decode_chunk
+
+    def replaced_between_the_passes(task):                              # after hashing, before decoding
+        Image.fromarray(np.full((15, 20, 3), 9, dtype=np.uint8)).save(split.paths[3])
+        return decode(task)
+    monkeypatch.setattr(cache, "_decode_chunk", replaced_between_the_passes)
+    built = cached_split(split, cache_dir=tmp_path / "c")
+    monkeypatch.setattr(cache, "_decode_chunk", decode)
+    assert torch.equal(pixels(built), pixels(split))
+    [cached] = (tmp_path / "c").iterdir()
+    assert cache_key(split.paths, 12) in cached.name, "named after the bytes decoded, not those hashed before"
+
+
+def test_the_file_order_is_part_of_the_key(tmp_path):
+    split = bitmap_split(tmp_path)
+    reordered = ImageFileSplit(split.paths[::-1], split.labels, image_size=12, origins=split.origins[::-1])
+    assert cache_key(reordered.paths, 12) != cache_key(split.paths, 12)
+    first, second = cached_split(split, cache_dir=tmp_path / "c"), cached_split(reordered, cache_dir=tmp_path / "c")
+    assert torch.equal(pixels(second), pixels(reordered)) and torch.equal(pixels(second), pixels(first).flip(0))
+    assert len(list((tmp_path / "c").iterdir())) == 2
+
+
+@pytest.mark.parametrize("damage", ["truncated", "overwritten", "another shape", "another type"])
+def test_a_damaged_cache_file_is_rebuilt_with_a_warning_naming_it(tmp_path, damage):
+    split = bitmap_split(tmp_path)
+    cached_split(split, cache_dir=tmp_path / "c")
+    [built] = (tmp_path / "c").iterdir()
+    whole = built.read_bytes()
+    if damage.startswith("another"):                                     # a readable array, not this split's
+        np.save(built, np.zeros((len(split) - (damage == "another shape"), 3, 12, 12),
+                                np.uint8 if damage == "another shape" else np.float32))
+    else:                                                                # a cut copy, a zeroed block
+        built.write_bytes(whole[:len(whole) // 2] if damage == "truncated" else b"\0" * len(whole))
+    with pytest.warns(UserWarning, match=rf"decoded image cache file {built} .*damaged.*decoding the images again"):
+        rebuilt = cached_split(split, cache_dir=tmp_path / "c")
+    assert torch.equal(pixels(rebuilt), pixels(split)) and built.read_bytes() == whole
+
+
+def _read_only_folders_are_writable() -> bool:
+    """Whether this process writes in a folder without write permission anyway (root, as in many containers)."""
+    with tempfile.TemporaryDirectory() as folder:
+        os.chmod(folder, 0o555)
+        try:
+            (Path(folder) / "probe").touch()
+            return True
+        except PermissionError:
+            return False
+        finally:
+            os.chmod(folder, 0o755)
+
+
+AS_ROOT = _read_only_folders_are_writable()
+
+
+@pytest.mark.parametrize("fault", [
+    "too little room", "disk full when reserved", "folder is a file",
+    pytest.param("read-only folder", marks=pytest.mark.skipif(AS_ROOT, reason="root may write in a read-only folder"))])
+def test_a_cache_write_that_cannot_succeed_fails_before_any_image_is_decoded(tmp_path, monkeypatch, fault):
+    split = bitmap_split(tmp_path, count=4)                   # 4 x 3 x 12 x 12 bytes = 1.7 KiB
+    folder = tmp_path / "c"
+    folder.mkdir()
+    if fault == "too little room":
+        monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(free=1000))  # 1000 bytes free
+    elif fault == "disk full when reserved":
+        def disk_full(handle, offset, length):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        monkeypatch.setattr(os, "posix_fallocate", disk_full, raising=False)
+    elif fault == "folder is a file":
+        (tmp_path / "taken").write_text("a file, not a folder")
+        folder = tmp_path / "taken" / "c"                    # ADVHASH_CACHE=<a file>/c
+    else:
+        folder.chmod(0o555)
+    decoded = []
+    decode = cache._decode_chunk
+
+    def counted(task):
+        decoded.append(task)
+        return decode(task)
+    monkeypatch.setattr(cache, "_decode_chunk", counted)
+    monkeypatch.setenv("ADVHASH_CACHE", str(folder))
+    try:
+        with pytest.raises(OSError, match=rf"cannot write the decoded image cache to {folder} .*it needs 1\.7 KiB"
+                                          rf".*set ADVHASH_CACHE to a writable folder with room, or .*cache=False"):
+            cached_split(split)
+    finally:
+        if fault == "read-only folder":
+            folder.chmod(0o755)
+    assert decoded == [], "refused before the (at paper scale, long) decoding, not after it"
+    if folder.is_dir():
+        assert list(folder.iterdir()) == [], "nothing half-written is left behind"
+
+
+def test_a_build_in_a_process_pool_gives_the_pil_path_and_the_sequential_key(tmp_path, monkeypatch):
+    split = bitmap_split(tmp_path, count=7)
+    monkeypatch.setattr(cache, "CHUNK", 2)                            # four tasks: hashed, then decoded, by 2 workers
+    pooled = cached_split(split, cache_dir=tmp_path / "c", workers=2)
+    assert torch.equal(pixels(pooled), pixels(split))
+    assert cache_key(split.paths, 12, workers=2) == cache_key(split.paths, 12, workers=1)
+    [built] = (tmp_path / "c").iterdir()
+    assert cache_key(split.paths, 12) in built.name
 
 
 def test_a_custom_transform_is_not_cached_and_an_interrupted_build_leaves_nothing(tmp_path, monkeypatch):
@@ -80,12 +219,12 @@ def test_a_custom_transform_is_not_cached_and_an_interrupted_build_leaves_nothin
                                    transform=transforms.Compose([transforms.Resize((8, 6)), transforms.ToTensor()]))
     assert isinstance(custom.train, ImageFileSplit) and not (tmp_path / "c").exists()
 
-    def interrupted(*args, **kwargs):
+    def interrupted(task):                                            # Ctrl-C while decoding into the cache file
         raise KeyboardInterrupt
-    monkeypatch.setattr(np, "save", interrupted)
+    monkeypatch.setattr(cache, "_decode_chunk", interrupted)
     with pytest.raises(KeyboardInterrupt):
         load_listfile_dataset(tmp_path, folder="PHOTOS", image_size=24, cache_dir=tmp_path / "c")
-    assert list((tmp_path / "c").iterdir()) == [], "no cache file and no temporary file"
+    assert not (tmp_path / "c").exists() or list((tmp_path / "c").iterdir()) == [], "no cache or temporary file"
 
 
 @pytest.mark.parametrize("cached", [True, False])
@@ -98,3 +237,55 @@ def test_a_truncated_jpeg_is_named_with_its_list_file_line(tmp_path, cached):
         data = load_listfile_dataset(tmp_path, folder="PHOTOS", image_size=24, cache=cached,
                                      cache_dir=tmp_path / "c")
         data.query[1]
+
+
+@pytest.mark.parametrize("upgrade", ["PIL", "JPEG library", "torchvision", "decoding source"])
+def test_a_decoder_upgrade_gives_another_cache(tmp_path, monkeypatch, upgrade):
+    split = bitmap_split(tmp_path)
+    before = cache_key(split.paths, 12)
+    cached_split(split, cache_dir=tmp_path / "c")
+    if upgrade == "PIL":
+        monkeypatch.setattr(PIL, "__version__", PIL.__version__ + ".post1")
+    elif upgrade == "JPEG library":
+        version = PIL.features.version
+        monkeypatch.setattr(PIL.features, "version", lambda feature: "9.9" if feature in ("jpg", "libjpeg_turbo")
+                            else version(feature))
+    elif upgrade == "torchvision":
+        monkeypatch.setattr(torchvision, "__version__", "99.0")
+    else:                                                             # to_rgb edited (a fix of a mode)
+        source = inspect.getsource
+        monkeypatch.setattr(inspect, "getsource", lambda function: source(function) + (
+            "    # edited\n" if function is to_rgb else ""))
+    assert cache_key(split.paths, 12) != before, f"a new {upgrade} may decode other bytes: another key"
+    cached_split(split, cache_dir=tmp_path / "c")
+    assert len(list((tmp_path / "c").iterdir())) == 2, "decoded anew, not served from the old decoder's cache"
+
+
+def test_a_load_reads_each_image_file_once_however_many_splits_list_it(tmp_path, monkeypatch):
+    photo_dataset(tmp_path)                                           # train (0-3) is a subset of database (0-3)
+    load_listfile_dataset(tmp_path, folder="PHOTOS", image_size=24, cache_dir=tmp_path / "c")   # builds the cache
+    reads = []
+    read = cache._read
+
+    def counted(path, origin):
+        reads.append(os.path.basename(path))
+        return read(path, origin)
+    monkeypatch.setattr(cache, "_read", counted)
+    load_listfile_dataset(tmp_path, folder="PHOTOS", image_size=24, cache_dir=tmp_path / "c")
+    assert sorted(reads) == [f"{i}.jpg" for i in range(6)], "each listed file read (and hashed) once per load"
+
+
+@pytest.mark.skipif(AS_ROOT, reason="root may delete in a read-only folder")
+def test_a_damaged_cache_file_in_a_read_only_folder_names_it_and_the_ways_out(tmp_path):
+    split = bitmap_split(tmp_path)
+    cached_split(split, cache_dir=tmp_path / "c")
+    [built] = (tmp_path / "c").iterdir()
+    built.write_bytes(built.read_bytes()[:100])                       # a cut copy
+    (tmp_path / "c").chmod(0o555)
+    try:
+        with pytest.raises(PermissionError, match=rf"damaged cache file {built} .*in read-only folder "
+                                                  rf"{tmp_path / 'c'}: delete it, or set ADVHASH_CACHE to a "
+                                                  rf"writable folder, or .*cache=False"):
+            cached_split(split, cache_dir=tmp_path / "c")
+    finally:
+        (tmp_path / "c").chmod(0o755)

@@ -1,6 +1,10 @@
 """The list-file reader (advhash.data.listfile): path-based splits from DeepHash-style list files, and errors
 that name the file and line."""
 
+import re
+import warnings
+
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -98,3 +102,71 @@ def test_an_empty_split_file_is_named(tmp_path):
     (base / "test_label.txt").write_text("\n")
     with pytest.raises(ValueError, match=r"test_label.txt is empty: it needs one line per item"):
         load_listfile_dataset(tmp_path, folder="TOY", image_size=16)
+
+
+@pytest.mark.parametrize("single_file", [False, True])
+def test_a_byte_order_mark_is_accepted(tmp_path, single_file):
+    """Windows editors (Notepad's "UTF-8 with BOM") start a file with the bytes EF BB BF."""
+    base = _list_dataset(tmp_path, single_file=single_file)
+    plain = load_listfile_dataset(tmp_path, folder="TOY", image_size=8, cache=False)
+    for name in ["test.txt"] if single_file else ["test_img.txt", "test_label.txt"]:
+        (base / name).write_bytes(b"\xef\xbb\xbf" + (base / name).read_bytes())
+    (base / "classes.txt").write_bytes("\ufeffred\ngreen\nblue\n".encode())
+    data = load_listfile_dataset(tmp_path, folder="TOY", image_size=8, cache=False)
+    assert data.class_names == ["red", "green", "blue"]
+    assert [str(p) for p in data.query.paths] == [str(p) for p in plain.query.paths]
+    assert torch.equal(data.query.labels, plain.query.labels) and torch.equal(data.query[0][0], plain.query[0][0])
+
+
+@pytest.mark.parametrize("single_file, file_name, payload, message", [
+    (False, "test_img.txt", "images/0.png\nimages/caf\u00e9.png\n".encode("latin-1"),      # a Windows-1252 file
+     r"test_img.txt, line 2: not UTF-8 text \(byte 0xe9\); save the file as UTF-8"),
+    (False, "classes.txt", b"red\ngreen\n", r"classes.txt names 2 classes but the label lines have 3 labels; "
+                                            r"write one class name a line"),
+    (True, "test.txt", b"images/0.png 1 0 0\nimages/my photo.png 0 0 0\n",
+     r"test.txt, line 2: 'photo.png' after the image path 'images/my' is not a label; a path with spaces needs "
+     r"the two-file form \(test_img.txt with test_label.txt\)"),
+], ids=["not-utf8", "classes-count", "path-with-spaces"])
+def test_more_list_file_faults_name_the_file_line_and_fix(tmp_path, single_file, file_name, payload, message):
+    base = _list_dataset(tmp_path, single_file=single_file)
+    (base / file_name).write_bytes(payload)
+    with pytest.raises(ValueError, match=message):
+        load_listfile_dataset(tmp_path, folder="TOY")
+
+
+def _turned_photo_dataset(root):
+    """Four JPEGs, the third (listed on line 3 of train and database) and fourth (line 2 of test) saved with EXIF
+    orientation 6 (a phone held upright: a viewer turns it 90 degrees clockwise)."""
+    base = root / "TURNED"
+    (base / "images").mkdir(parents=True)
+    g = np.random.default_rng(3)
+    for i in range(4):
+        exif = Image.Exif()
+        if i >= 2:
+            exif[0x0112] = 6
+        Image.fromarray(g.integers(0, 256, (10, 16, 3), dtype=np.uint8)).save(base / "images" / f"{i}.jpg",
+                                                                              exif=exif)
+    for stem, items in {"train": [0, 1, 2], "test": [1, 3], "database": [0, 1, 2]}.items():
+        (base / f"{stem}.txt").write_text("".join(f"images/{i}.jpg {i % 2} {1 - i % 2}\n" for i in items))
+    return base
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_an_exif_orientation_is_not_applied_and_a_load_warns_once_naming_the_first_file(tmp_path, cache):
+    base = _turned_photo_dataset(tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = load_listfile_dataset(tmp_path, folder="TURNED", image_size=8, cache=cache, cache_dir=tmp_path / "c")
+        for split in data.splits.values():
+            split.batch(torch.arange(len(split)))
+    turned = [str(w.message) for w in caught if "EXIF orientation" in str(w.message)]
+    first = rf"{base / 'train.txt'}, line 3: image {base / 'images' / '2.jpg'} \(orientation 6\)"
+    if cache:                                              # the load reads every file: one warning, with the count
+        assert len(turned) == 1, turned
+        assert re.search(rf"^2 images carry an EXIF orientation other than 1 \(upright\), the first {first}: "
+                         rf"the pixels used are the stored ones, not the turned view", turned[0]), turned[0]
+    else:                                                  # read on demand: once per split, at the first met
+        assert len(turned) == 3 and re.search(rf"the first {first}", turned[0]), turned
+    with Image.open(base / "images" / "2.jpg") as stored:    # the stored pixels, as the published code reads them
+        expected = transforms.ToTensor()(stored.convert("RGB").resize((8, 8), Image.BILINEAR))
+    assert (data.train[2][0] - expected).abs().max() <= 1 / 255 + 1e-6

@@ -38,12 +38,36 @@ def test_query_set_without_targets_is_the_first_queries(setup):
     images, labels = data.query.batch(torch.arange(10))[:2]
     assert isinstance(queries, QuerySet) and len(queries) == 10 and queries.target_labels is None
     assert torch.equal(queries.images, images) and torch.equal(queries.labels, labels)
-    assert len(query_set(data, 1000)) == len(data.query)
     head = queries.head(4)
     assert torch.equal(head.images, images[:4]) and head.target_labels is None
+    with pytest.raises(ValueError, match="first 11 queries of a query set of 10"):
+        queries.head(11)             # e.g. curve_queries above num_attacked: an error, not 10 queries called 11
     for bad in (0, -3, 2.5, True):
         with pytest.raises(ValueError, match="num_attacked must be a positive integer"):
             query_set(data, bad)
+
+
+def test_asking_to_attack_more_queries_than_the_list_files_hold_is_an_error_naming_both_counts(tmp_path):
+    """A paper-profile user whose test_img.txt holds fewer lines than num_attacked: the run stops at the query set,
+    naming the parameter, the asked and available counts and the fix, instead of attacking fewer queries while the
+    report states the asked number."""
+    from PIL import Image
+
+    from advhash.data import load_dataset
+
+    base = tmp_path / "FLICKR-25K"
+    base.mkdir()
+    for i in range(8):
+        Image.new("RGB", (12, 10), (30 * i, 80, 160)).save(base / f"{i}.jpg")
+    for stem, items in {"train": range(5), "database": range(5), "test": range(5, 8)}.items():
+        (base / f"{stem}_img.txt").write_text("".join(f"{i}.jpg\n" for i in items))
+        (base / f"{stem}_label.txt").write_text("".join(f"{i % 2} {1 - i % 2}\n" for i in items))
+    data = load_dataset("flickr25k", root=tmp_path, image_size=16, cache=False)
+    with pytest.raises(ValueError, match=r"num_attacked = 5 asks for more queries than the query split of "
+                                         r"flickr25k holds \(3\); lower num_attacked to at most 3 in the "
+                                         r"notebook's section of params.yaml, or .*num_query.*test_img.txt"):
+        query_set(data, 5, target_min_items=1)
+    assert len(query_set(data, 3)) == 3, "every query of the split can be attacked"
 
 
 def test_query_set_with_targets_is_deterministic_for_a_seed(setup):

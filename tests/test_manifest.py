@@ -155,3 +155,29 @@ def test_a_reader_on_another_thread_count_is_told_to_set_it(written, tmp_path):
         assert same_weights(source.load(data, "dpsh", 8), models["dpsh", 8])
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_deleted_training_image_is_named_not_blamed_on_the_weights(tmp_path):
+    """Victims trained on images read from their files (a list-file split loaded with cache=False): one image
+    deleted after notebook 01 ran is named, with its list-file line, by the reader's error; not reported as "weights
+    file None, which does not exist" (the settings name no weights file)."""
+    from PIL import Image
+
+    from advhash.data.dataset import ImageFileSplit
+
+    paths = [tmp_path / "images" / f"{i}.png" for i in range(8)]
+    paths[0].parent.mkdir()
+    for i, path in enumerate(paths):
+        Image.new("RGB", (8, 8), color=(30 * i, 255 - 30 * i, 60)).save(path)
+    train = ImageFileSplit(paths, torch.eye(4)[[i % 4 for i in range(8)]], image_size=8,
+                           origins=[f"train.txt, line {i + 1}" for i in range(8)])
+    data = stripes_data(train)
+    manifest = VictimManifest(tmp_path / "01", split=dict(SPLIT), training=dict(TRAINING))
+    manifest.fit(data, "dph", 8)
+    path = manifest.write()
+    paths[3].unlink()
+    for read in (lambda source: source.checkpoint_name(data, "dph", 8), lambda source: source.load(data, "dph", 8)):
+        with pytest.raises(FileNotFoundError, match=r"image .*images/3\.png \(train\.txt, line 4\) is missing: it was "
+                                                    r"moved or deleted .*Put it back") as refused:
+            read(read_manifest(path))
+        assert "weights" not in str(refused.value)

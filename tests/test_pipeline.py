@@ -115,10 +115,11 @@ def test_profiles_set_exactly_the_notebook_parameters(profile):
 
 def test_read_params_names_missing_sections(tmp_path):
     path = tmp_path / "params.yaml"
-    path.write_text("a: {x: 1}\n")
-    assert read_params("a", path) == {"x": 1}
-    with pytest.raises(KeyError, match="no section 'b'"):
-        read_params("b", path)
+    path.write_text("hag: {x: 1}\n")
+    assert read_params("hag", path) == {"x": 1}
+    with pytest.raises(KeyError, match=r"no section 'saat'; sections: \['hag'\]\. Copy it from "
+                                       r"profiles/default\.yaml"):
+        read_params("saat", path)
 
 
 def test_project_root_is_found_from_the_notebooks_folder():
@@ -265,8 +266,14 @@ def test_params_are_checked_against_the_notebook_parameters_before_it_runs(tmp_p
 
 
 def test_a_failed_run_replaces_no_result_and_names_its_rendering(tmp_path):
+    """The real notebook 01 in a project of its own (so that no run of the repository's stage 01 is in its way)."""
     from advhash.pipeline import run_notebook
 
+    project = tmp_path / "project"
+    project.mkdir()
+    for marker in ("dvc.yaml", "pyproject.toml"):
+        shutil.copy(ROOT / marker, project / marker)
+    (project / "notebooks").symlink_to(ROOT / "notebooks")
     section = yaml.safe_load((ROOT / "profiles" / "default.yaml").read_text())["deep_hashing"]
     section.update(dataset="no-such-dataset", figure_dir=str(tmp_path / "figures"), metrics_dir=str(tmp_path / "m"))
     (tmp_path / "figures").mkdir()
@@ -277,13 +284,14 @@ def test_a_failed_run_replaces_no_result_and_names_its_rendering(tmp_path):
     report = tmp_path / "report.ipynb"
     report.write_text("the last good report")
     with pytest.raises(RuntimeError, match=r"(?s)notebook 01_deep_hashing failed .*no-such-dataset.*nothing tracked "
-                                           r"was replaced\. The failed rendering is .*build/staging/01_deep_hashing/"
-                                           r"01_deep_hashing.ipynb"):
-        run_notebook("01_deep_hashing", params_path=str(tmp_path / "params.yaml"), output=report)
+                                           r"was replaced\. The failed rendering is .*build/staging/01_deep_hashing-"
+                                           r"\w+/01_deep_hashing.ipynb") as failed:
+        run_notebook("01_deep_hashing", root=project, params_path=str(tmp_path / "params.yaml"), output=report)
     assert report.read_text() == "the last good report"
     assert (tmp_path / "figures" / "pr_curves.png").read_bytes() == b"the last good figure"
     assert (tmp_path / "m" / "01_deep_hashing.json").read_text() == '{"map": 0.5}'
-    assert (ROOT / "build" / "staging" / "01_deep_hashing" / "01_deep_hashing.ipynb").is_file()
+    rendering = Path(str(failed.value).split("The failed rendering is ")[1].split(", its figures")[0])
+    assert rendering.is_file() and rendering.parent.parent == project / "build" / "staging"
 
 
 def test_switching_profiles_keeps_the_params_yaml_it_replaces(tmp_path, capsys):

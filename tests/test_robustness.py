@@ -35,6 +35,20 @@ def test_the_budget_states_its_defaults_and_refuses_no_effort():
         Budget(eps=0.1, steps=0)
 
 
+def test_every_member_attacks_at_the_common_budget_with_its_own_step_rule():
+    """The ensemble's members at one budget (eps, steps, seed for all): a step alpha and a random start for those
+    with one, HAG's growing scale for the center-code attack, P2P and DHTA, DHTA's anchors (9 by default), and
+    SDHA's Adam step as its learning rate."""
+    budget = dict(eps=0.1, alpha=0.02, steps=7, seed=3)
+    common = dict(eps=0.1, steps=7, seed=3)
+    stepped = dict(common, alpha=0.02, random_start=True)
+    assert {name: robustness.member_settings(name, **budget) for name in UNTARGETED + ("p2p", "dhta")} == {
+        "pgd": stepped, "hag": stepped, "saat": stepped, "sdha": dict(common, lr=0.02),
+        "center": dict(stepped, scale_schedule="grow"), "p2p": dict(stepped, scale_schedule="grow"),
+        "dhta": dict(stepped, scale_schedule="grow", num_anchors=9)}
+    assert robustness.member_settings("dhta", num_anchors=4, **budget)["num_anchors"] == 4
+
+
 def test_the_worst_case_is_per_query_at_most_every_member_and_two_runs_agree(undefended):
     model, data, queries = undefended
     report = evaluate_robustness(model, data, BUDGET, queries=queries, per_query=True, checks=(), **OPTIONS)
@@ -73,6 +87,90 @@ def test_worst_case_takes_the_attackers_best_per_query_and_counts_the_runs(undef
     assert torch.equal(targeted.worst, target_scores.max(0).values)
     with pytest.raises(ValueError, match="at least one member"):
         worst_case(victim, queries, BUDGET, ())
+
+
+def test_the_worst_case_is_chosen_query_by_query_not_by_the_members_means(undefended, monkeypatch):
+    """Two members, each the stronger on half the queries: the worst case takes each query's stronger member (its
+    score and its adversarial code), so robust mAP is below both members' mAP. Taking the member with the lowest
+    mean instead would leave it equal to that member's, and still pass "at most every member's mAP"."""
+    model, data, queries = undefended
+    victim = Victim.build(model, data)
+    clean = victim.encode(queries.images)
+    even = (torch.arange(len(clean)) % 2 == 0)[:, None]
+    fake = {"pgd": torch.where(even, clean, -clean), "sdha": torch.where(even, -clean, clean)}
+    monkeypatch.setattr(robustness, "_member_scores", lambda name, victim, queries, budget, *, targeted, **kwargs: (
+        query_ap(victim, fake[name], queries.target_labels if targeted else queries.labels, topk=budget.topk),
+        fake[name], 1))
+    result = worst_case(victim, queries, BUDGET, ("pgd", "sdha"))
+    scores = {name: query_ap(victim, codes, queries.labels, topk=BUDGET.topk) for name, codes in fake.items()}
+    flipped, unflipped = (query_ap(victim, codes, queries.labels, topk=BUDGET.topk) for codes in (-clean, clean))
+    stronger = flipped < unflipped                     # all but the queries without labels (AP 0 either way)
+    assert stronger.sum() >= len(clean) - 4 and (flipped <= unflipped).all()
+    assert torch.equal(result.worst, flipped), "each query's stronger member"
+    assert torch.equal(result.codes, torch.where(stronger[:, None], -clean, fake["pgd"])), "the first on a tie"
+    assert result.worst.mean() < min(values.mean() for values in scores.values()) - 0.1
+    targeted = worst_case(victim, queries, BUDGET, ("pgd", "sdha"), targeted=True)
+    target_scores = torch.stack([query_ap(victim, fake[name], queries.target_labels, topk=BUDGET.topk)
+                                 for name in ("pgd", "sdha")])
+    assert torch.equal(targeted.worst, target_scores.max(0).values)
+    assert torch.equal(targeted.codes, torch.where((target_scores[1] > target_scores[0])[:, None], fake["sdha"],
+                                                   fake["pgd"]))
+
+
+def test_each_member_keeps_the_attackers_best_run_per_query_as_run_by_hand(undefended, monkeypatch):
+    """A member's scores, recomputed by hand from its attacks at the budget (its settings, AP@k with the budget's
+    k): the lowest AP per query over its restarts (the highest t-AP for the targeted part), each query's code from
+    that run (the first run on a tie), one run for a member without a random start, and an untargeted SAAT left
+    untargeted. The progress bar names the part."""
+    from advhash.attacks import build_attack, perturb
+
+    model, data, queries = undefended
+    victim = Victim.build(model, data)
+    budget = dataclasses.replace(BUDGET, restarts=2, topk=10)
+    bars = []
+    monkeypatch.setattr(robustness, "progress", lambda members, desc: bars.append(desc) or members)
+
+    def run(name, seed, targets=None):
+        attack = build_attack(name, victim, **robustness.member_settings(
+            name, eps=budget.eps, alpha=budget.alpha, steps=budget.steps, seed=seed, num_anchors=2))
+        if targets is not None:
+            attack.set_targets(targets)
+        codes = victim.encode(perturb(attack, queries.images, queries.labels, batch_size=64))
+        return codes, query_ap(victim, codes, queries.target_labels if targets is not None else queries.labels,
+                               topk=10)
+
+    def best(first, second, *, targeted):
+        (codes_1, scores_1), (codes_2, scores_2) = first, second
+        better = scores_2 > scores_1 if targeted else scores_2 < scores_1
+        return torch.where(better, scores_2, scores_1), torch.where(better[:, None], codes_2, codes_1)
+
+    untargeted = worst_case(victim, queries, budget, ("pgd", "saat", "sdha"), **OPTIONS)
+    targeted = worst_case(victim, queries, budget, ("p2p",), targeted=True, **OPTIONS)
+    assert bars == ["robustness untargeted", "robustness targeted"]
+    assert untargeted.runs == {"pgd": 2, "saat": 2, "sdha": 1} and targeted.runs == {"p2p": 2}
+    for name in ("pgd", "saat"):
+        scores, _ = best(run(name, 0), run(name, 1), targeted=False)
+        assert torch.equal(untargeted.scores[name], scores), name
+    assert torch.equal(untargeted.scores["sdha"], run("sdha", 0)[1])
+    pgd_runs = [run("pgd", seed) for seed in (0, 1)]
+    assert (pgd_runs[0][1] == pgd_runs[1][1]).any(), "a tie to break"
+    _, pgd_codes = best(*pgd_runs, targeted=False)
+    assert torch.equal(robustness._member_scores("pgd", victim, queries, budget, targeted=False, num_anchors=2,
+                                                 batch_size=64)[1], pgd_codes)
+    p2p_scores, p2p_codes = best(run("p2p", 0, queries.target_labels), run("p2p", 1, queries.target_labels),
+                                 targeted=True)
+    assert torch.equal(targeted.worst, p2p_scores) and torch.equal(targeted.codes, p2p_codes)
+
+
+def test_worst_case_defaults_are_evaluate_robustness_ones_and_it_needs_a_member(undefended):
+    import inspect
+
+    own, evaluation = (inspect.signature(function).parameters for function in (worst_case, evaluate_robustness))
+    assert [own[name].default for name in ("num_anchors", "batch_size")] == \
+        [evaluation[name].default for name in ("num_anchors", "batch_size")] == [9, 256]
+    model, data, queries = undefended
+    with pytest.raises(ValueError, match="^worst_case needs at least one member$"):
+        worst_case(Victim.build(model, data), queries, BUDGET, ())
 
 
 def test_the_invariant_names_the_member_and_the_query_it_fails_on():

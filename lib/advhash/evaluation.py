@@ -48,20 +48,41 @@ class QuerySet:
         return len(self.images)
 
     def head(self, count: int) -> "QuerySet":
-        """The first ``count`` queries."""
+        """The first ``count`` queries. Asking for more than the set holds is an error, not a silent cap (the
+        caller's text states ``count``): lower the parameter that asks, or attack more queries (``num_attacked``)."""
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= len(self):
+            raise ValueError(f"asked for the first {count!r} queries of a query set of {len(self)}: lower the "
+                             f"parameter that asks (e.g. curve_queries, num_examples) to at most {len(self)}, or "
+                             f"raise num_attacked in the notebook's section of params.yaml")
         targets = None if self.target_labels is None else self.target_labels[:count]
         return QuerySet(self.images[:count], self.labels[:count], targets)
 
 
-def query_set(data, num_attacked: int, *, target_min_items: int | None = None, target_rule: str = "published",
-              seed: int = 0) -> QuerySet:
-    """The first ``num_attacked`` items of ``data.query`` and, with ``target_min_items`` (n_t of DHTA),
-    one target label each from the database's label rows that are disjoint from the query and pass
-    ``target_rule`` (``advhash.codes.sample_target_labels``, seeded by ``seed``: "published", the published
-    code's, carried by more than n_t items, all-zero rows allowed; "nonzero", at least n_t, none all-zero)."""
+def attacked_indices(data, num_attacked: int) -> torch.Tensor:
+    """The indices of the first ``num_attacked`` items of ``data.query``: the attacked queries of
+    :func:`query_set` and ``advhash.crossmodal.evaluation.paired_query_set``. Asking for more queries than the
+    split holds is an error, not a silent cap: every report states ``num_attacked`` as the number attacked."""
     if isinstance(num_attacked, bool) or not isinstance(num_attacked, int) or num_attacked < 1:
         raise ValueError(f"num_attacked must be a positive integer; got {num_attacked!r}")
-    attacked = torch.arange(min(num_attacked, len(data.query)))
+    available = len(data.query)
+    if num_attacked > available:
+        raise ValueError(
+            f"num_attacked = {num_attacked} asks for more queries than the query split of "
+            f"{getattr(data, 'name', 'the dataset')} holds ({available}); lower num_attacked to at most {available} "
+            f"in the notebook's section of params.yaml, or give the query split more items (num_query of the "
+            f"split: notebook 01's deep_hashing section for the notebooks that read its victims.json, cmla's for "
+            f"notebook 03; for list files, more lines in test_img.txt)")
+    return torch.arange(num_attacked)
+
+
+def query_set(data, num_attacked: int, *, target_min_items: int | None = None, target_rule: str = "published",
+              seed: int = 0) -> QuerySet:
+    """The first ``num_attacked`` items of ``data.query`` (more than the split holds is a ValueError naming both
+    counts and the fix) and, with ``target_min_items`` (n_t of DHTA), one target label each from the
+    database's label rows that are disjoint from the query and pass ``target_rule``
+    (``advhash.codes.sample_target_labels``, seeded by ``seed``: "published", the published code's, carried by
+    more than n_t items, all-zero rows allowed; "nonzero", at least n_t, none all-zero)."""
+    attacked = attacked_indices(data, num_attacked)
     images, labels = data.query.batch(attacked)[:2]
     targets = None
     if target_min_items is not None:

@@ -7,7 +7,9 @@ A listed victim is loaded from its own file only, and only when that file is exa
 name the reader's data and the manifest's settings give (``advhash.train.hashing_checkpoint_name``: dataset,
 training items, settings, epochs, training code and torch thread count), training data of the same content
 (``train_digest``) and a finished run. Anything else is an error naming the file, the difference and the fix
-(a notebook at another thread count is told to set it); never a silent retrain or a stale model. A victim the
+(a notebook at another thread count is told to set it); never a silent retrain or a stale model. The file must
+also hold those settings (``advhash.checkpoint.check_settings``: a file copied or renamed from another run is
+refused, naming the first differing setting) and the model of that method, code length and backbone. A victim the
 manifest does not list is trained with its settings into the reader's own folder (``advhash.fitting.fit_victims``).
 
     source = VictimManifest(Path("checkpoints/01_deep_hashing"), split=split, training=training)   # notebook 01
@@ -25,13 +27,15 @@ from typing import Any
 
 import torch
 
-from .checkpoint import RUN_FILE, load_checkpoint, split_digest
+from .checkpoint import RUN_FILE, CheckpointMismatch, RunPath, load_checkpoint, split_digest
 from .fingerprint import code_fingerprint
 from .data import load_dataset
 from .data.storage import write_bytes_atomic
 from .models import HashingModel, effective_precision
+from .models.backbones import weights_file
 from .utils import resolve_device
-from .train import fit_hashing_model, hashing_checkpoint_name, model_from_state
+from .losses import LOSSES
+from .train import fit_hashing_model, hashing_checkpoint_path, model_from_state
 
 __all__ = ["MANIFEST_NAME", "VictimManifest", "read_manifest"]
 
@@ -115,9 +119,25 @@ class VictimManifest:
 
     def checkpoint_name(self, data, method: str, bits: int) -> str:
         """The checkpoint file name of victim ``method`` / ``bits`` trained on ``data`` with these settings."""
+        return self.checkpoint_path(data, method, bits).name
+
+    def checkpoint_path(self, data, method: str, bits: int) -> RunPath:
+        """The checkpoint of victim ``method`` / ``bits`` trained on ``data`` with these settings, in the manifest's
+        folder: an ``advhash.checkpoint.RunPath`` carrying the settings it must hold. A local weights file the
+        settings name that is no longer there is named as such (not blamed on the data)."""
         settings = dict(self.training)
         settings["precision"] = effective_precision(settings.get("precision", "fp32"), "cpu")   # resolved when fit
-        return hashing_checkpoint_name(data, method=method, bits=bits, **settings)
+        try:
+            weights_file(settings.get("weights"))    # only this: a missing image or code file is named by its own error
+        except FileNotFoundError as error:
+            weights = Path(str(settings.get("weights")))
+            what = "is a folder, not a file" if weights.is_dir() else "does not exist"
+            where = "" if weights.is_absolute() else f" (looked for at {weights.absolute()})"
+            raise FileNotFoundError(
+                f"victim manifest {self.path} lists victims trained from weights file {weights}, which {what}"
+                f"{where}: it was moved, renamed or deleted since notebook 01 trained them. Put it back, or "
+                "rerun notebook 01 (dvc repro deep_hashing) with weights set to its new place") from error
+        return hashing_checkpoint_path(self.folder, data, method=method, bits=bits, **settings)
 
     def lists(self, dataset: str, method: str, bits: int, *, backbone: str | None = None,
               seed: int | None = None) -> bool:
@@ -151,7 +171,8 @@ class VictimManifest:
                              f"given (content digest {self.train_digest} vs {given}): the data "
                              "differs from the one the victims were trained on; load it with the manifest's "
                              "load_data(), or rerun notebook 01 (dvc repro deep_hashing) after a data change")
-        expected = self.checkpoint_name(data, method, bits)
+        expected_path = self.checkpoint_path(data, method, bits)
+        expected = expected_path.name
         if path.name != expected:
             listed, now = RUN_FILE.match(path.name), RUN_FILE.match(expected)
             if listed and now and listed["epochs"] != now["epochs"]:
@@ -168,12 +189,28 @@ class VictimManifest:
         if not path.is_file():
             raise FileNotFoundError(f"{path}, listed in {self.path}, is missing: rerun notebook 01 "
                                     "(dvc repro deep_hashing) to train it again")
-        state = load_checkpoint(path, map_location=device)
+        state = load_checkpoint(path, map_location=device, settings=expected_path.settings)
+        self._check_model(state, path, method, bits)
         if state["epoch"] != self.training["epochs"]:
             raise ValueError(f"{path} holds a run of {state['epoch']} epochs but {self.path} says "
                              f"{self.training['epochs']}: the run that wrote it did not finish; "
                              "rerun notebook 01 (dvc repro deep_hashing)")
         return model_from_state(state, device=device)
+
+    def _check_model(self, state: dict[str, Any], path: Path, method: str, bits: int) -> None:
+        """Refuse a listed checkpoint whose model is not victim ``method`` / ``bits`` of the manifest's backbone
+        (its code length, backbone or hashing loss differ), naming the file and the difference."""
+        run_config = state.get("run_config", {})
+        model = run_config.get("model", {})
+        expected = dict(bits=bits, backbone=self.training.get("backbone", "small_cnn"),
+                        loss=LOSSES[method.lower()].__name__)
+        held = dict(bits=model.get("bits"), backbone=model.get("backbone"), loss=run_config.get("loss"))
+        for key, value in expected.items():
+            if held[key] != value:
+                raise CheckpointMismatch(
+                    f"{path}, listed in {self.path} for {method} {bits} bits, holds a model of {key} "
+                    f"{held[key]!r}, not {value!r}: it was copied or renamed from another run; delete it, then "
+                    "rerun notebook 01 (dvc repro deep_hashing)")
 
     def write(self) -> Path:
         """Write the manifest to ``folder / victims.json`` atomically. Returns its path."""

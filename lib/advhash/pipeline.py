@@ -6,7 +6,10 @@ Each notebook's source is a jupytext percent script, ``notebooks/01_deep_hashing
 
 ``python -m advhash.pipeline run 01_deep_hashing`` builds the notebook and executes it with papermill, injecting
 its section of ``params.yaml`` (``NOTEBOOK_SECTIONS``), checked first against the notebook's parameters cell
-(:func:`validate_params`), and writes the rendered notebook to ``reports/``; the DVC stages call exactly this.
+(:func:`validate_params`; the whole params file first, :func:`load_params`), and writes the rendered notebook to
+``reports/``; the DVC stages call exactly this. One run of a stage at a time (:func:`advhash.publish.stage_lock`); its results are
+published only when it succeeds, file by file, replacing or removing only the files the stage wrote
+(:func:`advhash.publish.publish_files`).
 
 ``python -m advhash.pipeline profile paper`` copies ``profiles/paper.yaml`` over ``params.yaml`` (``default``: a
 2-core CPU; ``paper``: a GPU and the real datasets). Results files are written by ``advhash.results``.
@@ -20,10 +23,13 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .publish import StageRunning, publish_results, stage_lock, write_atomically
 
 KERNEL_NAME = "python3"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -50,6 +56,12 @@ INVARIANTS_TAG = "invariants"
 # Parameters every notebook has that come from the params file's ``pipeline`` section, not the notebook's own:
 # ``check_invariants`` (False: a run with a failed invariant finishes, keeps its results and lists the failures).
 PIPELINE_PARAMETERS = ("check_invariants",)
+# The keys of the params file's ``pipeline`` section, each optional: ``threads`` (torch threads of every stage; null:
+# the machine's default) and ``check_invariants`` (default true). Any other key is refused (:func:`load_params`).
+PIPELINE_KEYS = ("threads", "check_invariants")
+# the fix for a params file that is missing, empty or unreadable
+RESTORE_PARAMS = ("`python -m advhash.pipeline profile default` restores the default profile (keeping the file it "
+                  "replaces under build/params-backups/), or `git checkout params.yaml` the committed one")
 
 
 def project_root(start: str | os.PathLike | None = None) -> Path:
@@ -64,11 +76,79 @@ def project_root(start: str | os.PathLike | None = None) -> Path:
 
 
 def read_params(section: str, params_path: str | os.PathLike = "params.yaml") -> dict[str, Any]:
-    """The ``section`` of a params file, as a flat dict of papermill parameters."""
-    params = yaml.safe_load(Path(params_path).read_text())
+    """The ``section`` of a params file, as a flat dict of papermill parameters; the whole file is checked first
+    (:func:`load_params`)."""
+    params = load_params(params_path)
     if section not in params:
-        raise KeyError(f"{params_path} has no section {section!r}; sections: {sorted(params)}")
+        raise KeyError(f"{params_path} has no section {section!r}; sections: {sorted(params)}. Copy it from "
+                       f"profiles/default.yaml (or restore the whole file: {RESTORE_PARAMS})")
     return params[section]
+
+
+def load_params(params_path: str | os.PathLike = "params.yaml") -> dict[str, Any]:
+    """The whole params file, checked as a whole: valid YAML (else the file, line and column), not empty nor all
+    commented out, only known sections (``pipeline`` and the ``NOTEBOOK_SECTIONS``; else the closest name), each a
+    mapping, and the ``pipeline`` section's keys and values (:data:`PIPELINE_KEYS`). A notebook section's own keys
+    are checked against its notebook when it runs (:func:`validate_params`). Raises ValueError naming the file,
+    every problem and the fix."""
+    import difflib
+
+    path = Path(params_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no params file {path}; {RESTORE_PARAMS}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        params = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark, lines = getattr(error, "problem_mark", None), text.splitlines()
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+        if mark and mark.line < len(lines):
+            where += f" ({lines[mark.line].strip()!r})"
+        problem = getattr(error, "problem", None) or str(error).strip()
+        raise ValueError(f"{where}: not valid YAML ({problem}); fix that line (indentation, a `key: value` per "
+                         f"line), or {RESTORE_PARAMS}") from None
+    known = ["pipeline", *NOTEBOOK_SECTIONS.values()]
+    if params is None:
+        raise ValueError(f"{path} is empty (or all of it is commented out): it needs the sections {known}; "
+                         f"{RESTORE_PARAMS}")
+    if not isinstance(params, dict):
+        raise ValueError(f"{path} must be a mapping of sections ({known}), not {_a(type(params).__name__)}; "
+                         f"{RESTORE_PARAMS}")
+    problems = []
+    for name, value in params.items():
+        if name not in known:
+            close = difflib.get_close_matches(str(name), known, n=1)
+            problems.append(f"unknown section {name!r}" + (f" (did you mean {close[0]!r}?)" if close else
+                                                           f" (sections: {known})"))
+        elif value is None and name != "pipeline":              # every pipeline key has a default
+            problems.append(f"section {name!r} is empty (or all of its lines are commented out); copy it from "
+                            f"profiles/default.yaml")
+        elif value is not None and not isinstance(value, dict):
+            problems.append(f"section {name!r} is {_a(type(value).__name__)} ({value!r}), not a mapping of "
+                            f"`key: value` lines")
+    if isinstance(params.get("pipeline"), dict):
+        problems += _pipeline_problems(params["pipeline"])
+    if problems:
+        raise ValueError(f"{path}: " + "; ".join(problems))
+    return params
+
+
+def _pipeline_problems(section: dict[str, Any]) -> list[str]:
+    """What is wrong in the ``pipeline`` section: an unknown key (with the closest valid name) or a bad value."""
+    import difflib
+
+    problems = []
+    for key, value in section.items():
+        if key not in PIPELINE_KEYS:
+            close = difflib.get_close_matches(str(key), list(PIPELINE_KEYS), n=1)
+            problems.append(f"unknown key pipeline.{key}" + (f" (did you mean {close[0]!r}?)" if close else
+                                                             f" (keys: {list(PIPELINE_KEYS)})"))
+        elif key == "threads" and value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                                          or value < 1):
+            problems.append(f"pipeline.threads must be a positive integer (or null); got {value!r}")
+        elif key == "check_invariants" and not isinstance(value, bool):
+            problems.append(f"pipeline.check_invariants must be true or false; got {value!r}")
+    return problems
 
 
 def build_notebook(stem: str, root: str | os.PathLike | None = None):
@@ -260,22 +340,14 @@ def _section_engine():
 
 def run_settings(params_path: str | os.PathLike) -> dict[str, Any]:
     """The ``PIPELINE_PARAMETERS`` of every stage from the params file's ``pipeline`` section:
-    ``check_invariants`` (Default true; a boolean)."""
-    params = yaml.safe_load(Path(params_path).read_text()) or {}
-    check = (params.get("pipeline") or {}).get("check_invariants", True)
-    if not isinstance(check, bool):
-        raise ValueError(f"{params_path}: pipeline.check_invariants must be true or false; got {check!r}")
-    return dict(check_invariants=check)
+    ``check_invariants`` (Default true; a boolean). The whole file is checked first (:func:`load_params`)."""
+    return dict(check_invariants=(load_params(params_path).get("pipeline") or {}).get("check_invariants", True))
 
 
 def run_threads(params_path: str | os.PathLike) -> int | None:
     """The torch thread count of every stage: ``pipeline.threads`` in the params file (None: the machine's
     default). Fixed, because float sums, hence trained weights and metrics, differ between thread counts."""
-    params = yaml.safe_load(Path(params_path).read_text()) or {}
-    threads = (params.get("pipeline") or {}).get("threads")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ValueError(f"{params_path}: pipeline.threads must be a positive integer (or null); got {threads!r}")
-    return threads
+    return (load_params(params_path).get("pipeline") or {}).get("threads")
 
 
 def run_notebook(stem: str, *, root: str | os.PathLike | None = None, params_path: str | None = None,
@@ -284,33 +356,44 @@ def run_notebook(stem: str, *, root: str | os.PathLike | None = None, params_pat
     (default ``reports/<stem>.ipynb``), without the cells tagged with one of ``skip_tags`` (only the CI smoke
     run skips any: ``INVARIANTS_TAG``). The committed ``notebooks/<stem>.ipynb`` is not read.
 
-    Results are replaced only on success: the notebook writes its figures and metrics to
-    ``build/staging/<stem>/``, and only when it ran to its end (its findings and invariants included) do they, and the
-    report, replace the ones in its ``figure_dir``, ``metrics_dir`` and ``output``. A failure leaves every
-    tracked file as it was and names the failed rendering, kept in the staging folder.
+    One run of a stage at a time (:func:`advhash.publish.stage_lock`: a second is refused, naming the first). Results are
+    replaced only on success: the notebook writes its figures and metrics to a staging folder of its own run,
+    ``build/staging/<stem>-<random>/``, and only when it ran to its end (its findings and invariants included)
+    are they moved, file by file, into its ``figure_dir`` and ``metrics_dir`` (:func:`advhash.publish.publish_files`: a file the
+    stage did not write is never replaced nor deleted), and the report written to ``output``. The staging folder
+    is then removed; a failure leaves every result as it was and names the staging folder, kept with the failed
+    rendering.
 
     The kernel runs on ``pipeline.threads`` torch threads (:func:`run_threads`); each checkpoint records its
     count."""
-    import papermill
-    from papermill.iorw import write_ipynb
-
-    from .utils import PROGRESS_LINE, PROGRESS_TTY
-
     root = project_root(root)
     if stem not in NOTEBOOK_SECTIONS:
         raise KeyError(f"unknown notebook {stem!r}; known: {sorted(NOTEBOOK_SECTIONS)}")
     section, params_path = NOTEBOOK_SECTIONS[stem], params_path or root / "params.yaml"
     parameters = validate_params(section, read_params(section, params_path), notebook_parameters(stem, root))
-    threads = run_threads(params_path)
+    output = Path(output) if output is not None else root / "reports" / f"{stem}.ipynb"
+    with stage_lock(stem, root):                  # before papermill is imported: a second run is refused at once
+        return _run_locked(stem, root, params_path, parameters, output, skip_tags)
+
+
+def _run_locked(stem: str, root: Path, params_path: str | os.PathLike, parameters: dict[str, Any], output: Path,
+                skip_tags: tuple[str, ...]) -> Path:
+    """The body of :func:`run_notebook` (``parameters``: its section, validated), run while it holds the stage's
+    lock."""
+    import nbformat
+    import papermill
+
+    from .utils import PROGRESS_LINE, PROGRESS_TTY
+
+    section, threads = NOTEBOOK_SECTIONS[stem], run_threads(params_path)
     notebook = build_notebook(stem, root)
     notebook.cells = [cell for cell in notebook.cells if not set(cell.metadata.get("tags", ())) & set(skip_tags)]
-    output = Path(output) if output is not None else root / "reports" / f"{stem}.ipynb"
-    staging = Path("build") / "staging" / stem                   # relative: the notebook resolves it at the root
-    shutil.rmtree(root / staging, ignore_errors=True)
-    staged = dict(parameters, **run_settings(params_path), figure_dir=str(staging / "figures"),
-                  metrics_dir=str(staging / "metrics"))
-    report = root / staging / f"{stem}.ipynb"
-    report.parent.mkdir(parents=True, exist_ok=True)
+    (root / "build" / "staging").mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{stem}-", dir=root / "build" / "staging"))
+    relative = staging.relative_to(root)                 # the notebook resolves it at the root
+    staged = dict(parameters, **run_settings(params_path), figure_dir=str(relative / "figures"),
+                  metrics_dir=str(relative / "metrics"))
+    report = staging / f"{stem}.ipynb"
     with tempfile.TemporaryDirectory(prefix="advhash-") as folder:
         built = Path(folder) / f"{stem}.ipynb"
         built.write_text(_notebook_text(notebook), encoding="utf-8")
@@ -322,7 +405,8 @@ def run_notebook(stem: str, *, root: str | os.PathLike | None = None, params_pat
             bar: bool | dict = False
             if show:                                  # the kernel's loops draw their bars on this terminal
                 top = LINES_PER_LANE * progress_lane()     # the stage's bar, its loops' bars below it
-                os.environ[PROGRESS_TTY], os.environ[PROGRESS_LINE] = os.ttyname(sys.stderr.fileno()), str(top + 1)
+                os.environ[PROGRESS_TTY] = os.ttyname(sys.stderr.fileno())
+                os.environ[PROGRESS_LINE] = str(top + 1)
                 bar = dict(position=top)
                 print(f"{stem}: {len(notebook.cells)} cells, parameters from {params_path} [{section}]",
                       file=sys.stderr, flush=True)
@@ -331,53 +415,31 @@ def run_notebook(stem: str, *, root: str | os.PathLike | None = None, params_pat
                                                   log_output=False, engine_name=_section_engine())
         except Exception as error:
             raise RuntimeError(f"notebook {stem} failed ({type(error).__name__}: {str(error).strip()[-400:]}); "
-                               f"nothing tracked was replaced. The failed rendering is {report}, its figures and "
-                               f"metrics are in {root / staging}") from error
+                               f"nothing tracked was replaced. The failed rendering is {report}, its figures "
+                               f"and metrics are in {staging} (kept; delete it when done)") from error
         finally:
             for name, value in saved.items():
                 if value is None:
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
-    _publish_results(rendered, root / staging, root, staged=staged, parameters=parameters)
-    # papermill records the temporary file it ran; the report names the source instead
-    rendered.metadata.papermill["input_path"] = str(root / "notebooks" / f"{stem}.py")
-    rendered.metadata.papermill["output_path"] = str(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    write_ipynb(rendered, str(output))
-    shutil.rmtree(root / staging, ignore_errors=True)
-    return output
-
-
-def _publish_results(rendered, staged_folder: Path, root: Path, *, staged: dict, parameters: dict) -> None:
-    """Move a successful run's figures and metrics from ``staged_folder`` to the notebook's ``figure_dir`` and
-    ``metrics_dir`` (under ``root``), and make the ``rendered`` report name those folders, not the staging ones."""
     for folder in ("figure_dir", "metrics_dir"):      # the report shows the folders the results went to
         for cell in rendered.cells:
             if "injected-parameters" in cell.metadata.get("tags", []):
                 cell.source = cell.source.replace(staged[folder], str(parameters[folder]))
-    _replace(staged_folder / "figures", root / parameters["figure_dir"])
-    metrics_dir = root / parameters["metrics_dir"]
-    metrics_dir.mkdir(parents=True, exist_ok=True)
-    for item in sorted((staged_folder / "metrics").iterdir()):
-        _replace(item, metrics_dir / item.name)
-
-
-def _replace(source: Path, target: Path) -> None:
-    """Put ``source`` (a file or a folder) where ``target`` is, replacing it."""
-    if target.is_dir() and not target.is_symlink():
-        shutil.rmtree(target)
-    elif target.exists():
-        target.unlink()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(source), str(target))
+    publish_results(stem, staging, root, figure_dir=parameters["figure_dir"],
+                    metrics_dir=parameters["metrics_dir"])
+    # papermill records the temporary file it ran; the report names the source instead
+    rendered.metadata.papermill["input_path"] = str(root / "notebooks" / f"{stem}.py")
+    rendered.metadata.papermill["output_path"] = str(output)
+    write_atomically(output, nbformat.writes(rendered))
+    shutil.rmtree(staging, ignore_errors=True)
+    return output
 
 
 def use_profile(name: str, *, root: str | os.PathLike | None = None) -> Path:
     """Copy ``profiles/<name>.yaml`` over ``params.yaml``, first keeping the ``params.yaml`` it replaces (when it
     differs) as ``build/params-backups/params-<time>.yaml``, so edits made there are never lost."""
-    import time
-
     root = project_root(root)
     source = root / "profiles" / f"{name}.yaml"
     if not source.is_file():
@@ -416,7 +478,10 @@ def main(argv: list[str] | None = None) -> None:
         for path in paths:
             print(f"wrote {path}")
     elif args.command == "run":
-        print(run_notebook(args.notebook, params_path=args.params))
+        try:
+            print(run_notebook(args.notebook, params_path=args.params))
+        except StageRunning as refused:
+            sys.exit(str(refused))
     else:
         print(use_profile(args.name))
 

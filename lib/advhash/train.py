@@ -16,7 +16,8 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from .checkpoint import checkpoint_file, load_checkpoint, train_items_tag, weights_tag  # train_items_tag: re-exported
+from .checkpoint import (CheckpointMismatch, RunPath, checkpoint_file, first_difference, load_checkpoint,
+                         train_items_tag, weights_tag)  # train_items_tag: re-exported
 from .fingerprint import modules_of
 from .data.dataset import ImageFileSplit, InMemorySplit
 from .losses import LOSSES, PairwiseHashingLoss, build_loss
@@ -189,7 +190,10 @@ def reuse_checkpoint(model: HashingModel, checkpoint_path: Path, folders, *, epo
     Searches ``folders`` in order (only when ``checkpoint_path`` itself does not exist, so a run of this
     notebook is never shadowed) for a file of the same name, i.e. the same settings, data, code and epoch count,
     finished after exactly ``epochs``; loads its weights into ``model`` (the file is only read, never written) and
-    returns its history. None when there is none: train as usual.
+    returns its history. None when there is none: train as usual. An unreadable file is skipped with a warning; a
+    file of that name holding other settings than ``checkpoint_path`` carries (an ``advhash.checkpoint.RunPath``)
+    or another architecture than ``model``'s is refused (``advhash.checkpoint.CheckpointMismatch``), naming the
+    file and the first difference.
     """
     if checkpoint_path.is_file():
         return None
@@ -197,14 +201,31 @@ def reuse_checkpoint(model: HashingModel, checkpoint_path: Path, folders, *, epo
         candidate = Path(folder) / checkpoint_path.name
         if candidate.is_file():
             try:
-                state = load_checkpoint(candidate, map_location=device)
-            except ValueError as error:           # another folder's bad file must not stop this run
+                state = load_checkpoint(candidate, map_location=device,
+                                        settings=getattr(checkpoint_path, "settings", None))
+            except CheckpointMismatch:
+                raise
+            except ValueError as error:           # another folder's unreadable file must not stop this run
                 warnings.warn(f"skipping {candidate}: {error}", stacklevel=2)
                 continue
+            check_architecture(state, candidate, model.config)
             if state["epoch"] == epochs:
                 model.load_state_dict(state["model"])
                 return list(state["history"])
     return None
+
+
+def check_architecture(state: dict[str, Any], path: Path, config: dict[str, Any]) -> None:
+    """Refuse checkpoint ``path`` (its loaded ``state``) unless the model it holds has the architecture
+    ``config`` (a ``HashingModel.config``: backbone, bits, channels, normalization, input size), naming the first
+    difference."""
+    saved = state.get("run_config", {}).get("model")
+    found = first_difference(saved, config) if isinstance(saved, dict) else ("model", saved, config)
+    if found is not None:
+        key, was, now = found
+        raise CheckpointMismatch(f"checkpoint {path} holds another model than the one asked for: {key} is {was!r} in "
+                                 f"the file but {now!r} here; it was copied or renamed from another run. Delete it and "
+                                 "rerun the stage (or notebook) that trains it, to train that model again")
 
 
 def hashing_checkpoint_name(data, *, method: str, bits: int, epochs: int, backbone: str = "small_cnn",
@@ -215,12 +236,23 @@ def hashing_checkpoint_name(data, *, method: str, bits: int, epochs: int, backbo
     data, the arithmetic and the code of this module, the loss's and the backbone's), the tag hashing every setting,
     the pretrained weights (``weights_tag``: a local file by its content) and ``pairs`` resolved to the loss's own
     default when None; ``precision`` is the one the backbone trains in ("fp32" or "bf16", resolved)."""
+    return hashing_checkpoint_path(".", data, method=method, bits=bits, epochs=epochs, backbone=backbone,
+                                   input_size=input_size, weights=weights, pairs=pairs, seed=seed,
+                                   precision=precision, **training).name
+
+
+def hashing_checkpoint_path(folder: str | Path, data, *, method: str, bits: int, epochs: int,
+                            backbone: str = "small_cnn", input_size: int | None = None,
+                            weights: str | Path | None = None, pairs: str | None = None, seed: int = 0,
+                            precision: str = "fp32", **training) -> RunPath:
+    """``folder /`` :func:`hashing_checkpoint_name`, as an ``advhash.checkpoint.RunPath`` carrying the settings
+    that name it: a checkpoint there is saved with them and loaded only when it holds them."""
     loss_class = LOSSES[method.lower()]
     settings = dict(method=method, bits=bits, backbone=backbone, input_size=input_size, weights=weights_tag(weights),
                     pairs=pairs or loss_class.default_pairs, seed=seed, **training)
-    return checkpoint_file(".", f"{method}_{bits}bits_{backbone}", epochs=epochs, settings=settings,
+    return checkpoint_file(folder, f"{method}_{bits}bits_{backbone}", epochs=epochs, settings=settings,
                            data_name=data.name, train_split=data.train, precision=precision,
-                           code=(__name__, *modules_of(loss_class, BACKBONES.get(backbone)))).name
+                           code=(__name__, *modules_of(loss_class, BACKBONES.get(backbone))))
 
 
 def fit_hashing_model(data, *, method: str, bits: int, backbone: str = "small_cnn", epochs: int,
@@ -231,7 +263,9 @@ def fit_hashing_model(data, *, method: str, bits: int, backbone: str = "small_cn
     """Build and train (or resume, or just load) a ``method`` hashing model with ``bits`` bits on
     ``data.train``. The checkpoint is ``<checkpoint_dir>/`` :func:`hashing_checkpoint_name`, named after everything
     that determines the weights (settings, epochs, data content, pretrained weights, code), so a change to any of
-    them never picks up a stale checkpoint; a finished shorter run of the same settings is resumed from.
+    them never picks up a stale checkpoint; a finished shorter run of the same settings is resumed from. The
+    checkpoint holds those settings too, and one found by the name (here or in ``reuse_from``) that holds others (a
+    copied or renamed file) is refused, naming it and the first difference (``advhash.checkpoint.check_settings``).
 
     ``reuse_from``: other checkpoint folders (e.g. another notebook's) searched first for a finished
     checkpoint of the same settings, which is then only read, never written.
@@ -246,10 +280,10 @@ def fit_hashing_model(data, *, method: str, bits: int, backbone: str = "small_cn
     loss = build_loss(method, num_train=len(data.train), bits=bits, num_classes=data.num_classes, pairs=pairs)
     checkpoint_path = None
     if checkpoint_dir is not None:
-        name = hashing_checkpoint_name(data, method=method, bits=bits, epochs=epochs, backbone=backbone,
-                                       input_size=input_size, weights=weights, pairs=loss.pairs, seed=seed,
-                                       precision=effective_precision(precision, resolve_device(device)), **training)
-        checkpoint_path = Path(checkpoint_dir) / name
+        checkpoint_path = hashing_checkpoint_path(
+            checkpoint_dir, data, method=method, bits=bits, epochs=epochs, backbone=backbone, input_size=input_size,
+            weights=weights, pairs=loss.pairs, seed=seed,
+            precision=effective_precision(precision, resolve_device(device)), **training)
         reused = reuse_checkpoint(model, checkpoint_path, reuse_from, epochs=epochs, device=device)
         if reused is not None:
             return model.to(device).eval(), reused

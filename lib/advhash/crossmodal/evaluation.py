@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 from ..attacks import perturb
-from ..evaluation import retrieval_curves
+from ..evaluation import attacked_indices, retrieval_curves
 from ..metrics import average_precision_per_query
 from ..results import nested_metrics, read_published
 from ..train import encode
@@ -69,13 +69,12 @@ class PairedQueries:
 
 
 def paired_query_set(data, num_attacked: int) -> PairedQueries:
-    """The first ``num_attacked`` pairs of ``data.query`` (all of them if fewer): images, texts, labels."""
-    if isinstance(num_attacked, bool) or not isinstance(num_attacked, int) or num_attacked < 1:
-        raise ValueError(f"num_attacked must be a positive integer; got {num_attacked!r}")
+    """The first ``num_attacked`` pairs of ``data.query``: images, texts, labels. More than the split holds is a
+    ValueError naming both counts and the fix (``advhash.evaluation.attacked_indices``)."""
+    attacked = attacked_indices(data, num_attacked)
     if getattr(data.query, "texts", None) is None:
         raise ValueError(f"{getattr(data, 'name', 'the dataset')} has no text modality; CMLA needs image-text "
                          "pairs (fashion-mosaic, flickr25k-crossmodal)")
-    attacked = torch.arange(min(num_attacked, len(data.query)))
     images, labels = data.query.batch(attacked)[:2]
     return PairedQueries(images, data.query.texts[attacked].float(), labels)
 

@@ -12,6 +12,9 @@ Conventions every loader in ``advhash.data`` follows:
 
 :class:`InMemorySplit` holds a uint8 (n, C, H, W) tensor and has a fast ``batch(indices)``;
 :class:`ImageFileSplit` reads image files through a torchvision transform (photos resized to ``image_size``).
+Every image file is decoded by :func:`read_rgb` (:func:`to_rgb`): 8-bit RGB as an image viewer shows it on a white
+page, whatever the file's mode, or an error naming the file and where it was listed. An EXIF orientation is not
+applied (the stored pixels, as in the published code); a warning names the first file that carries one.
 """
 
 from __future__ import annotations
@@ -152,8 +155,112 @@ def default_transform(image_size: int) -> Callable:
     return transforms.Compose([transforms.Resize((image_size, image_size)), transforms.ToTensor()])
 
 
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")         # 16-bit greyscale (PNG, TIFF)
+READ_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "HSV") + SIXTEEN_BIT_MODES
+REFUSED_MODES = {"I": "32-bit integer greyscale: no fixed white level", "F": "floating-point greyscale: no fixed "
+                 "white level", "La": "premultiplied grey and alpha", "LAB": "CIELAB colour"}
+
+
+def to_rgb(image: Image.Image, *, where: str) -> Image.Image:
+    """``image`` as 8-bit RGB, the pixels an image viewer shows for it on a white page.
+
+    - greyscale (``1``, ``L``; PIL reads 2- and 4-bit PNGs as ``L``): the grey level in all three channels;
+    - 16-bit greyscale (``I;16``, as PIL opens a 16-bit PNG or TIFF): the high byte, ``value >> 8``, the reduction
+      PIL itself applies to 16-bit RGB, RGBA and grey-and-alpha PNGs (PIL's ``convert("RGB")`` of ``I;16``
+      clips every value above 255 to white instead); a transparent grey level is white;
+    - palette (``P``), CMYK (an Adobe JPEG's inverted CMYK is un-inverted by PIL on reading), YCbCr, HSV: PIL's
+      conversion;
+    - transparency (an alpha channel, ``LA``, ``PA``, ``RGBA``, or a transparent palette entry or colour): composited
+      on white, ``round((c * a + 255 * (255 - a)) / 255)`` per channel, as a viewer draws it on a white page
+      (dropping the alpha would show whatever colour the transparent pixels hide);
+    - any other mode (``REFUSED_MODES``: 32-bit integer ``I`` and float ``F`` images, whose white level is not
+      fixed, ``LAB``, ...): a ``ValueError`` naming ``where`` (the file and its list-file line) and the fix.
+
+    EXIF orientation is not applied, as in the published hashing code (PIL's ``open`` + ``convert``): the pixels are
+    the stored ones, not the turned view a viewer shows; loaders warn when a file carries such a tag
+    (:func:`warn_stored_orientation`).
+    """
+    if image.mode not in READ_MODES:
+        kind = REFUSED_MODES.get(image.mode, "a mode this loader does not read")
+        raise ValueError(f"{where} has PIL mode {image.mode!r} ({kind}); save it as an 8- or 16-bit PNG (greyscale, "
+                         f"RGB or palette, with or without transparency) or a JPEG, or remove its line")
+    if image.mode in SIXTEEN_BIT_MODES:
+        values = np.asarray(image).astype(np.uint16)                                    # (H, W)
+        grey = (values >> 8).astype(np.uint8)
+        if "transparency" in image.info:                                                # a transparent grey level
+            grey[values == image.info["transparency"]] = 255
+        return Image.fromarray(grey).convert("RGB")
+    if not image.has_transparency_data:
+        return image.convert("RGB")
+    rgba = np.asarray(image.convert("RGBA"), dtype=np.uint32)                         # (H, W, 4)
+    alpha = rgba[..., 3:]
+    on_white = (rgba[..., :3] * alpha + 255 * (255 - alpha) + 127) // 255            # rounded to the nearest
+    return Image.fromarray(on_white.astype(np.uint8))
+
+
+def _undecodable(where: str, error: BaseException) -> ValueError:
+    return ValueError(f"{where} cannot be decoded ({type(error).__name__}: {error}); replace the file or "
+                      f"remove its line")
+
+
+def open_rgb(file, *, where: str) -> tuple[Image.Image, int]:
+    """The image in ``file`` (a path, or a binary file object holding its bytes) as 8-bit RGB (:func:`to_rgb`),
+    with the file's EXIF orientation (:func:`orientation_of`, not applied); ``where`` names it in errors (e.g.
+    "<list file>, line 12: image <path>"). The one decoding of :class:`ImageFileSplit` and of the decoded image
+    cache, so both give the same bytes."""
+    try:
+        image = Image.open(file)
+    except (OSError, SyntaxError, ValueError) as error:
+        raise _undecodable(where, error) from None
+    with image:
+        try:
+            image.load()
+        except (OSError, SyntaxError, ValueError) as error:
+            raise _undecodable(where, error) from None
+        return to_rgb(image, where=where), orientation_of(image)
+
+
+def read_rgb(file, *, where: str) -> Image.Image:
+    """The image in ``file`` as 8-bit RGB: :func:`open_rgb` without the orientation."""
+    return open_rgb(file, where=where)[0]
+
+
+EXIF_ORIENTATION = 0x0112       # the EXIF tag: 1 upright, 2..8 mirrored and/or turned by a viewer for display
+
+
+def orientation_of(image: Image.Image) -> int:
+    """The EXIF orientation of an opened ``image`` (1, upright, when it has none or an unreadable one)."""
+    try:
+        return int(image.getexif().get(EXIF_ORIENTATION, 1))
+    except (OSError, SyntaxError, ValueError, TypeError):
+        return 1
+
+
+def file_orientation(file) -> int:
+    """The EXIF orientation of the image in ``file`` (a path or binary file object), from its header alone; 1 when
+    it has none or the file cannot be opened (a broken file is named when it is decoded)."""
+    try:
+        with Image.open(file) as image:
+            return orientation_of(image)
+    except (OSError, SyntaxError, ValueError):
+        return 1
+
+
+def warn_stored_orientation(where: str, orientation: int, count: int | None, *, stacklevel: int = 2) -> None:
+    """Warn that images carry an EXIF orientation other than 1: ``where`` names the first (its file and list-file
+    line), ``count`` how many there are (None: unknown, the split is read on demand). Their pixels are read as
+    stored, as the published hashing code reads them (fidelity), not turned as a viewer shows them."""
+    many = ("at least one image carries" if count is None else "1 image carries" if count == 1 else
+            f"{count} images carry")
+    warnings.warn(f"{many} an EXIF orientation other than 1 (upright), the first {where} (orientation "
+                  f"{orientation}): the pixels used are the stored ones, not the turned view an image viewer shows "
+                  f"(as the published hashing code reads them). To use the upright view, save the images turned "
+                  f"(PIL.ImageOps.exif_transpose) and load them again", UserWarning, stacklevel=stacklevel + 1)
+
+
 class ImageFileSplit(HashingSplit):
-    """A split of image files read on demand (RGB), through ``transform`` (default: resize + ToTensor).
+    """A split of image files read on demand (8-bit RGB, :func:`read_rgb`), through ``transform`` (default:
+    resize + ToTensor).
 
     ``origins``: where each image was listed (e.g. "<list file>, line 12"), named by the error when a file cannot
     be decoded. ``image_size`` is None with a custom transform. ``advhash.data.cache.cached_split`` decodes the
@@ -178,12 +285,13 @@ class ImageFileSplit(HashingSplit):
         return self._image_shape
 
     def load_image(self, i: int) -> torch.Tensor:
-        try:
-            with Image.open(self.paths[i]) as image:
-                return self.transform(image.convert("RGB"))
-        except (OSError, SyntaxError) as error:
-            raise ValueError(f"{self.origins[i]}: image {self.paths[i]} cannot be decoded ({type(error).__name__}: "
-                             f"{error}); replace the file or remove its line") from None
+        """Image ``i`` read and transformed; the first one met with an EXIF orientation is warned about, once."""
+        where = f"{self.origins[i]}: image {self.paths[i]}"
+        rgb, orientation = open_rgb(self.paths[i], where=where)
+        if orientation != 1 and not self.__dict__.get("_orientation_warned"):
+            self._orientation_warned = True
+            warn_stored_orientation(where, orientation, None, stacklevel=3)
+        return self.transform(rgb)
 
 
 @dataclass

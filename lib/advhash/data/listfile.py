@@ -7,11 +7,16 @@ Two forms, chosen per split by which file exists in ``<root>/<folder>/``:
 - DeepHash-pytorch: ``{train,test,database}.txt`` with ``<image path> <0/1> <0/1> ...`` a line.
 
 ``test`` is the query split; the splits are the files' own (standard sizes: ``STANDARD_SPLITS``). Relative image
-paths are resolved against ``image_root`` (default ``<root>/<folder>``). Images are read as RGB, resized to
-``image_size``, in [0, 1] (:class:`~advhash.data.dataset.ImageFileSplit`), by default decoded once into the image
-cache (``advhash.data.cache``). Class names: ``class_names``, else ``<root>/<folder>/classes.txt``, else "0", "1", ...
+paths are resolved against ``image_root`` (default ``<root>/<folder>``). Images are read as an image viewer shows
+them on a white page, whatever their mode (:func:`~advhash.data.dataset.to_rgb`; 32-bit and floating-point images
+are refused), resized to ``image_size``, in [0, 1] (:class:`~advhash.data.dataset.ImageFileSplit`), by default
+decoded once into the image cache (``advhash.data.cache``, keyed by the files' content; each file read once per
+load); an EXIF orientation is not applied, as in the published code (a warning names the first such file). Class
+names: ``class_names``, else ``<root>/<folder>/classes.txt`` (one name a line, in label order), else "0", "1", ...
 Items with an all-zero label line are kept. Every label line must be binary and as wide as the others and every
-image must exist; errors name the file and line to fix. Split sizes and counts: ``docs/methods.md``, Data sets.
+image must exist; errors name the file and line to fix. List files are UTF-8 text (a byte-order mark, as Windows
+editors write it, is accepted; another encoding is an error naming the line), any line ending; in the one-file
+form an image path cannot hold a space. Split sizes and counts: ``docs/methods.md``, Data sets.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .cache import cached_split
+from .cache import cached_splits
 from .dataset import HashingData, ImageFileSplit
 
 SPLIT_FILES = {"train": "train", "query": "test", "database": "database"}   # split -> file stem
@@ -31,7 +36,15 @@ LISTFILE_FOLDERS = {"flickr25k": "FLICKR-25K", "nus-wide": "NUS-WIDE", "ms-coco"
 
 
 def _lines(path: Path) -> list[str]:
-    lines = path.read_text().splitlines()
+    """The lines of a list file read as UTF-8 (a leading byte-order mark dropped), trailing empty lines dropped."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        number = data.count(b"\n", 0, error.start) + 1
+        raise ValueError(f"{path}, line {number}: not UTF-8 text (byte {data[error.start]:#04x}); save the file as "
+                         f"UTF-8") from None
+    lines = text.splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     if not lines:
@@ -42,12 +55,21 @@ def _lines(path: Path) -> list[str]:
     return lines
 
 
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_label_line(tokens: Sequence[str], *, path: Path, number: int) -> list[int]:
     """One 0/1 label vector from its tokens; errors name ``path`` and the 1-based line ``number``."""
     try:
         values = [float(token) for token in tokens]
     except ValueError:
-        raise ValueError(f"{path}, line {number}: labels must be numbers 0 or 1, got {' '.join(tokens)[:80]!r}")
+        raise ValueError(f"{path}, line {number}: labels must be numbers 0 or 1 separated by spaces, got "
+                         f"{' '.join(tokens)[:80]!r}") from None
     if any(value not in (0.0, 1.0) for value in values):
         bad = sorted({token for token, value in zip(tokens, values) if value not in (0.0, 1.0)})
         raise ValueError(f"{path}, line {number}: labels must be binary (0/1), found {bad[:5]}")
@@ -69,7 +91,8 @@ def _label_matrix(rows: list[list[int]], *, path: Path) -> np.ndarray:
 def read_list_split(folder: str | os.PathLike, stem: str) -> tuple[list[str], np.ndarray, Path]:
     """``(image paths as written, labels uint8 (n, L), list file)`` of one split, in either form."""
     folder = Path(folder)
-    image_file, label_file, single_file = folder / f"{stem}_img.txt", folder / f"{stem}_label.txt", folder / f"{stem}.txt"
+    image_file, label_file = folder / f"{stem}_img.txt", folder / f"{stem}_label.txt"
+    single_file = folder / f"{stem}.txt"
     if image_file.is_file():
         if not label_file.is_file():
             raise FileNotFoundError(f"missing split file {label_file} (the labels of {image_file})")
@@ -84,6 +107,10 @@ def read_list_split(folder: str | os.PathLike, stem: str) -> tuple[list[str], np
         paths, rows = [], []
         for number, line in enumerate(_lines(single_file), 1):
             path, *tokens = line.split()
+            if tokens and not _is_number(tokens[0]):
+                raise ValueError(f"{single_file}, line {number}: {tokens[0]!r} after the image path {path!r} is not "
+                                 f"a label; a path with spaces needs the two-file form ({stem}_img.txt with "
+                                 f"{stem}_label.txt)")
             paths.append(path)
             rows.append(parse_label_line(tokens, path=single_file, number=number))
         return paths, _label_matrix(rows, path=single_file), single_file
@@ -144,14 +171,18 @@ def load_listfile_dataset(root: str | os.PathLike = "data", *, folder: str, name
     num_classes = next(iter(widths.values()))
     if class_names is None and (base / "classes.txt").is_file():
         class_names = [line.strip() for line in _lines(base / "classes.txt")]
+        if len(class_names) != num_classes:
+            raise ValueError(f"{base / 'classes.txt'} names {len(class_names)} classes but the label lines have "
+                             f"{num_classes} labels; write one class name a line, in label order")
     class_names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
     splits = {split: ImageFileSplit(_resolve(paths, image_root, list_file, check_images), labels,
                                     image_size=image_size, transform=transform,
                                     origins=[f"{list_file}, line {number}" for number in range(1, len(paths) + 1)])
               for split, (paths, labels, list_file) in read.items()}
-    if cache:
-        splits = {split: cached_split(images, cache_dir=cache_dir, name=f"{name or folder}-{split}")
-                  for split, images in splits.items()}
+    if cache:                                  # each distinct file read once, however many splits list it
+        cached = cached_splits({f"{name or folder}-{split}": images for split, images in splits.items()},
+                               cache_dir=cache_dir)
+        splits = {split: cached[f"{name or folder}-{split}"] for split in splits}
     meta = dict(name=name or folder, source=f"list files in {base}", image_size=image_size,
                 list_files={split: list_file.name for split, (_, _, list_file) in read.items()})
     return HashingData(name=name or folder, **splits, class_names=class_names,
