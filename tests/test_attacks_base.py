@@ -208,6 +208,9 @@ def test_the_base_refuses_an_attack_that_leaves_the_eps_ball_or_the_unit_range()
         Broken(model, eps / 2, eps=eps)(torch.full((2, 1, 8, 8), 1.0))                     # above 1
     with pytest.raises(AssertionError, match="left the eps-ball or"):
         Broken(model, -eps / 2, eps=eps)(torch.zeros(2, 1, 8, 8))                          # below 0
+    empty = torch.zeros(0, 1, 8, 8)                  # an empty batch (e.g. a slice past the end): returned as is
+    assert Broken(model, eps, eps=eps)(empty).shape == empty.shape
+    assert HAG(model, steps=2)(empty).shape == empty.shape
 
 
 def test_the_base_defaults_are_the_documented_ones_and_zero_steps_return_the_start():

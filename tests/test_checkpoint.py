@@ -361,3 +361,157 @@ def test_a_run_killed_while_writing_leaves_the_last_checkpoint_and_the_next_run_
     assert load_checkpoint(path)["epoch"] == 3
     assert same_weights(resumed, run(None))
 
+
+
+# Behaviour the mutation tests (make mutants, issue 27) found unguarded: the lock's liveness probe, the first
+# difference a refusal names, and a missing image of a file-backed split.
+
+def test_probing_a_live_lock_holder_leaves_it_running_and_another_users_live_process_is_respected(tmp_path,
+                                                                                                  monkeypatch):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from advhash.checkpoint import checkpoint_lock
+
+    path, lock = tmp_path / "m.pt", tmp_path / "m.pt.lock"
+    other = subprocess.Popen([sys.executable, "-c", "import signal, time\n"      # any signal would end it (not nohup's)
+                              "for s in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM): signal.signal(s, signal.SIG_DFL)\n"
+                              "print('ready', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "ready"
+        lock.write_text(f"{other.pid}@{socket.gethostname()}")
+        with pytest.raises(RuntimeError, match="being written by another run"):
+            with checkpoint_lock(path):
+                pass
+        with pytest.raises(subprocess.TimeoutExpired):
+            other.wait(timeout=0.3)                                    # the probe sent no signal: still running
+    finally:
+        other.kill()
+        other.wait()
+
+    def not_yours(pid, signal):                                        # a live process of another user
+        raise PermissionError(1, "Operation not permitted")
+    monkeypatch.setattr(os, "kill", not_yours)
+    with pytest.raises(RuntimeError, match=rf"process {other.pid}@"):
+        with checkpoint_lock(path):
+            pass
+    assert lock.exists(), "not taken over as stale"
+
+
+def test_first_difference_names_the_nested_key_and_a_setting_one_side_lacks():
+    from advhash.checkpoint import first_difference
+
+    assert first_difference({"a": 1, "m": {"x": 1, "y": 2}}, {"a": 1, "m": {"x": 1, "y": 3}}) == ("m.y", 2, 3)
+    assert first_difference({"m": {"x": 1}}, {"m": 3}) == ("m", {"x": 1}, 3), "a dict against a number"
+    assert first_difference({"a": 1}, {"a": 1}) is None
+    key, stored, expected = first_difference({"a": 1, "z": 3}, {"a": 1})
+    assert (key, stored, repr(expected)) == ("z", 3, "(absent)"), "a setting only the file has"
+    key, stored, expected = first_difference({}, {"k": None})
+    assert (key, repr(stored), expected) == ("k", "(absent)", None), "absent is not None"
+    key, stored, expected = first_difference({"k": None}, {})
+    assert (key, stored, repr(expected)) == ("k", None, "(absent)")
+
+
+def test_a_refusal_names_a_setting_only_the_file_has(tmp_path):
+    from advhash.checkpoint import CheckpointMismatch, run_file
+
+    path = run_file(tmp_path, "m", epochs=1, settings={"lr": 0.1})
+    save_checkpoint({"epoch": 1, "settings": {"lr": 0.1, "margin": 2}}, path.with_name(path.name))
+    with pytest.raises(CheckpointMismatch, match=rf"checkpoint {path} .*margin is 2 in the file but \(absent\) here"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("listed", [True, False])
+def test_a_missing_image_of_a_file_backed_split_is_named_with_its_list_line(tmp_path, listed):
+    from types import SimpleNamespace
+
+    for i in range(3):
+        (tmp_path / f"{i}.bmp").write_bytes(bytes([i]) * 10)
+    paths = [tmp_path / f"{i}.bmp" for i in range(3)]
+    origins = [f"list.txt, line {i + 1}" for i in range(3)]
+    split = SimpleNamespace(paths=paths, labels=torch.eye(3), origins=origins if listed else None)
+    split_digest(split)
+    paths[1].unlink()
+    where = r" \(list.txt, line 2\)" if listed else ""
+    with pytest.raises(FileNotFoundError, match=rf"image {paths[1]}{where} is missing: .*Put it back, or fix the list"):
+        split_digest(split)
+
+
+def test_a_file_holding_no_dict_under_a_runs_name_is_refused_as_holding_no_settings(tmp_path):
+    from advhash.checkpoint import CheckpointMismatch, run_file
+
+    path = run_file(tmp_path, "m", epochs=1, settings={"lr": 0.1})
+    torch.save(torch.zeros(3), path)                                   # a bare tensor saved under the run's name
+    with pytest.raises(CheckpointMismatch, match=rf"checkpoint {path} holds no record of the settings"):
+        load_checkpoint(path)
+
+
+def test_a_refusal_counts_the_other_differing_settings_absent_ones_included(tmp_path):
+    from advhash.checkpoint import CheckpointMismatch, run_file
+
+    expected = {"a": 9, "b": 8, "c": 3, "e": None}
+    path = run_file(tmp_path, "m", epochs=1, settings=expected)
+    for stored, more in [({"a": 1, "b": 8, "c": 3, "e": None}, None),
+                         ({"a": 1, "b": 2, "c": 3, "e": None}, "1 other setting"),
+                         ({"a": 1, "b": 2, "c": 0, "e": None}, "2 other settings"),
+                         ({"a": 1, "b": 8, "c": 3, "x": None}, "2 other settings")]:   # e absent, x only in the file
+        save_checkpoint({"epoch": 1, "settings": stored}, path.with_name(path.name))
+        with pytest.raises(CheckpointMismatch, match=r"a is 1 in the file but 9 here") as caught:
+            load_checkpoint(path)
+        if more is None:
+            assert "(and " not in str(caught.value), "one difference: no others counted"
+        else:
+            assert f"(and {more})" in str(caught.value)
+
+
+def test_a_file_renamed_from_another_run_names_both_tags(tmp_path):
+    from pathlib import Path
+
+    from advhash.checkpoint import CheckpointMismatch, run_file
+
+    theirs = {"lr": 0.01}
+    path = run_file(tmp_path, "m", epochs=1, settings={"lr": 0.1})
+    save_checkpoint({"epoch": 1, "settings": theirs}, Path(path))
+    with pytest.raises(CheckpointMismatch, match=rf"hash to {settings_tag(theirs)}, its name to "
+                                                 rf"{settings_tag({'lr': 0.1})}\)"):
+        load_checkpoint(Path(path))                                    # by path alone: the name is the reference
+
+
+def test_a_checkpoint_that_would_run_code_when_loaded_is_refused_and_the_code_never_runs(tmp_path):
+    import os
+
+    marker = tmp_path / "ran"
+
+    class Payload:                                                     # what a planted checkpoint could hold
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+    torch.save({"epoch": 1, "model": Payload()}, tmp_path / "m.pt")
+    with pytest.raises(ValueError, match=rf"checkpoint {tmp_path / 'm.pt'} cannot be read \(UnpicklingError: Weights "
+                                         r"only load failed.*delete it"):
+        load_checkpoint(tmp_path / "m.pt")
+    assert not marker.exists(), "loaded with weights_only=True: nothing in the file was executed"
+
+
+def test_load_checkpoint_puts_the_tensors_where_map_location_says(tmp_path):
+    save_checkpoint({"w": torch.ones(2)}, tmp_path / "m.pt")           # e.g. trained on a GPU, loaded on a laptop
+    assert load_checkpoint(tmp_path / "m.pt", map_location="meta")["w"].device.type == "meta"
+    assert load_checkpoint(tmp_path / "m.pt")["w"].device.type == "cpu"
+
+
+def test_split_digest_is_remembered_while_the_tensors_live_and_recomputed_when_one_is_replaced(monkeypatch):
+    memory = _tiny_split()
+    first = split_digest(memory)
+    hashed = []
+    sha1 = checkpoint_module.hashlib.sha1
+    monkeypatch.setattr(checkpoint_module.hashlib, "sha1", lambda *a: hashed.append(1) or sha1(*a))
+    assert split_digest(memory) == first and hashed == [], "served from memory (a second at paper scale)"
+    memory.labels = torch.eye(3)[[0, 1, 2]]                            # replaced, not changed in place: version 0 again
+    assert split_digest(memory) != first and hashed == [1], "another tensor: hashed again"
+
+    class Slotted:                                                     # a split that cannot be weakly referenced
+        __slots__ = ("images", "labels", "texts")
+    slotted = Slotted()
+    slotted.images, slotted.labels, slotted.texts = _tiny_split().images, torch.eye(3)[[0, 2, 1]], _tiny_split().texts
+    assert split_digest(slotted) == split_digest(slotted) == first

@@ -289,3 +289,162 @@ def test_a_damaged_cache_file_in_a_read_only_folder_names_it_and_the_ways_out(tm
             cached_split(split, cache_dir=tmp_path / "c")
     finally:
         (tmp_path / "c").chmod(0o755)
+
+
+# Behaviour the mutation tests (make mutants, issue 27) found unguarded: where the cache goes, what its key is made
+# of, whose error a message names, and what a cached split keeps.
+
+def test_the_default_cache_folder_is_advhash_cache_else_the_xdg_cache_else_the_home_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("ADVHASH_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert cache.default_cache_dir() == tmp_path / "home" / ".cache" / "advhash" / "images"
+    monkeypatch.setenv("XDG_CACHE_HOME", "~/xdg")
+    assert cache.default_cache_dir() == tmp_path / "home" / "xdg" / "advhash" / "images"
+    monkeypatch.setenv("ADVHASH_CACHE", "~/mine")
+    assert cache.default_cache_dir() == tmp_path / "home" / "mine", "ADVHASH_CACHE is the folder itself"
+
+
+def test_an_image_gone_before_a_load_is_named_with_its_list_line_by_every_entry_point(tmp_path):
+    split = bitmap_split(tmp_path)
+    split.paths[2].unlink()
+    gone = r"list.txt, line 3: image .*2\.bmp cannot be read"
+    for load in (lambda: cached_split(split, cache_dir=tmp_path / "c"),
+                 lambda: decode_images(split.paths, 12, origins=split.origins, workers=1),
+                 lambda: cache.scan_files(split.paths, origins=split.origins, workers=1),
+                 lambda: cache.file_digests(split.paths, origins=split.origins, workers=1)):
+        with pytest.raises(FileNotFoundError, match=gone) as caught:
+            load()
+        assert caught.value.errno == errno.ENOENT
+
+
+def test_the_cache_key_is_the_documented_hash_of_the_files_bytes_their_order_the_size_and_the_decoder(tmp_path):
+    import hashlib
+    split = bitmap_split(tmp_path, count=3)
+    contents = [hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest() for path in split.paths]
+    assert cache.file_digests(split.paths) == contents, "each file by the BLAKE2b (128 bits) of its bytes"
+    fingerprint = cache.decoder_fingerprint(12)
+    for part in (f"PIL {PIL.__version__}", f"jpeg {PIL.features.version('jpg')}",
+                 f"libjpeg-turbo {PIL.features.version('libjpeg_turbo')}", f"torchvision {torchvision.__version__}",
+                 repr(transforms.Resize((12, 12), antialias=True))):
+        assert part in fingerprint, f"the decoder fingerprint names {part}"
+    expected = hashlib.sha1(f"advhash-decoded-v{cache.CACHE_VERSION} size=12\n{fingerprint}\n".encode())
+    for position, content in enumerate(contents):
+        expected.update(f"{position}\t{content}\n".encode())
+    assert cache_key(split.paths, 12) == expected.hexdigest()[:20]
+    cached_split(split, cache_dir=tmp_path / "c")
+    assert [p.name for p in (tmp_path / "c").iterdir()] == [f"split-3x12-{expected.hexdigest()[:20]}.npy"]
+
+
+def test_one_worker_hashes_and_decodes_in_this_process_without_a_pool(tmp_path, monkeypatch):
+    split = bitmap_split(tmp_path, count=5)
+
+    class NoPool:
+        def __init__(self, *args, **kwargs):
+            raise AssertionError("a process pool was started though workers=1")
+    monkeypatch.setattr(cache, "ProcessPoolExecutor", NoPool)
+    monkeypatch.setattr(cache, "CHUNK", 2)                            # three tasks: a pool would be used
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert len(cache.file_digests(split.paths, workers=1)) == 5
+    assert cache_key(split.paths, 12, workers=1) == cache_key(list(split.paths), 12, workers=1)
+    assert decode_images(split.paths, 12, workers=1).shape == (5, 3, 12, 12)
+    assert torch.equal(pixels(cached_split(split, cache_dir=tmp_path / "c", workers=1)), pixels(split))
+
+
+def test_the_rotation_warning_names_the_first_rotated_image_with_its_own_orientation(tmp_path):
+    (tmp_path / "images").mkdir()
+    paths = []
+    for i, orientation in enumerate([1, 6, 8]):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        paths.append(tmp_path / "images" / f"{i}.jpg")
+        Image.fromarray(np.full((15, 20, 3), 40 * i, dtype=np.uint8)).save(paths[-1], exif=exif)
+    split = ImageFileSplit(paths, np.eye(2)[[0, 1, 0]], image_size=12, origins=["l.txt, line 1", "l.txt, line 2",
+                                                                               "l.txt, line 3"])
+    with pytest.warns(UserWarning, match=r"2 images carry .*the first l.txt, line 2: image .*1\.jpg \(orientation 6\)"):
+        cached_split(split, cache_dir=tmp_path / "c")
+
+
+def test_a_damaged_cache_file_that_cannot_be_deleted_names_it_and_the_ways_out(tmp_path, monkeypatch):
+    split = bitmap_split(tmp_path)
+    cached_split(split, cache_dir=tmp_path / "c")
+    [built] = (tmp_path / "c").iterdir()
+    built.write_bytes(built.read_bytes()[:100])                       # a cut copy
+    unlink = Path.unlink
+
+    def read_only(path, missing_ok=False):                            # as in a read-only folder, even for root
+        if path == built:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return unlink(path, missing_ok=missing_ok)
+    monkeypatch.setattr(Path, "unlink", read_only)
+    with pytest.raises(PermissionError, match=rf"damaged cache file {built} .*delete it, or set ADVHASH_CACHE to a "
+                                              rf"writable folder, or .*cache=False") as caught:
+        cached_split(split, cache_dir=tmp_path / "c")
+    assert caught.value.errno == errno.EACCES
+
+
+def test_a_full_disk_keeps_errno_enospc_and_states_the_room_needed_and_free(tmp_path, monkeypatch):
+    split = bitmap_split(tmp_path, count=4)                           # needs 4 x 3 x 12 x 12 = 1728 bytes
+    disk_usage = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(free=1727))
+    with pytest.raises(OSError, match=r"needs 1\.7 KiB, 1\.7 KiB free there") as caught:
+        cached_split(split, cache_dir=tmp_path / "c")
+    assert caught.value.errno == errno.ENOSPC, "a full disk stays recognisable as one (errno ENOSPC)"
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(free=1728))
+    assert torch.equal(pixels(cached_split(split, cache_dir=tmp_path / "c")), pixels(split)), "exactly enough room"
+    monkeypatch.setattr(shutil, "disk_usage", disk_usage)
+    (tmp_path / "taken").write_text("a file, not a folder")
+    with pytest.raises(OSError, match=r"needs 1\.7 KiB\. Fix"):                # no free room to state there
+        cached_split(split, cache_dir=tmp_path / "taken" / "c")
+
+
+def test_a_cache_folder_is_created_with_its_parents_and_a_build_writes_only_a_hidden_file_in_it(tmp_path, monkeypatch):
+    split = bitmap_split(tmp_path, count=3)
+    folder = tmp_path / "not" / "yet" / "there"
+    seen = []
+    decode = cache._decode_chunk
+
+    def watched(task):
+        seen.append(sorted(p.name for p in folder.iterdir()))
+        return decode(task)
+    monkeypatch.setattr(cache, "_decode_chunk", watched)
+    cached_split(split, cache_dir=folder)
+    assert len(seen[0]) == 1 and seen[0][0].startswith("."), "decoded into a hidden temporary file in the folder"
+    assert [p.name for p in folder.iterdir()] == [f"split-3x12-{cache_key(split.paths, 12)}.npy"]
+
+
+def test_a_cache_that_cannot_be_moved_into_place_names_the_folder_and_leaves_nothing(tmp_path, monkeypatch):
+    split = bitmap_split(tmp_path, count=4)
+
+    def full(source, target):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(OSError, match=rf"cannot write the decoded image cache to {tmp_path / 'c'} .*needs 1\.7 KiB"
+                                      rf".*ADVHASH_CACHE.*cache=False") as caught:
+        cached_split(split, cache_dir=tmp_path / "c")
+    assert caught.value.errno == errno.ENOSPC
+    assert list((tmp_path / "c").iterdir()) == [], "the temporary file is removed"
+
+
+def test_a_cached_split_keeps_the_texts_and_source_indices_of_the_split(tmp_path):
+    split = bitmap_split(tmp_path)
+    texts = np.random.default_rng(0).integers(0, 2, (len(split), 7)).astype(np.float32)
+    split = ImageFileSplit(split.paths, split.labels, texts=texts, source_indices=np.arange(40, 46), image_size=12,
+                           origins=split.origins)
+    for _ in range(2):                                                 # built, then read again
+        cached = cached_split(split, cache_dir=tmp_path / "c")
+        assert cached.texts is not None and torch.equal(cached.texts, split.texts), "a cross-modal split keeps texts"
+        assert torch.equal(cached.source_indices, torch.arange(40, 46))
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads Linux's /proc/self/maps")
+def test_a_cached_split_is_memory_mapped_from_its_file_not_read_into_memory(tmp_path):
+    split = bitmap_split(tmp_path)
+    built = cached_split(split, cache_dir=tmp_path / "c")
+    [path] = (tmp_path / "c").iterdir()
+    assert str(path) in Path("/proc/self/maps").read_text(), "a fresh build is served from its memory-mapped file"
+    (tmp_path / "d").mkdir()
+    shutil.copy(path, tmp_path / "d" / path.name)
+    again = cached_split(split, cache_dir=tmp_path / "d")
+    assert str(tmp_path / "d" / path.name) in Path("/proc/self/maps").read_text(), "a reused cache too"
+    assert torch.equal(again.images, built.images)

@@ -6,10 +6,11 @@ Each notebook's source is a jupytext percent script, ``notebooks/01_deep_hashing
 
 ``python -m advhash.pipeline run 01_deep_hashing`` builds the notebook and executes it with papermill, injecting
 its section of ``params.yaml`` (``NOTEBOOK_SECTIONS``), checked first against the notebook's parameters cell
-(:func:`validate_params`; the whole params file first, :func:`load_params`), and writes the rendered notebook to
-``reports/``; the DVC stages call exactly this. One run of a stage at a time (:func:`advhash.publish.stage_lock`); its results are
-published only when it succeeds, file by file, replacing or removing only the files the stage wrote
-(:func:`advhash.publish.publish_files`).
+(:func:`validate_params`; the whole params file first, :func:`load_params`, read once per run), and writes the
+rendered notebook to ``reports/``; the DVC stages call exactly this. One run of a stage at a time
+(:func:`advhash.publish.stage_lock`); its results are published only when it succeeds, file by file, replacing only
+files the stage owns (:func:`advhash.publish.publish_files`). ``python -m advhash.pipeline publish <staging folder>``
+publishes a successful run whose publishing failed (:func:`publish_staged`).
 
 ``python -m advhash.pipeline profile paper`` copies ``profiles/paper.yaml`` over ``params.yaml`` (``default``: a
 2-core CPU; ``paper``: a GPU and the real datasets). Results files are written by ``advhash.results``.
@@ -19,17 +20,19 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .publish import StageRunning, publish_results, stage_lock, write_atomically
+from .publish import PublishFailed, StageRunning, publish_results, stage_lock, write_atomically
 
 KERNEL_NAME = "python3"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -62,6 +65,30 @@ PIPELINE_KEYS = ("threads", "check_invariants")
 # the fix for a params file that is missing, empty or unreadable
 RESTORE_PARAMS = ("`python -m advhash.pipeline profile default` restores the default profile (keeping the file it "
                   "replaces under build/params-backups/), or `git checkout params.yaml` the committed one")
+# what a successful run leaves in its staging folder for its publishing (publish_staged): stem, folders, report
+PUBLISH_PLAN = "publish.json"
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (at any level): PyYAML keeps the last
+    silently, so a second ``deep_hashing:`` section would make the first one's settings vanish without a word."""
+
+    def construct_mapping(self, node, deep=False):
+        lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":        # `<<: *defaults` overrides on purpose
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = lines.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:                                    # unhashable: the base class names it
+                continue
+            if first != key_node.start_mark.line + 1:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice in one mapping, on line {first} and on line "
+                                f"{key_node.start_mark.line + 1}; YAML would silently keep only the second: merge "
+                                f"the two or delete one", key_node.start_mark)
+        return super().construct_mapping(node, deep)
 
 
 def project_root(start: str | os.PathLike | None = None) -> Path:
@@ -78,7 +105,11 @@ def project_root(start: str | os.PathLike | None = None) -> Path:
 def read_params(section: str, params_path: str | os.PathLike = "params.yaml") -> dict[str, Any]:
     """The ``section`` of a params file, as a flat dict of papermill parameters; the whole file is checked first
     (:func:`load_params`)."""
-    params = load_params(params_path)
+    return params_section(load_params(params_path), section, params_path)
+
+
+def params_section(params: Mapping[str, Any], section: str, params_path: str | os.PathLike) -> dict[str, Any]:
+    """The ``section`` of the params (as :func:`load_params` returned them from ``params_path``)."""
     if section not in params:
         raise KeyError(f"{params_path} has no section {section!r}; sections: {sorted(params)}. Copy it from "
                        f"profiles/default.yaml (or restore the whole file: {RESTORE_PARAMS})")
@@ -86,8 +117,8 @@ def read_params(section: str, params_path: str | os.PathLike = "params.yaml") ->
 
 
 def load_params(params_path: str | os.PathLike = "params.yaml") -> dict[str, Any]:
-    """The whole params file, checked as a whole: valid YAML (else the file, line and column), not empty nor all
-    commented out, only known sections (``pipeline`` and the ``NOTEBOOK_SECTIONS``; else the closest name), each a
+    """The whole params file, checked as a whole: valid YAML (else the file, line and column), no key given twice
+    in one mapping (:class:`UniqueKeyLoader`), not empty nor all commented out, only known sections (``pipeline`` and the ``NOTEBOOK_SECTIONS``; else the closest name), each a
     mapping, and the ``pipeline`` section's keys and values (:data:`PIPELINE_KEYS`). A notebook section's own keys
     are checked against its notebook when it runs (:func:`validate_params`). Raises ValueError naming the file,
     every problem and the fix."""
@@ -98,7 +129,7 @@ def load_params(params_path: str | os.PathLike = "params.yaml") -> dict[str, Any
         raise FileNotFoundError(f"no params file {path}; {RESTORE_PARAMS}")
     text = path.read_text(encoding="utf-8")
     try:
-        params = yaml.safe_load(text)
+        params = yaml.load(text, Loader=UniqueKeyLoader)
     except yaml.YAMLError as error:
         mark, lines = getattr(error, "problem_mark", None), text.splitlines()
         where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
@@ -338,31 +369,38 @@ def _section_engine():
     return "advhash"
 
 
-def run_settings(params_path: str | os.PathLike) -> dict[str, Any]:
-    """The ``PIPELINE_PARAMETERS`` of every stage from the params file's ``pipeline`` section:
-    ``check_invariants`` (Default true; a boolean). The whole file is checked first (:func:`load_params`)."""
-    return dict(check_invariants=(load_params(params_path).get("pipeline") or {}).get("check_invariants", True))
+def run_settings(params: Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]:
+    """The ``PIPELINE_PARAMETERS`` of every stage from the params' ``pipeline`` section: ``check_invariants``
+    (Default true; a boolean). ``params``: as :func:`load_params` returned them, or the file to load."""
+    return dict(check_invariants=_pipeline_section(params).get("check_invariants", True))
 
 
-def run_threads(params_path: str | os.PathLike) -> int | None:
-    """The torch thread count of every stage: ``pipeline.threads`` in the params file (None: the machine's
-    default). Fixed, because float sums, hence trained weights and metrics, differ between thread counts."""
-    return (load_params(params_path).get("pipeline") or {}).get("threads")
+def run_threads(params: Mapping[str, Any] | str | os.PathLike) -> int | None:
+    """The torch thread count of every stage: ``pipeline.threads`` in the params (None: the machine's default).
+    Fixed, because float sums, hence trained weights and metrics, differ between thread counts. ``params``: as
+    :func:`load_params` returned them, or the file to load."""
+    return _pipeline_section(params).get("threads")
+
+
+def _pipeline_section(params: Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]:
+    params = params if isinstance(params, Mapping) else load_params(params)
+    return params.get("pipeline") or {}
 
 
 def run_notebook(stem: str, *, root: str | os.PathLike | None = None, params_path: str | None = None,
                  output: str | os.PathLike | None = None, skip_tags: tuple[str, ...] = ()) -> Path:
     """Execute the notebook built from ``notebooks/<stem>.py`` with its params.yaml section into ``output``
     (default ``reports/<stem>.ipynb``), without the cells tagged with one of ``skip_tags`` (only the CI smoke
-    run skips any: ``INVARIANTS_TAG``). The committed ``notebooks/<stem>.ipynb`` is not read.
+    run skips any: ``INVARIANTS_TAG``). The committed ``notebooks/<stem>.ipynb`` is not read; the params file is
+    read once, checked as a whole (:func:`load_params`), and that one reading serves the whole run.
 
-    One run of a stage at a time (:func:`advhash.publish.stage_lock`: a second is refused, naming the first). Results are
-    replaced only on success: the notebook writes its figures and metrics to a staging folder of its own run,
-    ``build/staging/<stem>-<random>/``, and only when it ran to its end (its findings and invariants included)
-    are they moved, file by file, into its ``figure_dir`` and ``metrics_dir`` (:func:`advhash.publish.publish_files`: a file the
-    stage did not write is never replaced nor deleted), and the report written to ``output``. The staging folder
-    is then removed; a failure leaves every result as it was and names the staging folder, kept with the failed
-    rendering.
+    One run of a stage at a time (:func:`advhash.publish.stage_lock`: a second is refused, naming the first).
+    Results are replaced only on success: the notebook writes its figures and metrics to a staging folder of its
+    own run, ``build/staging/<stem>-<random>/``, and only when it ran to its end (its findings and invariants
+    included) are they published, file by file, into its ``figure_dir`` and ``metrics_dir``
+    (:func:`publish_staged`, :func:`advhash.publish.publish_files`: a file the stage does not own is never replaced
+    nor deleted), and the report written to ``output``. The staging folder is then removed; a failure leaves every
+    result as it was and names the staging folder, kept with the failed rendering.
 
     The kernel runs on ``pipeline.threads`` torch threads (:func:`run_threads`); each checkpoint records its
     count."""
@@ -370,28 +408,31 @@ def run_notebook(stem: str, *, root: str | os.PathLike | None = None, params_pat
     if stem not in NOTEBOOK_SECTIONS:
         raise KeyError(f"unknown notebook {stem!r}; known: {sorted(NOTEBOOK_SECTIONS)}")
     section, params_path = NOTEBOOK_SECTIONS[stem], params_path or root / "params.yaml"
-    parameters = validate_params(section, read_params(section, params_path), notebook_parameters(stem, root))
+    params = load_params(params_path)
+    parameters = validate_params(section, params_section(params, section, params_path),
+                                 notebook_parameters(stem, root))
     output = Path(output) if output is not None else root / "reports" / f"{stem}.ipynb"
     with stage_lock(stem, root):                  # before papermill is imported: a second run is refused at once
-        return _run_locked(stem, root, params_path, parameters, output, skip_tags)
+        staging = _run_locked(stem, root, params_path, params, parameters, output, skip_tags)
+        return publish_staged(staging, root=root)
 
 
-def _run_locked(stem: str, root: Path, params_path: str | os.PathLike, parameters: dict[str, Any], output: Path,
-                skip_tags: tuple[str, ...]) -> Path:
-    """The body of :func:`run_notebook` (``parameters``: its section, validated), run while it holds the stage's
-    lock."""
-    import nbformat
+def _run_locked(stem: str, root: Path, params_path: str | os.PathLike, params: Mapping[str, Any],
+                parameters: dict[str, Any], output: Path, skip_tags: tuple[str, ...]) -> Path:
+    """The run of :func:`run_notebook` (``params``: the params file as loaded; ``parameters``: its section,
+    validated), while it holds the stage's lock, into a staging folder of its own. Returns that folder, holding the
+    rendering, the figures and metrics and, the run having succeeded, its :data:`PUBLISH_PLAN`."""
     import papermill
 
     from .utils import PROGRESS_LINE, PROGRESS_TTY
 
-    section, threads = NOTEBOOK_SECTIONS[stem], run_threads(params_path)
+    section, threads = NOTEBOOK_SECTIONS[stem], run_threads(params)
     notebook = build_notebook(stem, root)
     notebook.cells = [cell for cell in notebook.cells if not set(cell.metadata.get("tags", ())) & set(skip_tags)]
     (root / "build" / "staging").mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f"{stem}-", dir=root / "build" / "staging"))
     relative = staging.relative_to(root)                 # the notebook resolves it at the root
-    staged = dict(parameters, **run_settings(params_path), figure_dir=str(relative / "figures"),
+    staged = dict(parameters, **run_settings(params), figure_dir=str(relative / "figures"),
                   metrics_dir=str(relative / "metrics"))
     report = staging / f"{stem}.ipynb"
     with tempfile.TemporaryDirectory(prefix="advhash-") as folder:
@@ -410,9 +451,9 @@ def _run_locked(stem: str, root: Path, params_path: str | os.PathLike, parameter
                 bar = dict(position=top)
                 print(f"{stem}: {len(notebook.cells)} cells, parameters from {params_path} [{section}]",
                       file=sys.stderr, flush=True)
-            rendered = papermill.execute_notebook(str(built), str(report), parameters=staged,
-                                                  kernel_name=KERNEL_NAME, cwd=str(root), progress_bar=bar,
-                                                  log_output=False, engine_name=_section_engine())
+            papermill.execute_notebook(str(built), str(report), parameters=staged, kernel_name=KERNEL_NAME,
+                                       cwd=str(root), progress_bar=bar, log_output=False,
+                                       engine_name=_section_engine())
         except Exception as error:
             raise RuntimeError(f"notebook {stem} failed ({type(error).__name__}: {str(error).strip()[-400:]}); "
                                f"nothing tracked was replaced. The failed rendering is {report}, its figures "
@@ -423,18 +464,68 @@ def _run_locked(stem: str, root: Path, params_path: str | os.PathLike, parameter
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
-    for folder in ("figure_dir", "metrics_dir"):      # the report shows the folders the results went to
-        for cell in rendered.cells:
-            if "injected-parameters" in cell.metadata.get("tags", []):
-                cell.source = cell.source.replace(staged[folder], str(parameters[folder]))
-    publish_results(stem, staging, root, figure_dir=parameters["figure_dir"],
-                    metrics_dir=parameters["metrics_dir"])
+    plan = dict(stem=stem, output=str(output), source=str(root / "notebooks" / f"{stem}.py"),
+                folders={name: [staged[name], str(parameters[name])] for name in ("figure_dir", "metrics_dir")})
+    write_atomically(staging / PUBLISH_PLAN, json.dumps(plan, indent=1) + "\n")
+    return staging
+
+
+def publish_staged(staging: str | os.PathLike, *, root: str | os.PathLike | None = None) -> Path:
+    """Publish the results of a successful run kept in its staging folder (``build/staging/<stem>-<random>/``,
+    with the :data:`PUBLISH_PLAN` the run wrote there once its notebook had succeeded): its figures and metrics
+    into the run's ``figure_dir`` and ``metrics_dir`` (:func:`advhash.publish.publish_results`), then its report,
+    showing those folders and naming the notebook's source, to the run's output; then the staging folder is
+    removed. Any failure keeps the staging folder whole and names it, with what was published and the fix; this
+    is also what ``python -m advhash.pipeline publish <staging folder>`` runs afterwards (the caller holds the
+    stage's lock). Returns the report's path."""
+    import nbformat
+
+    staging = Path(staging).resolve()
+    root = project_root(root or staging)
+    try:
+        plan = json.loads((staging / PUBLISH_PLAN).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise FileNotFoundError(f"{staging} holds no readable {PUBLISH_PLAN} ({type(error).__name__}: {error}): it "
+                                f"is not the staging folder of a run that succeeded, so there is nothing to publish; "
+                                f"rerun the stage") from None
+    stem, output, folders = plan["stem"], Path(plan["output"]), plan["folders"]
+    again = f"`python -m advhash.pipeline publish {staging}` (or rerun the stage)"
+    try:
+        publish_results(stem, staging, root, figure_dir=folders["figure_dir"][1],
+                        metrics_dir=folders["metrics_dir"][1])
+    except PublishFailed as error:
+        raise PublishFailed(f"{error}: {again}") from error.__cause__
+    except FileExistsError as refused:
+        raise FileExistsError(f"{refused} (or, those files moved, `python -m advhash.pipeline publish {staging}` "
+                              f"publishes this run without running it again)") from None
+    rendered = nbformat.read(staging / f"{stem}.ipynb", as_version=4)
+    for cell in rendered.cells:                      # the report shows the folders the results went to
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            for staged, published in folders.values():
+                cell.source = cell.source.replace(staged, published)
     # papermill records the temporary file it ran; the report names the source instead
-    rendered.metadata.papermill["input_path"] = str(root / "notebooks" / f"{stem}.py")
+    rendered.metadata.papermill["input_path"] = plan["source"]
     rendered.metadata.papermill["output_path"] = str(output)
-    write_atomically(output, nbformat.writes(rendered))
+    try:
+        write_atomically(output, nbformat.writes(rendered))
+    except OSError as error:
+        raise PublishFailed(
+            f"stage {stem} ran and its figures and metrics are published into {folders['figure_dir'][1]} and "
+            f"{folders['metrics_dir'][1]}, but its report {output} could not be written ({type(error).__name__}: "
+            f"{error}). Everything is still kept in {staging}; fix the cause and publish them again: {again}") from error
     shutil.rmtree(staging, ignore_errors=True)
     return output
+
+
+def _publish_locked(staging: Path) -> Path:
+    """:func:`publish_staged` while holding the lock of the stage whose run the staging folder holds."""
+    root = project_root(staging)
+    try:
+        stem = json.loads((staging / PUBLISH_PLAN).read_text(encoding="utf-8"))["stem"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return publish_staged(staging, root=root)           # names what is wrong with the folder
+    with stage_lock(stem, root):
+        return publish_staged(staging, root=root)
 
 
 def use_profile(name: str, *, root: str | os.PathLike | None = None) -> Path:
@@ -466,6 +557,9 @@ def main(argv: list[str] | None = None) -> None:
                                           "into reports/")
     run.add_argument("notebook", choices=sorted(NOTEBOOK_SECTIONS))
     run.add_argument("--params", default=None, help="params file (default: params.yaml at the project root)")
+    publish = commands.add_parser("publish", help="publish the results of a successful run whose publishing "
+                                                  "failed, from the staging folder its error names")
+    publish.add_argument("staging", help="the staging folder, build/staging/<notebook>-<random>")
     profile = commands.add_parser("profile", help="copy profiles/<name>.yaml over params.yaml")
     profile.add_argument("name")
     args = parser.parse_args(argv)
@@ -480,7 +574,12 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "run":
         try:
             print(run_notebook(args.notebook, params_path=args.params))
-        except StageRunning as refused:
+        except (StageRunning, FileExistsError, PublishFailed) as refused:
+            sys.exit(str(refused))
+    elif args.command == "publish":
+        try:
+            print(_publish_locked(Path(args.staging)))
+        except (StageRunning, FileExistsError, FileNotFoundError, PublishFailed) as refused:
             sys.exit(str(refused))
     else:
         print(use_profile(args.name))

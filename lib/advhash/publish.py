@@ -1,17 +1,22 @@
 """What a pipeline run may touch: one run of a stage at a time, and results published file by file.
 
 :func:`stage_lock` holds ``build/locks/<stem>.lock`` while a stage runs: a second run of the same stage in the
-same project is refused at once (:class:`StageRunning`), naming the holder. :func:`publish_files` moves a successful
-run's figures and metrics from its staging folder into their folders, replacing or removing only the files the
-stage wrote (each folder keeps a record of them, ``.advhash-outputs-<stem>.json``), so that a ``figure_dir`` shared
-with a user's files or another stage's folders loses nothing. :func:`write_atomically` writes a text file so that a
-reader sees the old content or the new, never half. Used by :func:`advhash.pipeline.run_notebook`.
+same project is refused at once (:class:`StageRunning`), naming the holder. :func:`publish_files` copies a
+successful run's figures and metrics from its staging folder into their folders, replacing only files the stage
+owns and removing only files it wrote and no longer writes, so that a ``figure_dir`` shared with a user's files or
+another stage's folders loses nothing. A stage owns (a) everything inside the outputs ``dvc.yaml`` declares for it
+(:func:`stage_outputs`: DVC itself treats them as the stage's) and (b) the files its record in a folder lists,
+``.advhash-outputs-<stem>.json`` (:func:`outputs_record`), which a run writes wherever it publishes. Records are a
+convenience for folders of one's own choosing (a ``figure_dir`` outside the stage's declared outputs); the default
+layout needs none, so they are not kept in git. :func:`write_atomically` writes a text file so that a reader sees
+the old content or the new, never half. Used by :func:`advhash.pipeline.run_notebook`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
+import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -19,189 +24,313 @@ import socket
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["OUTPUTS_RECORD_PREFIX", "StageRunning", "stage_lock", "publish_results", "outputs_record",
-           "publish_files", "write_atomically"]
+import yaml
+
+__all__ = ["OUTPUTS_RECORD_PREFIX", "StageRunning", "PublishFailed", "stage_lock", "stage_outputs",
+           "publish_results", "outputs_record", "publish_files", "write_atomically"]
 
 OUTPUTS_RECORD_PREFIX = ".advhash-outputs-"   # <folder>/.advhash-outputs-<stem>.json: the files stage <stem> wrote
+STAGE_COMMAND = "python -m advhash.pipeline run "   # + <stem>: the cmd of a notebook's stage in dvc.yaml
 
 
 class StageRunning(RuntimeError):
     """A run of a stage refused because another run of the same stage holds its lock."""
 
 
+class PublishFailed(RuntimeError):
+    """Publishing a successful run's results stopped part way (a full disk, a permission); its staging folder is
+    kept whole, so that it can be published again."""
+
+
 @contextlib.contextmanager
 def stage_lock(stem: str, root: str | os.PathLike) -> Iterator[Path]:
-    """One run of a stage at a time in a project: ``build/locks/<stem>.lock`` holds the running process (pid,
-    host, start time, command) for as long as the block runs, since two runs of a stage would write the same
-    report, figures, metrics and checkpoints. A second run is refused at once (:class:`StageRunning`) with a
-    message naming the holder and the fix; a lock whose process is gone (same host, no such pid: a killed run)
-    is stale and taken over. Yields the lock's path. The style of :func:`advhash.checkpoint.checkpoint_lock`."""
+    """One run of a stage at a time in a project, since two runs of a stage would write the same report, figures,
+    metrics and checkpoints: an exclusive ``flock`` on ``build/locks/<stem>.lock``, held through an open file for as
+    long as the block runs. The kernel releases it when the process ends, however it ends (``kill -9`` included),
+    so a lock is never stale and no process guesses whether another is gone. The holder writes its pid, host,
+    start time and command into the file, for the refusal: a second run is refused at once (:class:`StageRunning`)
+    naming the holder and the fix. The file itself stays (deleting it would let a run that opened it before the
+    deletion and one that opens the new file both hold "the" lock). Yields the lock's path."""
     lock = Path(root) / "build" / "locks" / f"{stem}.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
-    me = dict(pid=os.getpid(), host=socket.gethostname(), started=time.strftime("%Y-%m-%d %H:%M:%S %z"),
-              command=" ".join([Path(sys.argv[0]).name, *sys.argv[1:]]))
-    for _ in range(2):
+    handle = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
         try:
-            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
             try:
-                holder = json.loads(lock.read_text(encoding="utf-8"))
+                holder = json.loads(os.pread(handle, 65536, 0).decode("utf-8"))
             except (OSError, ValueError):
-                holder = {}                              # being written this instant, or damaged
-            if not isinstance(holder, dict):
-                holder = {}
-            pid = holder.get("pid")
-            if holder.get("host") == me["host"] and isinstance(pid, int) and not _process_alive(pid):
-                lock.unlink(missing_ok=True)             # stale: the run that held it is gone
-                continue
+                holder = {}                                # being written this instant
+            holder = holder if isinstance(holder, dict) else {}
             raise StageRunning(
-                f"stage {stem} is already running: process {pid or '?'} on {holder.get('host', '?')}, started "
-                f"{holder.get('started', '?')} ({holder.get('command', '?')}); it holds the lock {lock}. Wait for "
-                f"it to finish (two runs of a stage would overwrite each other's results), or, if that process "
-                f"is gone, delete the lock") from None
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            json.dump(me, file)
-        break
-    else:
-        raise StageRunning(f"could not take the lock {lock} of stage {stem}; delete it if no run of {stem} is going")
-    try:
-        yield lock
+                f"stage {stem} is already running: process {holder.get('pid', '?')} on {holder.get('host', '?')}, "
+                f"started {holder.get('started', '?')} ({holder.get('command', '?')}); it holds the lock {lock}. "
+                f"Wait for it to finish (two runs of a stage would overwrite each other's results) or stop that "
+                f"process; the lock is freed the moment it ends, however it ends") from None
+        me = dict(pid=os.getpid(), host=socket.gethostname(), started=time.strftime("%Y-%m-%d %H:%M:%S %z"),
+                  command=" ".join([Path(sys.argv[0]).name, *sys.argv[1:]]))
+        os.ftruncate(handle, 0)
+        os.pwrite(handle, json.dumps(me).encode("utf-8"), 0)
+        try:
+            yield lock
+        finally:
+            os.ftruncate(handle, 0)                        # nobody holds it: nothing to name
     finally:
-        lock.unlink(missing_ok=True)
+        os.close(handle)                                   # releases the flock
 
 
-def _process_alive(pid: int) -> bool:
+def stage_outputs(root: str | os.PathLike) -> dict[str, list[Path]]:
+    """Every notebook stage's declared outputs in ``<root>/dvc.yaml``: {notebook stem: [output paths]}, the stem
+    taken from a stage whose ``cmd`` is ``python -m advhash.pipeline run <stem>``, the paths from its ``outs``,
+    ``metrics`` and ``plots``. An output that is a folder is the stage's with all it holds. No dvc.yaml (or no such
+    stage) declares nothing."""
+    path = Path(root) / "dvc.yaml"
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        stages = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("stages") or {}
+    except FileNotFoundError:
+        return {}
+    except (yaml.YAMLError, AttributeError) as error:
+        raise ValueError(f"{path} is not a readable DVC pipeline ({type(error).__name__}: {error}); it says which "
+                         f"outputs each stage owns: fix it, or `git checkout dvc.yaml`") from None
+    outputs: dict[str, list[Path]] = {}
+    for stage in stages.values() if isinstance(stages, dict) else ():
+        command = " ".join(str(stage.get("cmd", "")).split()) if isinstance(stage, dict) else ""
+        if not command.startswith(STAGE_COMMAND):
+            continue
+        entries = [entry for kind in ("outs", "metrics", "plots") for entry in stage.get(kind) or ()]
+        outputs.setdefault(command[len(STAGE_COMMAND):].strip(), []).extend(
+            Path(root) / (next(iter(entry)) if isinstance(entry, dict) else str(entry)) for entry in entries)
+    return outputs
 
 
 def publish_results(stem: str, staging: Path, root: Path, *, figure_dir: str | os.PathLike,
                     metrics_dir: str | os.PathLike) -> None:
-    """Move a successful run's figures (``staging/figures``) and metrics (``staging/metrics``) into the notebook's
-    ``figure_dir`` and ``metrics_dir`` (relative to ``root``, or absolute; they may be one folder) by
-    :func:`publish_files`."""
+    """Publish a successful run's figures (``staging/figures``) and metrics (``staging/metrics``) into the
+    notebook's ``figure_dir`` and ``metrics_dir`` (relative to ``root``, or absolute; they may be one folder) by
+    :func:`publish_files`, the stage owning its outputs declared in ``root/dvc.yaml``."""
     targets: dict[Path, list[Path]] = {}
     for source, target in ((staging / "figures", figure_dir), (staging / "metrics", metrics_dir)):
-        targets.setdefault((root / target).resolve(), []).append(source)
-    publish_files(stem, targets)
+        folder = (root / target).resolve()
+        same = next((known for known in targets if _same_file(known, folder)), folder)
+        targets.setdefault(same, []).append(source)
+    publish_files(stem, targets, declared=stage_outputs(root))
 
 
 def outputs_record(stem: str, folder: Path) -> Path:
-    """The record of the files stage ``stem`` published into ``folder``: ``<folder>/.advhash-outputs-<stem>.json``,
-    kept (and committed) with them, so that its next run knows which files there are its own."""
+    """The record of the files stage ``stem`` published into ``folder`` and their sha256:
+    ``<folder>/.advhash-outputs-<stem>.json``. Its next run there replaces and removes those files, and no other
+    file outside the stage's declared outputs. Needed only where the stage publishes outside what dvc.yaml declares
+    for it (a ``figure_dir`` of one's own); a lost record makes the stage refuse, naming the files, never delete."""
     return folder / f"{OUTPUTS_RECORD_PREFIX}{stem}.json"
 
 
-def _read_record(record: Path) -> list[str]:
-    """The files (relative paths) an outputs record lists; a damaged one, or one naming a path outside its folder,
-    is refused rather than trusted with deletions."""
+def _read_record(record: Path) -> dict[str, str | None]:
+    """{relative path: sha256 of the content the stage wrote} from an outputs record (a bare list, from the first
+    records, has no hashes: None); a damaged one, or one naming a path outside its folder, is refused rather than
+    trusted with deletions."""
+    fix = ("delete it: the stage then replaces the files inside its outputs declared in dvc.yaml, refuses to "
+           "replace any other, and removes none")
     try:
         files = json.loads(record.read_text(encoding="utf-8"))["files"]
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"the outputs record {record} is unreadable ({type(error).__name__}: {error}); delete it: "
-                         f"the stage then replaces only the files of the names it writes, and removes none") from None
-    if not isinstance(files, list) or not all(
+        raise ValueError(f"the outputs record {record} is unreadable ({type(error).__name__}: {error}); {fix}") from None
+    if isinstance(files, list):
+        files = dict.fromkeys(files)
+    if not isinstance(files, dict) or not all(
             isinstance(name, str) and name and not Path(name).is_absolute() and ".." not in Path(name).parts
-            for name in files):
-        raise ValueError(f"the outputs record {record} lists {files!r}, not relative paths inside its folder; "
-                         f"delete it: the stage then replaces only the files of the names it writes, and removes none")
+            and (digest is None or isinstance(digest, str)) for name, digest in files.items()):
+        raise ValueError(f"the outputs record {record} lists {files!r}, not relative paths inside its folder with "
+                         f"their sha256; {fix}")
     return files
 
 
-def publish_files(stem: str, targets: dict[Path, list[Path]]) -> None:
+def _identity(path: Path) -> tuple[int, int] | None:
+    """What names one file whatever the spelling of its path (a case-insensitive file system, a symlinked folder):
+    its (device, inode), the path's last part not followed; None if nothing is there."""
+    try:
+        status = os.lstat(path)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    try:
+        return os.path.samefile(first, second)
+    except OSError:                                        # one is not there yet: compare the spelled paths
+        return first == second
+
+
+def _declared_owner(path: Path, declared: dict[str, list[Path]]) -> tuple[str, Path] | None:
+    """The stage (and its output) whose declared outputs hold the existing file ``path``: the output is that file,
+    or a folder at or above it."""
+    here = _identity(path)
+    above = {(status.st_dev, status.st_ino) for folder in path.parents
+             for status in [_stat(folder)] if status is not None}
+    for stage, outputs in declared.items():
+        for output in outputs:
+            status = _stat(output)
+            if status is not None and ((status.st_dev, status.st_ino) in above or _identity(output) == here):
+                return stage, output
+    return None
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
+
+
+def publish_files(stem: str, targets: dict[Path, list[Path]], *,
+                  declared: dict[str, list[Path]] | None = None) -> None:
     """Put the files under each target's sources (staging folders of one successful run of stage ``stem``) into
-    that target folder, file by file, and remove the stage's own files it no longer writes. Never replaces nor
-    deletes a file the stage did not write:
+    that target folder, file by file, and remove the stage's own files it no longer writes. ``declared``: every
+    stage's outputs in dvc.yaml (:func:`stage_outputs`). Never replaces nor deletes a file the stage does not own:
 
-    - the stage's files in a folder are the ones its record there (:func:`outputs_record`) lists from its last run;
-      those this run does not write again are removed (and a folder they leave empty), the others replaced;
-    - every other file and folder there (a user's own, another stage's folder) is left alone. A file this run
-      writes whose path holds a file that another stage's record lists, a folder, or (the stage having a record)
-      a file that is not the stage's own makes it refuse before anything is moved in any folder, naming the files
-      and the fix;
-    - with no record yet (results written before records were kept), a file of a name this run writes is taken
-      as the stage's own and replaced.
+    - the stage owns every file inside its own ``declared`` outputs, and the files its record in a folder
+      (:func:`outputs_record`) lists from its last run there; files are compared as files (device and inode), so
+      that a second spelling of a path (a case-insensitive file system) is no other file;
+    - a file this run writes whose path holds a file the stage does not own (a user's, another stage's) or a folder,
+      or two staged files bound for one path (``figure_dir`` and ``metrics_dir`` one folder), make it refuse before
+      anything is copied anywhere, naming the files and the fix;
+    - a recorded file this run no longer writes is removed only when its content is still what the stage wrote
+      (the sha256 in the record); one changed since is kept, with a warning naming it, and leaves the record.
 
-    Each record is updated before the moves (to what the stage owns during them) and after them, so that an
-    interrupted publish never leaves a file of the stage unrecorded."""
-    plans, clashes = [], []
+    Files are copied (through a temporary beside the target, then ``os.replace``: a reader sees the old file or
+    the new), so that the sources stay whole until the caller removes them; a failure part way raises
+    :class:`PublishFailed` naming what was published and the sources, from which a second publish completes it.
+    Each record is updated before the copies (to what the stage owns during them) and after them."""
+    declared = declared or {}
+    mine = {stem: declared.get(stem, [])}
+    kept = ", ".join(str(source) for sources in targets.values() for source in sources if source.is_dir())
+    plans, clashes, doubles, bound = [], [], [], {}
     for target, sources in targets.items():
         files = {}                                                # relative path -> staged file
         for source in sources:
             for path in sorted(source.rglob("*")) if source.is_dir() else []:
                 if path.is_file():
-                    files.setdefault(path.relative_to(source).as_posix(), path)
+                    name = path.relative_to(source).as_posix()
+                    folder = _identity((target / name).parent) or (target / name).parent.resolve()
+                    first = bound.setdefault((folder, Path(name).name), path)
+                    if first != path:
+                        doubles.append(f"{target / name} (both {first} and {path} would go there)")
+                    files[name] = path
         record = outputs_record(stem, target)
         previous = _read_record(record) if record.is_file() else None
         if previous is None and not any(source.is_dir() for source in sources):
             continue                                              # the stage writes nothing here, never did
-        owned = set(previous or ())
-        others = {}                             # path -> the other stage whose record (here, above, below) lists it
+        recorded = {_identity(target / name) for name in previous or ()} - {None}
+        others = {}                          # file -> the other stage whose record (here, above, below) lists it
         folders = {*target.parents, *(folder for name in files for folder in (target / name).parents)}
         for folder in sorted(folder for folder in folders if folder.is_dir()):
             for other in folder.glob(f"{OUTPUTS_RECORD_PREFIX}*.json"):
                 owner = other.name[len(OUTPUTS_RECORD_PREFIX):-len(".json")]
                 if owner != stem:
-                    others.update({(folder / path).resolve(): owner for path in _read_record(other)})
+                    others.update({identity: owner for path in _read_record(other)
+                                   if (identity := _identity(folder / path)) is not None})
         for name in files:
             path = target / name
-            if path.resolve() in others:
-                clashes.append(f"{path} (stage {others[path.resolve()]}'s)")
-            elif path.is_dir() and not path.is_symlink():
+            identity = _identity(path)
+            if identity is None or (identity in recorded and not path.is_dir()) or (
+                    not path.is_dir() and _declared_owner(path, mine)):
+                continue                                          # a new file, or one the stage owns
+            if path.is_dir() and not path.is_symlink():
                 clashes.append(f"{path} (a folder)")
-            elif (path.exists() or path.is_symlink()) and previous is not None and name not in owned:
-                clashes.append(f"{path} (not written by stage {stem})")
-        plans.append((target, record, files, owned))
-    if clashes:
-        sources = ", ".join(str(source) for sources in targets.values() for source in sources if source.is_dir())
+            elif identity in others:
+                clashes.append(f"{path} (stage {others[identity]}'s)")
+            elif owner := _declared_owner(path, declared):
+                clashes.append(f"{path} (stage {owner[0]}'s: inside its output {owner[1]} in dvc.yaml)")
+            else:
+                clashes.append(f"{path} (not written by stage {stem}: neither inside its outputs in dvc.yaml "
+                               f"nor listed in its record {record})")
+        plans.append((target, record, files, previous or {}))
+    if doubles:
         raise FileExistsError(
-            f"stage {stem} ran, but publishing its results would replace files it did not write: "
-            f"{', '.join(clashes)}. Nothing was moved; its results are kept in {sources}. Move those files "
+            f"stage {stem} ran, but two of its results would go to one path, and one would be lost: "
+            f"{', '.join(doubles)}. Nothing was moved; its results are kept in {kept}. Give figure_dir and "
+            f"metrics_dir different folders in params.yaml, and rerun")
+    if clashes:
+        raise FileExistsError(
+            f"stage {stem} ran, but publishing its results would replace files it does not own: "
+            f"{', '.join(clashes)}. Nothing was moved; its results are kept in {kept}. A stage owns what dvc.yaml "
+            f"declares as its outputs, and elsewhere only the files it wrote there itself. Move those files "
             f"elsewhere, or give the stage a folder of its own (figure_dir / metrics_dir in params.yaml), and rerun")
-    for target, record, files, owned in plans:
-        target.mkdir(parents=True, exist_ok=True)
-        _write_record(record, stem, sorted(owned | set(files)))
-        for name, source in files.items():
-            _move_into(source, target / name)
-        for name in sorted(owned - set(files)):                 # the stage's files from its last run, not rewritten
-            path = target / name
-            if path.is_file() or path.is_symlink():
-                path.unlink()
-                for folder in path.parents:
-                    if folder == target or not folder.is_relative_to(target) or any(folder.iterdir()):
-                        break
-                    folder.rmdir()
-        _write_record(record, stem, sorted(files))
+    published: list[str] = []
+    try:
+        for target, record, files, previous in plans:
+            target.mkdir(parents=True, exist_ok=True)
+            written = {name: _sha256(source) for name, source in files.items()}
+            _write_record(record, stem, {**previous, **written})
+            published.append(f"{target} (0 of {len(files)} files)")
+            for count, (name, source) in enumerate(files.items(), 1):
+                _copy_into(source, target / name)
+                published[-1] = f"{target} ({count} of {len(files)} files)"
+            now = {_identity(target / name) for name in files}
+            for name in sorted(set(previous) - set(files)):        # the stage's files from its last run, not rewritten
+                if _identity(target / name) not in now:             # (not one just written, spelled otherwise)
+                    _remove_own(target, name, previous[name], stem)
+            _write_record(record, stem, written)
+    except OSError as error:
+        raise PublishFailed(
+            f"stage {stem} ran, but publishing its results stopped part way ({type(error).__name__}: {error}). "
+            f"Published: {', '.join(published) or 'nothing'}; every result is still kept, whole, in {kept}. Fix "
+            f"the cause (a full disk, a permission) and publish them again") from error
 
 
-def _write_record(record: Path, stem: str, files: list[str]) -> None:
-    text = json.dumps(dict(about=f"the files pipeline stage {stem} wrote here (advhash.publish.publish_files): "
-                                 f"it replaces or removes these only", stage=stem, files=files), indent=1)
+def _remove_own(target: Path, name: str, digest: str | None, stem: str) -> None:
+    """Remove the file ``name`` that stage ``stem`` wrote into ``target`` (and the folders it leaves empty), unless
+    its content is no longer what the stage wrote (sha256 ``digest``): then it is someone's own now, kept, with a
+    warning."""
+    path = target / name
+    if not (path.is_file() or path.is_symlink()):
+        return
+    if path.is_symlink() or digest is None or _sha256(path) != digest:
+        warnings.warn(f"{path} was written by stage {stem}, which no longer writes it, but its content has changed "
+                      f"since (or was never recorded): kept, as yours now; delete it if it is not",
+                      stacklevel=3)
+        return
+    path.unlink()
+    for folder in path.parents:
+        if folder == target or not folder.is_relative_to(target) or any(folder.iterdir()):
+            break
+        folder.rmdir()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_record(record: Path, stem: str, files: dict[str, str | None]) -> None:
+    text = json.dumps(dict(about=f"the files pipeline stage {stem} wrote here and their sha256 (advhash.publish."
+                                 f"publish_files): besides its outputs declared in dvc.yaml, it replaces only "
+                                 f"these, and removes one only while its content is unchanged",
+                           stage=stem, files=dict(sorted(files.items()))), indent=1)
     write_atomically(record, text + "\n")
 
 
-def _move_into(source: Path, target: Path) -> None:
-    """Move the file ``source`` to ``target``, replacing it atomically (a reader sees the old file or the new one,
-    never half of one), across file systems too."""
+def _copy_into(source: Path, target: Path) -> None:
+    """Copy the file ``source`` to ``target`` through a temporary file beside it and ``os.replace`` (a reader sees
+    the old file or the new one, never half of one; across file systems too). A failed copy leaves no
+    temporary."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(handle)
     try:
-        os.replace(source, target)
-    except OSError as error:
-        if error.errno != errno.EXDEV:
-            raise
-        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        os.close(handle)
         shutil.copy2(source, temporary)
         os.replace(temporary, target)
-        source.unlink()
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def write_atomically(path: Path, text: str) -> None:

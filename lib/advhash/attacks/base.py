@@ -166,9 +166,10 @@ class HashingAttack:
             for module, training in modes:
                 module.training = training
         self._finish_history()
-        distance = (adversarial - clean).abs().max() if adversarial.numel() else torch.tensor(0.0)
-        assert distance <= self.eps + _TOLERANCE and adversarial.min() >= 0 and adversarial.max() <= 1, \
-            f"{type(self).__name__} left the eps-ball or [0, 1] (L-inf distance {distance.item():.3g})"
+        if adversarial.numel():                               # no images: nothing to check (and no min/max)
+            distance = (adversarial - clean).abs().max()
+            assert distance <= self.eps + _TOLERANCE and adversarial.min() >= 0 and adversarial.max() <= 1, \
+                f"{type(self).__name__} left the eps-ball or [0, 1] (L-inf distance {distance.item():.3g})"
         return adversarial.to(images.device)
 
     def forward(self, images: torch.Tensor, guide: torch.Tensor | None) -> torch.Tensor:
