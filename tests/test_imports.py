@@ -14,7 +14,7 @@ LIB = Path(__file__).resolve().parents[1] / "lib"
 
 # Each floor: top-level modules or packages of advhash. A new module joins the lowest floor whose imports it needs.
 LAYERS = [
-    {"utils", "fingerprint", "uncertainty", "publish"},         # helpers: no advhash import but utils
+    {"utils", "fingerprint", "uncertainty", "atomic", "publish"},   # helpers: no advhash import but utils
     {"data", "metrics", "models"},                              # the ground: data, retrieval metrics, networks
     {"codes", "losses", "checkpoint", "resumable"},             # closed-form codes, hashing losses, run files
     {"train"},                                                  # the training loop

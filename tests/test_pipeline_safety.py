@@ -427,7 +427,7 @@ def test_a_copy_that_fails_leaves_no_temporary_file_behind(tmp_path, monkeypatch
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(publish.os, "replace", across_file_systems)
-    monkeypatch.setattr(publish.shutil, "copy2", disk_full)
+    monkeypatch.setattr(shutil, "copy2", disk_full)       # the module advhash.atomic copies with
     with pytest.raises(OSError if not hasattr(publish, "PublishFailed") else publish.PublishFailed,
                        match="No space left on device"):
         publish.publish_files(STEM, {figures: [staged]})

@@ -26,7 +26,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import socket
 import warnings
 import weakref
@@ -38,6 +37,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
+from .atomic import copy_atomically
 from .fingerprint import code_fingerprint
 from .models.backbones import weights_file
 
@@ -385,13 +385,6 @@ def resume_shorter_run(path: str | os.PathLike) -> Path | None:
             warnings.warn(f"not resuming from {candidate}: {error}", stacklevel=2)
             continue
         if finished:
-            handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            os.close(handle)
-            try:
-                shutil.copyfile(candidate, temporary)
-                os.replace(temporary, path)
-            except BaseException:
-                Path(temporary).unlink(missing_ok=True)
-                raise
+            copy_atomically(candidate, path, suffix=".tmp")    # .tmp: what checkpoint_lock cleans up
             return candidate
     return None

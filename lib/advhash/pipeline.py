@@ -32,7 +32,8 @@ from typing import Any
 
 import yaml
 
-from .publish import PublishFailed, StageRunning, publish_results, stage_lock, write_atomically
+from .atomic import write_atomically
+from .publish import PublishFailed, StageRunning, publish_results, stage_lock
 
 KERNEL_NAME = "python3"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")

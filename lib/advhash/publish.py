@@ -8,8 +8,8 @@ another stage's folders loses nothing. A stage owns (a) everything inside the ou
 (:func:`stage_outputs`: DVC itself treats them as the stage's) and (b) the files its record in a folder lists,
 ``.advhash-outputs-<stem>.json`` (:func:`outputs_record`), which a run writes wherever it publishes. Records are a
 convenience for folders of one's own choosing (a ``figure_dir`` outside the stage's declared outputs); the default
-layout needs none, so they are not kept in git. :func:`write_atomically` writes a text file so that a reader sees
-the old content or the new, never half. Used by :func:`advhash.pipeline.run_notebook`.
+layout needs none, so they are not kept in git. Files are
+written and copied atomically (:mod:`advhash.atomic`). Used by :func:`advhash.pipeline.run_notebook`.
 """
 
 from __future__ import annotations
@@ -19,10 +19,8 @@ import fcntl
 import hashlib
 import json
 import os
-import shutil
 import socket
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -30,8 +28,10 @@ from typing import Iterator
 
 import yaml
 
+from .atomic import copy_atomically, write_atomically
+
 __all__ = ["OUTPUTS_RECORD_PREFIX", "StageRunning", "PublishFailed", "stage_lock", "stage_outputs",
-           "publish_results", "outputs_record", "publish_files", "write_atomically"]
+           "publish_results", "outputs_record", "publish_files"]
 
 OUTPUTS_RECORD_PREFIX = ".advhash-outputs-"   # <folder>/.advhash-outputs-<stem>.json: the files stage <stem> wrote
 STAGE_COMMAND = "python -m advhash.pipeline run "   # + <stem>: the cmd of a notebook's stage in dvc.yaml
@@ -269,7 +269,7 @@ def publish_files(stem: str, targets: dict[Path, list[Path]], *,
             _write_record(record, stem, {**previous, **written})
             published.append(f"{target} (0 of {len(files)} files)")
             for count, (name, source) in enumerate(files.items(), 1):
-                _copy_into(source, target / name)
+                copy_atomically(source, target / name)
                 published[-1] = f"{target} ({count} of {len(files)} files)"
             now = {_identity(target / name) for name in files}
             for name in sorted(set(previous) - set(files)):        # the stage's files from its last run, not rewritten
@@ -316,33 +316,3 @@ def _write_record(record: Path, stem: str, files: dict[str, str | None]) -> None
                                  f"these, and removes one only while its content is unchanged",
                            stage=stem, files=dict(sorted(files.items()))), indent=1)
     write_atomically(record, text + "\n")
-
-
-def _copy_into(source: Path, target: Path) -> None:
-    """Copy the file ``source`` to ``target`` through a temporary file beside it and ``os.replace`` (a reader sees
-    the old file or the new one, never half of one; across file systems too). A failed copy leaves no
-    temporary."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(handle)
-    try:
-        shutil.copy2(source, temporary)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in its folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.chmod(temporary, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
