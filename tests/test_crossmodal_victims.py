@@ -53,3 +53,21 @@ def test_another_training_seed_fits_other_models_under_other_checkpoints(tmp_pat
         assert not same_weights(first[key], second[key]), key
     again, _ = fit_crossmodal_victims(data, [8], seed=1, **settings)
     assert len(list(tmp_path.iterdir())) == 8 and all(same_weights(again[key], second[key]) for key in second)
+
+
+def test_all_models_bits_limits_ssah_and_the_plus_models_to_those_code_lengths(tmp_path):
+    """The default profile trains SSAH, DCMH+ and SSAH+ at the featured code length only: DCMH alone at the others,
+    the same fits as a full run at the lengths kept, and a length outside bits_list is refused, naming it."""
+    data = stripes_data(stripes_pairs(24, seed=2))
+    settings = dict(dcmh=dict(epochs=1, batch_size=12, lr=0.001, optimizer="adam"),
+                    ssah=dict(epochs=1, batch_size=12, hidden=16, label_passes=1, adversarial_gradient=False),
+                    adversarial=dict(num_adversarial=4, epochs=1, steps=2, attack_batch_size=8),
+                    text_hidden=16, checkpoint_dir=tmp_path)
+    models, histories = fit_crossmodal_victims(data, [4, 8], all_models_bits=[8], **settings)
+    assert list(models) == [("DCMH", 4), ("DCMH", 8), ("DCMH+", 8), ("SSAH", 8), ("SSAH+", 8)]
+    assert set(histories[histories.bits == 4].model) == {"DCMH"}
+    assert len(list(tmp_path.iterdir())) == 5
+    full, _ = fit_crossmodal_victims(data, [8], **settings)       # the kept lengths: the same checkpoints, loaded
+    assert len(list(tmp_path.iterdir())) == 5 and all(same_weights(full[key], models[key]) for key in full)
+    with pytest.raises(ValueError, match=r"all_models_bits \[16\].*bits_list \[4, 8\]"):
+        fit_crossmodal_victims(data, [4, 8], all_models_bits=[16], **settings)

@@ -34,3 +34,16 @@ def test_defense_verdict_averages_the_gains_and_reports_numbers_not_a_verdict():
     reverse = defense_verdict(results, "atrdh", "saat", higher_is_better=attacks, model_column="defense")
     assert not reverse.holds and "mean gain -5.00 points" in str(reverse) and "HAG -15.00, SDHA +5.00" in str(reverse)
     assert "reproduced" not in str(verdict).lower() + str(reverse).lower(), "a point estimate is not a verdict"
+
+
+def test_defense_gain_compares_the_code_lengths_both_models_have():
+    """A profile may fine-tune the defenses at the featured code length only, the undefended model at every one: the
+    gain is measured where both are; no length in common is an error naming both models' lengths."""
+    results = pd.DataFrame([
+        dict(model="clean", bits=16, HAG=0.1), dict(model="clean", bits=32, HAG=0.5),
+        dict(model="robust", bits=32, HAG=0.7)])
+    gains = defense_gain(results, "robust", "clean", higher_is_better={"HAG": True})
+    assert list(gains.bits) == [32] and gains.points.iloc[0] == pytest.approx(20)
+    only16 = results[results.bits == 16]
+    with pytest.raises(ValueError, match=r"'robust' \(bits \[\]\) and 'clean' \(bits \[16\]\) share no code length"):
+        defense_gain(only16, "robust", "clean", higher_is_better={"HAG": True})

@@ -112,8 +112,8 @@ SIZE_KEYS = {"num_query", "num_train", "num_database", "num_attacked", "transfer
              "ssah_epochs", "ssah_label_passes", "attack_steps", "num_adversarial", "adv_attack_steps", "adv_epochs",
              "adv_lr_milestones", "train_steps", "baseline_steps", "sdha_steps", "robust_restarts",
              "black_box_queries", "iteration_sweep", "curve_queries", "curve_steps"}
-SUBSET_KEYS = {"methods", "datasets", "bits_list", "training_seeds", "transfer_victims", "eps_sweep_255",
-               "tradeoff_train_eps_255"}
+SUBSET_KEYS = {"methods", "datasets", "bits_list", "all_models_bits", "defense_bits", "training_seeds",
+               "transfer_victims", "eps_sweep_255", "tradeoff_train_eps_255"}
 PLACE_KEYS = {"device", "data_root", "weights", "victims_from", "checkpoint_dir", "figure_dir", "metrics_dir"}
 RUN_KEYS = {"threads", "check_invariants"}      # the pipeline section: the machine's threads, an exploratory run
 
@@ -205,7 +205,8 @@ def paper_smoke_project(tmp_path: Path) -> Path:
                     figure_dir=str(tmp_path / "figures" / stem), metrics_dir=str(tmp_path / "metrics"))
 
     victims_from = str(tmp_path / "checkpoints" / "01_deep_hashing" / "victims.json")
-    defended = dict(victims_from=victims_from, num_attacked=4, bits_list=[16], training_seeds=[0], adv_epochs=1,
+    defended = dict(victims_from=victims_from, num_attacked=4, bits_list=[16], defense_bits=[16], training_seeds=[0],
+                    adv_epochs=1,
                     adv_lr_milestones=[], train_steps=2, attack_steps=2, robust_restarts=1, black_box_queries=8,
                     eps_sweep_255=[8], attack_batch_size=8)
     params = smoke_profile({
@@ -218,7 +219,8 @@ def paper_smoke_project(tmp_path: Path) -> Path:
                     eps_sweep_255=[8], pgd_steps=2, attack_batch_size=4, transfer_bits=16, num_examples=2,
                     **places("02_hag")),
         "cmla": dict(data_root=str(tmp_path / "data"), weights=str(tmp_path / "alexnet-own.pth"), num_query=8,
-                     num_attacked=8, num_train=16, num_database=24, bits_list=[16], training_seeds=[0], epochs=1,
+                     num_attacked=8, num_train=16, num_database=24, bits_list=[16], all_models_bits=[16], training_seeds=[0],
+                     epochs=1,
                      batch_size=8, ssah_epochs=1, ssah_label_passes=1, attack_steps=2, iteration_marks=[1, 2],
                      attack_batch_size=8, num_adversarial=4, adv_attack_steps=2, adv_epochs=1, pn_max=16,
                      num_examples=2, **places("03_cmla")),

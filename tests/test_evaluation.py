@@ -249,6 +249,11 @@ def test_attack_sweep_runs_each_point_on_its_own_and_scales_a_sign_step_with_the
                             topk=20, batch_size=5)
     assert list(by_steps.steps) == [1, 3] and (by_steps.eps_255 == 64).all()
     assert by_steps["map"].iloc[1] == by_eps["map"].iloc[2], "the same point gives the same score"
+    marked = by_eps.assign(map=by_eps["map"] + 1)          # an earlier sweep's points are copied, not run again
+    reused = attack_sweep(victim, queries, {"HAG": settings["HAG"]}, eps_255=64, steps=[1, 3], step_fraction=1 / 4,
+                          topk=20, batch_size=5, earlier=marked)
+    assert reused["map"].iloc[1] == by_eps["map"].iloc[2] + 1, "the point (64, 3) of the earlier sweep"
+    assert reused["map"].iloc[0] == by_steps["map"].iloc[0], "a point it lacks is run"
     with pytest.raises(ValueError, match="exactly one of eps_255 and steps"):
         attack_sweep(victim, queries, settings, eps_255=[4], steps=[3], topk=20)
 

@@ -294,7 +294,7 @@ def snapshot_scores(runs: Mapping[tuple, AttackResult], victims: Mapping[Any, Vi
 
 def attack_sweep(victim: Victim, queries: QuerySet, settings: Mapping[str, Mapping[str, Any]], *,
                  eps_255: float | Iterable[float], steps: int | Iterable[int], step_fraction: float = 1 / 8,
-                 topk: int | None, batch_size: int = 128) -> pd.DataFrame:
+                 topk: int | None, batch_size: int = 128, earlier: pd.DataFrame | None = None) -> pd.DataFrame:
     """Attack strength as the budget or the iterations grow: every attack of ``settings`` (display label ->
     ``dict(attack=<ATTACKS name>, **kwargs)``, as in :func:`build_attacks`, without eps, alpha and steps) run at
     each point of the swept setting, the other one fixed: ``eps_255`` (L-inf budget in pixel levels, eps =
@@ -302,20 +302,25 @@ def attack_sweep(victim: Victim, queries: QuerySet, settings: Mapping[str, Mappi
     SAAT's tanh-scale schedules depend on the total), scored by the mAP@k of the adversarial queries
     (:func:`evaluate_attack`); a point at 0 is the clean queries (no attack is run). An attack with a sign step
     (a class taking ``alpha``) steps ``alpha = step_fraction * eps``.
-    Columns: attack, eps_255, steps, map, and the reference points clean and random (:func:`reference_maps`)."""
+    Columns: attack, eps_255, steps, map, and the reference points clean and random (:func:`reference_maps`).
+    ``earlier``: the rows of an earlier sweep of the same victim, queries, settings and ``step_fraction`` (the caller
+    vouches for it); a point it holds (same attack label, eps_255 and steps) is copied, not run again: a sweep of the
+    iterations at the budget of a sweep of the budgets shares one point with it, with the same result."""
     swept = [name for name, value in (("eps_255", eps_255), ("steps", steps)) if not isinstance(value, (int, float))]
     if len(swept) != 1:
         raise ValueError(f"attack_sweep sweeps exactly one of eps_255 and steps (a list), the other is a number; "
                          f"got eps_255={eps_255!r}, steps={steps!r}")
     references = reference_maps(victim, queries, topk=topk)
+    done = {} if earlier is None else {(row.attack, float(row.eps_255), int(row.steps)): row.map
+                                       for row in earlier.itertuples()}
     rows = []
     for label, attack in settings.items():
         kwargs = dict(attack)
         name = kwargs.pop("attack", label)
         for point in (eps_255 if swept == ["eps_255"] else steps):
             budget, iterations = (point, steps) if swept == ["eps_255"] else (eps_255, point)
-            score = references["clean"]
-            if point != 0:
+            score = references["clean"] if point == 0 else done.get((label, float(budget), int(iterations)))
+            if score is None:
                 eps = budget / 255
                 sign_step = dict(alpha=step_fraction * eps) if "alpha" in inspect.signature(ATTACKS[name]).parameters \
                     else {}

@@ -63,6 +63,17 @@ def check_choice(name: str, value: Any, choices, *, hint: str = "") -> Any:
     return value
 
 
+def check_code_lengths(name: str, subset, bits_list, *, featured: int) -> list[int]:
+    """``subset`` (the code lengths a profile trains some models at, e.g. ``saat.defense_bits``) as a list when it
+    is a part of ``bits_list`` holding the ``featured`` code length, where the figures and the findings are; else a
+    ValueError naming the setting, both lists and the fix."""
+    subset, bits_list = list(subset), list(bits_list)
+    if not set(subset) <= set(bits_list) or featured not in subset:
+        raise ValueError(f"{name} {subset} must be code lengths of bits_list {bits_list} and hold the featured "
+                         f"{featured} bits (the figures and the findings are there); e.g. {name}: [{featured}]")
+    return subset
+
+
 def check_images(images: Any, *, what: str = "images") -> None:
     """Images must be a floating tensor (N, C, H, W) of finite values in [0, 1]: the error names what is wrong
     (NaN / inf, 0-255 pixels) instead of letting it surface later as a failed assertion or a NaN result."""

@@ -23,10 +23,17 @@ def defense_gain(results: pd.DataFrame, better: str, worse: str, *, higher_is_be
                  model_column: str = "model") -> pd.DataFrame:
     """Per attack and code length, how much model ``better`` beats model ``worse``: in points (x100) and
     relative to ``worse``'s number (%). ``results`` has one row per (model, bits) and one column per
-    attack in ``higher_is_better`` (True: mAP, more is more robust; False: t-MAP, less is more robust)."""
+    attack in ``higher_is_better`` (True: mAP, more is more robust; False: t-MAP, less is more robust). The code
+    lengths are those both models have (a profile may train the defenses at some code lengths only); none in
+    common is a ValueError naming both models' code lengths."""
     by = results.set_index([model_column, "bits"])
+    lengths = {name: set(results.bits[results[model_column] == name]) for name in (better, worse)}
+    common = sorted(lengths[better] & lengths[worse])
+    if not common:
+        raise ValueError(f"{better!r} (bits {sorted(lengths[better])}) and {worse!r} (bits {sorted(lengths[worse])}) "
+                         "share no code length in the results table: nothing to compare")
     rows = []
-    for bits in sorted(results.bits.unique()):
+    for bits in common:
         for attack, higher in higher_is_better.items():
             a, b = by.loc[(better, bits), attack], by.loc[(worse, bits), attack]
             gain = (a - b) if higher else (b - a)
