@@ -50,11 +50,11 @@ data: setup fashion-mnist
 	$(BIN)/python -m advhash.data materialize $(DEFAULT_DATASETS) --root $(DATA_ROOT)
 
 # `make repro` runs the stages in two lanes side by side (small models keep about one core each busy): lane 0 runs
-# cmla, which needs no other stage and is the longest; lane 1 runs deep_hashing, then hag, saat and cgat, which need
-# it (the default profile is sized so that both lanes take about as long). Then a plain `dvc repro` finds nothing left
-# (or runs whatever a lane could not). Every stage's torch thread count is fixed by pipeline.threads, so its numbers
-# are the ones a sequential run gives. LANES=1: plain `dvc repro`, one stage at a time (e.g. on a GPU, where two
-# stages would share it).
+# cmla, which needs no other stage, then hag; lane 1 runs deep_hashing, then saat and cgat, which need it. hag
+# needs deep_hashing too, so it starts once both cmla and deep_hashing are done. Then a plain `dvc repro` finds
+# nothing left (or runs whatever a lane could not). Every stage's torch thread count is fixed by
+# pipeline.threads, so its numbers are the ones a sequential run gives. LANES=1: plain `dvc repro`, one stage at
+# a time (e.g. on a GPU, where two stages would share it).
 LANES ?= 2
 DVC := PATH=$(BIN_PATH):$$PATH $(BIN)/dvc --wait-for-lock
 
@@ -63,15 +63,16 @@ ifeq ($(LANES),1)
 	$(DVC) repro
 else
 	( export ADVHASH_LANE=0; $(DVC) repro --single-item cmla ) & cmla=$$!; \
-	  export ADVHASH_LANE=1; $(DVC) repro --single-item deep_hashing && $(DVC) repro --single-item hag && \
-	  $(DVC) repro --single-item saat && $(DVC) repro --single-item cgat; lane=$$?; \
-	  wait $$cmla && [ $$lane = 0 ]
+	  export ADVHASH_LANE=1; $(DVC) repro --single-item deep_hashing || { wait $$cmla; exit 1; }; \
+	  ( $(DVC) repro --single-item saat && $(DVC) repro --single-item cgat ) & defenses=$$!; \
+	  wait $$cmla && ADVHASH_LANE=0 $(DVC) repro --single-item hag; hag=$$?; \
+	  wait $$defenses && [ $$hag = 0 ]
 	$(DVC) repro
 endif
 
 # `make repro` under py-spy (10 samples a second, without pausing the processes): build/profile.raw, then the ten most
 # expensive calls of each stage that ran (tools/profile_stages.py). Stages already up to date do not run: on a fresh
-# clone, or after `dvc repro -f`-worthy changes, every stage is profiled.
+# clone every stage is profiled.
 profile: data
 	@mkdir -p build
 	$(BIN)/py-spy record --subprocesses --nonblocking -r 10 -f raw -o build/profile.raw -- $(MAKE) repro

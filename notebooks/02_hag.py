@@ -94,8 +94,9 @@ if len([mark for mark in iteration_marks if 0 < mark <= steps]) < 2:
                      f"0 with its last; e.g. [0, {max(1, steps // 10)}, {steps}]")
 
 # %% [markdown]
-# The attacked queries of every dataset, notebook 01's victims (those of the other datasets trained here with its
-# settings) and the transfer victims:
+# The attacked queries of every dataset (the first `num_attacked` of each query split; the default profile attacks
+# 200 of the 500, its CPU budget with room for the transfer findings, and the paper profile 500), notebook 01's
+# victims (those of the other datasets trained here with its settings) and the transfer victims:
 
 # %%
 run = start_notebook(figure_dir=figure_dir, metrics_dir=metrics_dir)
