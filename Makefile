@@ -8,7 +8,6 @@
 #                   terminal (120 columns), then the data, budget, profile, commit and date they come from
 #   make notebooks   rebuild notebooks/NN_name.ipynb from their notebooks/NN_name.py sources (after an edit;
 #                    `make test` does not rebuild them, a test fails while one is stale)
-#   make profile   `make repro` under py-spy, then the ten most expensive calls of each stage that ran
 #   make mutants   mutation testing (mutmut) of the modules whose bugs a user would not see, against their fast
 #                  tests; not in CI (about an hour on one core); the survivors: build/mutmut/, `mutmut results`
 #
@@ -27,7 +26,7 @@ FASHION_MNIST_DEB := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PYTHONHASHSEED := 0
 
-.PHONY: setup fashion-mnist data repro profile test dry report findings notebooks mutants bench clean-outputs
+.PHONY: setup fashion-mnist data repro test dry report findings notebooks mutants bench clean-outputs
 
 setup: $(BIN)/.advhash-installed
 
@@ -69,14 +68,6 @@ else
 	  wait $$defenses && [ $$hag = 0 ]
 	$(DVC) repro
 endif
-
-# `make repro` under py-spy (10 samples a second, without pausing the processes): build/profile.raw, then the ten most
-# expensive calls of each stage that ran (tools/profile_stages.py). Stages already up to date do not run: on a fresh
-# clone every stage is profiled.
-profile: data
-	@mkdir -p build
-	$(BIN)/py-spy record --subprocesses --nonblocking -r 10 -f raw -o build/profile.raw -- $(MAKE) repro
-	$(BIN)/python tools/profile_stages.py build/profile.raw
 
 test: data
 	PATH=$(BIN_PATH):$$PATH $(BIN)/python -m pytest

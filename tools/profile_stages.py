@@ -1,9 +1,10 @@
 """Where a pipeline run spends its time: the ten most expensive calls of each stage, from a py-spy profile.
 
 Record a whole run (every stage's papermill kernel is a subprocess of its stage; ``--nonblocking`` samples without
-pausing the processes, 10 samples a second keep py-spy's own cost small):
+pausing the processes, 10 samples a second keep py-spy's own cost small), with make's own lanes (LANES=1: one stage
+at a time; py-spy once lost track of the two-lane recipe, whose stages then ran on unprofiled):
 
-    py-spy record --subprocesses --nonblocking -r 10 -f raw -o build/profile.raw -- make repro
+    py-spy record --subprocesses --nonblocking -r 10 -f raw -o build/profile.raw -- make repro LANES=1
     python tools/profile_stages.py build/profile.raw            # a Markdown table per stage
 
 A stage is recognised by its command (``python -m advhash.pipeline run 03_cmla``) among a sample's ancestor
