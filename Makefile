@@ -49,23 +49,27 @@ data: setup fashion-mnist
 	$(BIN)/python -m advhash.data materialize $(DEFAULT_DATASETS) --root $(DATA_ROOT)
 
 # `make repro` runs the stages in two lanes side by side (small models keep about one core each busy): lane 0 runs
-# cmla, which needs no other stage, then hag; lane 1 runs deep_hashing, then saat and cgat, which need it. hag
-# needs deep_hashing too, so it starts once both cmla and deep_hashing are done. Then a plain `dvc repro` finds
-# nothing left (or runs whatever a lane could not). Every stage's torch thread count is fixed by
-# pipeline.threads, so its numbers are the ones a sequential run gives. LANES=1: plain `dvc repro`, one stage at
-# a time (e.g. on a GPU, where two stages would share it).
+# cmla, which needs no other stage; lane 1 runs deep_hashing, then saat and cgat, which need it. hag needs
+# deep_hashing too and goes to whichever lane is free first (it claims it with an atomic mkdir): lane 0 on a fresh
+# clone, where cmla's training is the shorter lane's, lane 1 when the checkpoints are kept, where cmla's evaluation
+# is the longer. Then a plain `dvc repro` finds nothing left (or runs whatever a lane could not). Every stage's torch
+# thread count is fixed by pipeline.threads, so its numbers are the ones a sequential run gives. LANES=1: plain
+# `dvc repro`, one stage at a time (e.g. on a GPU, where two stages would share it).
 LANES ?= 2
 DVC := PATH=$(BIN_PATH):$$PATH $(BIN)/dvc --wait-for-lock
+CLAIM := build/locks/hag.claimed
 
 repro: data
 ifeq ($(LANES),1)
 	$(DVC) repro
 else
-	( export ADVHASH_LANE=0; $(DVC) repro --single-item cmla ) & cmla=$$!; \
+	@mkdir -p build/locks && rm -rf $(CLAIM)
+	hag() { mkdir $(CLAIM) 2>/dev/null || return 0; ADVHASH_LANE=$$1 $(DVC) repro --single-item hag; }; \
+	  ( export ADVHASH_LANE=0; $(DVC) repro --single-item cmla ) & cmla=$$!; \
 	  export ADVHASH_LANE=1; $(DVC) repro --single-item deep_hashing || { wait $$cmla; exit 1; }; \
-	  ( $(DVC) repro --single-item saat && $(DVC) repro --single-item cgat ) & defenses=$$!; \
-	  wait $$cmla && ADVHASH_LANE=0 $(DVC) repro --single-item hag; hag=$$?; \
-	  wait $$defenses && [ $$hag = 0 ]
+	  ( $(DVC) repro --single-item saat && $(DVC) repro --single-item cgat && hag 1 ) & defenses=$$!; \
+	  wait $$cmla && hag 0; lane0=$$?; wait $$defenses; lane1=$$?; rm -rf $(CLAIM); \
+	  [ $$lane0 = 0 ] && [ $$lane1 = 0 ]
 	$(DVC) repro
 endif
 

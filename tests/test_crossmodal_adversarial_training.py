@@ -26,8 +26,8 @@ def test_adversarial_training_puts_cmla_samples_in_front_and_fine_tunes(pairs, t
     robust, history, _ = fit_cmla_training(data, model, num_adversarial=12, epochs=1, image_attack=quick,
                                            text_attack=quick, checkpoint_dir=tmp_path, text_hidden=64, **TRAINING)
     assert len(history) == 1 and not same_weights(robust, model)
-    (path,) = tmp_path.iterdir()
-    assert path.name.startswith("dcmh+_16bits_small_cnn_e1_")
+    path, samples = sorted(tmp_path.iterdir())          # the checkpoint, and the samples it was trained on
+    assert path.name.startswith("dcmh+_16bits_small_cnn_e1_") and samples.name.startswith("dcmh+_samples_16bits_")
 
 
 def test_the_samples_are_each_modality_attacked_against_its_pairs_codes_with_its_own_settings(pairs):
@@ -116,9 +116,42 @@ def test_the_model_is_fine_tuned_on_the_augmented_split_not_the_clean_one(pairs,
     by_hand = augmented_training_split(model, data.train, num_adversarial=8, image_attack=image_attack,
                                        text_attack=text_attack)
     assert torch.equal(augmented.images, by_hand.images) and torch.equal(augmented.texts, by_hand.texts)
-    (path,) = tmp_path.iterdir()
+    path = next(path for path in tmp_path.iterdir() if "_samples_" not in path.name)   # the checkpoint
     assert path.name.startswith(f"{method}+_{model.bits}bits_small_cnn_e1_")
     on_augmented, _ = fit(data, bits=model.bits, epochs=1, base=model, train_split=augmented, **training)
     on_clean, _ = fit(data, bits=model.bits, epochs=1, base=model, train_split=data.train, **training)
     assert same_weights(robust, on_augmented), "fine-tuned on the augmented split"
     assert not same_weights(robust, on_clean), "not on the clean split"
+
+
+def test_the_augmented_split_is_stored_once_and_a_rerun_loads_the_plus_model_without_attacking(pairs, tmp_path,
+                                                                                                monkeypatch):
+    """A rerun with the checkpoints kept needs the augmented split only to name the "+" checkpoint: it is read from
+    the file the first run stored (the same bytes, so the same checkpoint), never made again; a file holding other
+    settings than its name says is refused."""
+    import advhash.crossmodal.adversarial_training as adversarial_training
+    from advhash.checkpoint import CheckpointMismatch, load_checkpoint
+
+    model, _, data = pairs
+    quick = dict(steps=3)
+    settings = dict(num_adversarial=8, epochs=1, image_attack=quick, text_attack=quick, checkpoint_dir=tmp_path,
+                    text_hidden=64, **TRAINING)
+    first, _, made = fit_cmla_training(data, model, **settings)
+    stored = sorted(path.name for path in tmp_path.iterdir())
+    assert len(stored) == 2 and stored[1].startswith("dcmh+_samples_16bits_small_cnn_e0_")
+
+    def attack_again(*args, **kwargs):
+        raise AssertionError("the samples were made again")
+
+    monkeypatch.setattr(adversarial_training, "cmla_samples", attack_again)
+    again, _, loaded = fit_cmla_training(data, model, **settings)
+    assert sorted(path.name for path in tmp_path.iterdir()) == stored, "nothing new trained or stored"
+    assert same_weights(again, first)
+    assert torch.equal(loaded.images, made.images) and torch.equal(loaded.texts, made.texts)
+    with pytest.raises(AssertionError, match="made again"):      # other attack settings: other samples
+        fit_cmla_training(data, model, **dict(settings, image_attack=dict(steps=4)))
+    samples = tmp_path / stored[1]                     # a file renamed from another run's samples is refused
+    renamed = samples.with_name(samples.name.rsplit("_", 1)[0] + "_00000000.pt")
+    samples.rename(renamed)
+    with pytest.raises(CheckpointMismatch, match="00000000"):
+        load_checkpoint(renamed)

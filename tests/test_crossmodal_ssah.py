@@ -215,8 +215,8 @@ def test_cmla_attacks_ssah_and_ssah_plus_fine_tunes_on_its_samples(ssah_pairs, t
                                                    text_attack=quick, checkpoint_dir=tmp_path, **TRAINING)
     assert isinstance(robust, SSAHModel) and len(history) == 1 and not same_weights(robust, model)
     assert len(augmented) == len(data.train) + 12
-    (path,) = tmp_path.iterdir()
-    assert path.name.startswith("ssah+_16bits_")
+    path, samples = sorted(tmp_path.iterdir())          # the checkpoint, and the samples it was trained on
+    assert path.name.startswith("ssah+_16bits_") and samples.name.startswith("ssah+_samples_16bits_")
     with pytest.raises(TypeError, match="CrossModalHashing .DCMH. or SSAHModel"):
         fit_cmla_training(data, model.image, num_adversarial=4, epochs=1)
 

@@ -25,7 +25,7 @@ def test_fit_crossmodal_victims_fits_each_base_model_and_its_plus_version_with_i
     assert list(histories.model.unique()) == ["DCMH", "DCMH+", "SSAH", "SSAH+"] and (histories.bits == 8).all()
     assert dcmh["epochs"] == 1 and adversarial["attacks"] is attacks, "the settings are not consumed"
     files = sorted(tmp_path.iterdir())
-    assert len(files) == 4
+    assert len(files) == 6, "four checkpoints, and the samples of the two + models"
     # the same fits called one by one name the same checkpoints: they only load them
     base, _ = fit_dcmh(data, bits=8, epochs=1, text_hidden=16, checkpoint_dir=tmp_path,
                        **{k: v for k, v in dcmh.items() if k != "epochs"})
@@ -48,11 +48,11 @@ def test_another_training_seed_fits_other_models_under_other_checkpoints(tmp_pat
                     text_hidden=16, checkpoint_dir=tmp_path)
     first, _ = fit_crossmodal_victims(data, [8], seed=0, **settings)
     second, _ = fit_crossmodal_victims(data, [8], seed=1, **settings)
-    assert len(list(tmp_path.iterdir())) == 8, "four checkpoints per seed"
+    assert len(list(tmp_path.iterdir())) == 12, "four checkpoints and two sample files per seed"
     for key in first:
         assert not same_weights(first[key], second[key]), key
     again, _ = fit_crossmodal_victims(data, [8], seed=1, **settings)
-    assert len(list(tmp_path.iterdir())) == 8 and all(same_weights(again[key], second[key]) for key in second)
+    assert len(list(tmp_path.iterdir())) == 12 and all(same_weights(again[key], second[key]) for key in second)
 
 
 def test_all_models_bits_limits_ssah_and_the_plus_models_to_those_code_lengths(tmp_path):
@@ -66,8 +66,8 @@ def test_all_models_bits_limits_ssah_and_the_plus_models_to_those_code_lengths(t
     models, histories = fit_crossmodal_victims(data, [4, 8], all_models_bits=[8], **settings)
     assert list(models) == [("DCMH", 4), ("DCMH", 8), ("DCMH+", 8), ("SSAH", 8), ("SSAH+", 8)]
     assert set(histories[histories.bits == 4].model) == {"DCMH"}
-    assert len(list(tmp_path.iterdir())) == 5
+    assert len(list(tmp_path.iterdir())) == 7, "five checkpoints, the samples of the two + models"
     full, _ = fit_crossmodal_victims(data, [8], **settings)       # the kept lengths: the same checkpoints, loaded
-    assert len(list(tmp_path.iterdir())) == 5 and all(same_weights(full[key], models[key]) for key in full)
+    assert len(list(tmp_path.iterdir())) == 7 and all(same_weights(full[key], models[key]) for key in full)
     with pytest.raises(ValueError, match=r"all_models_bits \[16\].*bits_list \[4, 8\]"):
         fit_crossmodal_victims(data, [4, 8], all_models_bits=[16], **settings)

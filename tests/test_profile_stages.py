@@ -21,11 +21,14 @@ def test_each_stage_counts_the_samples_with_a_library_call_on_the_stack_once_per
         f"{KERNEL.replace('04_saat', '01_deep_hashing')};encode (/x/lib/advhash/train.py:2) 5\n")
     profiles = profile_stages.stage_profiles(raw.read_text().splitlines())
     assert set(profiles) == {"04_saat", "01_deep_hashing"}, "samples outside a stage are left out"
-    total, calls = profiles["04_saat"]
+    total, calls, own = profiles["04_saat"]
     assert total == 40
     assert calls["run (advhash/attacks/base.py)"] == 30, "a function twice on one stack counts once"
     assert calls["leaderboard (advhash/robustness.py)"] == 30 and calls["fit_defense (advhash/defenses/base.py)"] == 10
     assert not any("module" in name or "torch" in name for name in calls), "cells and torch are not library calls"
+    assert own == {"run (advhash/attacks/base.py)": 30, "fit_defense (advhash/defenses/base.py)": 10}, \
+        "each sample counts once, for its innermost library call (torch's work inside it included)"
     assert profile_stages.main([str(raw), "--top", "2"]) == 0
     out = capsys.readouterr().out
-    assert "### 04_saat: 40 samples" in out and "| 75% | `leaderboard (advhash/robustness.py)` |" in out
+    assert "### 04_saat: 40 samples" in out and "| 75% | 75% | `run (advhash/attacks/base.py)` |" in out
+    assert "leaderboard" not in out, "sorted by own share, the top 2 only"

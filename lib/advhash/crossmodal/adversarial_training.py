@@ -15,7 +15,10 @@ from typing import Any
 import torch
 
 from ..attacks import perturb
+from ..checkpoint import checkpoint_file, load_checkpoint, model_digest, save_checkpoint
 from ..data import InMemorySplit
+from ..fingerprint import modules_of
+from ..models import backbone_precision
 from ..train import encode
 from .cmla import CMLA
 from .dcmh import fit_dcmh
@@ -55,20 +58,46 @@ def augmented_training_split(model, train_split, *, num_adversarial: int, image_
                          texts=torch.cat([adversarial_texts, texts]))
 
 
+def stored_training_split(data, base, *, name: str, checkpoint_dir, **sampling) -> InMemorySplit:
+    """:func:`augmented_training_split` of ``data.train`` against ``base`` (``sampling``: num_adversarial,
+    image_attack, text_attack, batch_size), made once and stored beside the checkpoints: a rerun that loads the
+    "+" model needs its augmented split only to name its checkpoint (which hashes the split's content), and making
+    its samples again cost a third of stage 03 with the checkpoints kept. The file,
+    ``<checkpoint_dir>/<name>_samples_<bits>bits_<backbone>_e0_<tag>.pt``, is named like a checkpoint
+    (``advhash.checkpoint.checkpoint_file``) after everything that determines the samples: the data, the training
+    items and their content, the thread count and precision, the code of the attack, the base model's weights and
+    ``sampling``; the settings stored inside are checked on load (``weights_only=True``), so a copied or renamed
+    file is refused. Without ``checkpoint_dir`` the split is made and not stored."""
+    if checkpoint_dir is None:
+        return augmented_training_split(base, data.train, **sampling)
+    device = next(base.parameters()).device
+    path = checkpoint_file(checkpoint_dir, f"{name}_samples_{base.bits}bits_{base.image.config['backbone']}",
+                           epochs=0, settings=dict(base=model_digest(base), **sampling), data_name=data.name,
+                           train_split=data.train, precision=backbone_precision(base, device),
+                           code=modules_of(augmented_training_split, CMLA))
+    if path.exists():
+        state = load_checkpoint(path)
+        return InMemorySplit(state["images"], state["labels"], texts=state["texts"])
+    augmented = augmented_training_split(base, data.train, **sampling)
+    save_checkpoint(dict(images=augmented.images, labels=augmented.labels, texts=augmented.texts), path)
+    return augmented
+
+
 def fit_cmla_training(data, base, *, num_adversarial: int = 5000, epochs: int = 5, image_attack=None,
                       text_attack=None, attack_batch_size: int = 128, checkpoint_dir=None, **training):
     """DCMH+ / SSAH+ : fine-tune ``base`` (a trained ``CrossModalHashing`` or ``SSAHModel``) with its own
     objective (``fit_dcmh`` / ``fit_ssah``, which ``training`` goes to) on the training set augmented with CMLA
-    samples (:func:`augmented_training_split`). Returns the fine-tuned model, its history and the augmented split."""
+    samples (:func:`augmented_training_split`, stored beside the checkpoints: :func:`stored_training_split`). Returns
+    the fine-tuned model, its history and the augmented split."""
     if isinstance(base, SSAHModel):
         fit, name = fit_ssah, "ssah+"
     elif isinstance(base, CrossModalHashing):
         fit, name = fit_dcmh, "dcmh+"
     else:
         raise TypeError(f"base must be a trained CrossModalHashing (DCMH) or SSAHModel; got {type(base).__name__}")
-    augmented = augmented_training_split(base, data.train, num_adversarial=min(num_adversarial, len(data.train)),
-                                         image_attack=image_attack, text_attack=text_attack,
-                                         batch_size=attack_batch_size)
+    augmented = stored_training_split(data, base, name=name, checkpoint_dir=checkpoint_dir,
+                                      num_adversarial=min(num_adversarial, len(data.train)),
+                                      image_attack=image_attack, text_attack=text_attack, batch_size=attack_batch_size)
     model, history = fit(data, bits=base.bits, epochs=epochs, base=base, train_split=augmented,
                          backbone=base.image.config["backbone"], checkpoint_dir=checkpoint_dir, name=name, **training)
     return model, history, augmented
