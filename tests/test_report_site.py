@@ -67,14 +67,27 @@ def with_findings_display(report: Path) -> None:
     nbformat.write(notebook, report)
 
 
+def without_findings_display(report: Path) -> None:
+    """Reshape an executed report as one rendered before the findings existed: its findings and invariants displays
+    emptied (the cell that opens the report kept, without outputs)."""
+    notebook = nbformat.read(report, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and "open_report()" in cell.source:
+            cell.outputs = []
+    nbformat.write(notebook, report)
+
+
 def project_copy(root: Path, stems=SECTIONS) -> Path:
     """A scratch copy of the project's results: the executed reports of ``stems`` (04's reshaped with a filled
-    findings display), every headline, synthetic findings for 01-04 (05 has none: NOT RUN), one NOT REPRODUCED."""
+    findings display, 02's as rendered before the findings existed), every headline, synthetic findings for 01-04
+    (05 has none: NOT RUN), one NOT REPRODUCED."""
     (root / "reports").mkdir(parents=True)
     for stem in stems:
         shutil.copy2(ROOT / "reports" / f"{stem}.ipynb", root / "reports")
     if "04_saat" in stems:
         with_findings_display(root / "reports" / "04_saat.ipynb")
+    if "02_hag" in stems:
+        without_findings_display(root / "reports" / "02_hag.ipynb")
     for name in ("notebooks/published", "profiles"):
         shutil.copytree(ROOT / name, root / name)
     for name in ("params.yaml", "dvc.yaml", "pyproject.toml"):
